@@ -1,0 +1,27 @@
+# Two entry points: `make app` (set up, then run the web UI on the bundled models) and
+# `make test` (set up, then run the test suite). Setup runs once; later calls reuse the venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: app test setup demo-data clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch 2.14.1 + torchvision 0.29.1: the pair that installs and imports here (docs: environment.md)
+	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -e '.[test]'
+	touch $(STAMP)
+
+app: $(STAMP)
+	$(BIN)/hdvila demo-data outputs/demo --split test --videos 8 --images 16
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

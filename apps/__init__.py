@@ -1,0 +1,1 @@
+"""User-facing applications: the `hdvila` command line and the web UI."""

@@ -1,0 +1,63 @@
+"""The ``hdvila`` command: one console entry point with subcommands.
+
+Each subcommand lives beside the feature it runs, in a module exposing ``add_arguments(parser)``
+and ``run(args)``; modules are imported only when their subcommand runs, so ``hdvila --help`` is
+instant. A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
+status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo-data": ("hdvila.demo.export", "render demo-domain videos, images and annotations to files"),
+    "judge": ("hdvila.judge.cli", "read shape, colour, background, size and pattern off images"),
+    "convert": ("apps.convert", "convert official checkpoints (HD-VILA .pt, StyleGAN2 .pkl/.pt) to model folders"),
+    "eval-retrieval": ("hdvila.retrieval.evaluate", "text-video retrieval metrics on an annotated video set"),
+    "search": ("hdvila.retrieval.search", "text-to-video search over a folder of videos"),
+    "invert": ("generation.stylegan2.projector", "project an image into a StyleGAN2 generator's W or W+ space"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hdvila", description="HD-VILA video-language model, text-guided editing and super-resolution.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser = _top_parser()
+        if not argv:
+            parser.print_help()
+            return 0
+        parser.parse_args(argv)  # prints help or "invalid choice" and exits
+        return 0
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"hdvila {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    from hdvila.errors import UserError
+
+    try:
+        result = module.run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Device and dtype policy, in one place: CUDA when present, else CPU; fp32 on CPU.
+
+Half precision is only used on CUDA; asking for it on a CPU falls back to fp32 with a warning,
+because CPU half-precision kernels are slow or missing for convolutions.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def get_device(name: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto" -> cuda:0 when available, else cpu; otherwise the named device.
+
+    Asking for CUDA on a machine without it raises a ``UserError`` with what to do.
+    """
+    from hdvila.errors import UserError
+
+    if name is None or str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available here; use --device cpu.")
+    return dev
+
+
+def get_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Resolve a dtype name ("auto", "fp32", "fp16", "bf16") for ``device``; "auto" is fp32 on CPU
+    and fp16 on CUDA."""
+    if isinstance(name, torch.dtype):
+        dtype = name
+    elif name is None or name == "auto":
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    else:
+        if name not in _DTYPES:
+            raise ValueError(f"unknown dtype {name!r}; choose from auto, fp32, fp16, bf16")
+        dtype = _DTYPES[name]
+    if device.type == "cpu" and dtype != torch.float32:
+        warnings.warn(f"{dtype} requested on CPU; using float32 instead", stacklevel=2)
+        dtype = torch.float32
+    return dtype
