@@ -38,6 +38,9 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
     take ``config`` as their only constructor argument."""
 
     config_class: ClassVar[type]
+    # State-dict key prefixes whose weights come from elsewhere (e.g. a frozen pretrained text tower
+    # shipped by a pip package): they are not written by save_pretrained and may be absent on load.
+    external_weight_prefixes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def model_type(cls) -> str:
@@ -61,6 +64,21 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
                 os.replace(tmp / name, target / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write the weights (minus external ones), storing tensors shared by several names once."""
+        from safetensors.torch import save_file
+
+        state, seen = {}, set()
+        for name, tensor in self.state_dict().items():
+            if name.startswith(self.external_weight_prefixes):
+                continue
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+            if tensor.numel() and key in seen:
+                continue  # a tied alias: load_weights accepts any one name of a shared tensor
+            seen.add(key)
+            state[name] = tensor.detach().contiguous().cpu()
+        save_file(state, str(Path(save_directory) / WEIGHTS_NAME), metadata={"format": "pt"})
 
     @classmethod
     def read_config(cls, directory: str | os.PathLike) -> Any:
@@ -110,7 +128,7 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
         if not weights.is_file():
             raise CheckpointError(f"{weights} is missing: the model folder has a config but no weights.")
         model = cls(config, **kwargs)
-        load_weights(model, weights, map_location=map_location)
+        load_weights(model, weights, map_location=map_location, allow_missing=cls.external_weight_prefixes)
         model.eval()
         return model
 
