@@ -1,0 +1,170 @@
+"""Build, cache and choose the compiled StyleGAN2 ops.
+
+The C++ (CPU) and CUDA kernels in ``csrc/`` are compiled with ninja by
+``torch.utils.cpp_extension.load`` the first time they are needed. Builds are cached under
+``$HDVILA_EXTENSIONS_DIR`` (default ``~/.cache/hdvila/torch_extensions``) in a folder whose name
+hashes the sources, the torch/CUDA/Python versions and the flags, so a stale build from another
+torch or an older source is never picked up (a known pain with ``~/.cache/torch_extensions``).
+
+A build that fails emits ONE warning per extension and the ops fall back to their plain-PyTorch
+reference paths: nothing crashes because a compiler is missing.
+
+Which path runs (``impl``):
+
+- ``'ref'``: the PyTorch reference (always correct, any device, any order of gradients);
+- ``'compiled'``: the kernel for the tensor's device (CPU C++ or CUDA), else the reference;
+- ``'auto'`` (default): CUDA tensors use the CUDA kernel; CPU tensors use the C++ kernel only for
+  the ops listed in :data:`CPU_PREFERS_COMPILED`, chosen by measurement (see that constant).
+
+The environment variable ``HDVILA_OPS_IMPL`` (``auto``/``ref``/``compiled``) replaces ``'auto'``,
+e.g. ``HDVILA_OPS_IMPL=ref`` to never build anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import sysconfig
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+
+#: Sources of each extension, relative to ``csrc/``; headers are part of the cache key too.
+SOURCES: dict[str, list[str]] = {"cpu": ["ops_cpu.cpp"], "cuda": ["ops_cuda.cpp", "ops_cuda.cu"]}
+HEADERS = ["sg2_math.h"]
+CFLAGS = ["-O3"]
+CUDA_CFLAGS = ["-O3"]
+
+#: Ops whose C++ kernel beats the reference on CPU (benchmarks/bench_stylegan2.py, 2 threads):
+#: filled in from measurements; ops not listed use the reference on CPU under 'auto'.
+CPU_PREFERS_COMPILED: frozenset[str] = frozenset()
+
+IMPLS = ("auto", "ref", "compiled")
+
+_lock = threading.Lock()
+_modules: dict[str, ModuleType | None] = {}
+_errors: dict[str, BaseException] = {}
+
+
+class ExtensionBuildError(RuntimeError):
+    """A compiled op could not be built or loaded."""
+
+
+def extensions_dir() -> Path:
+    """Folder that caches the builds: ``$HDVILA_EXTENSIONS_DIR`` or ``~/.cache/hdvila/torch_extensions``."""
+    env = os.environ.get("HDVILA_EXTENSIONS_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hdvila" / "torch_extensions"
+
+
+def _build_key(kind: str, sources: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sources + [CSRC / name for name in HEADERS]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes() if path.exists() else b"<missing>")
+    flags = CFLAGS + (CUDA_CFLAGS if kind == "cuda" else [])
+    meta = [torch.__version__, str(torch.version.cuda), sys.version, sysconfig.get_platform(), *flags]
+    if kind == "cuda":
+        meta.append(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+    h.update("\0".join(meta).encode())
+    return h.hexdigest()[:16]
+
+
+def _ensure_ninja_on_path() -> None:
+    """``cpp_extension`` runs ``ninja`` from PATH; a venv's ninja is not there unless activated."""
+    if shutil.which("ninja"):
+        return
+    candidates = [Path(sys.executable).parent]
+    try:
+        import ninja  # the PyPI package ships the binary
+
+        candidates.append(Path(ninja.BIN_DIR))
+    except (ImportError, AttributeError):
+        pass
+    for folder in candidates:
+        if (folder / "ninja").exists():
+            os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+            return
+
+
+def build_extension(kind: str) -> ModuleType:
+    """Compile (or load from the cache) the ``kind`` ('cpu' or 'cuda') extension; raises
+    :class:`ExtensionBuildError` with the compiler's message on failure. No caching of failures."""
+    from torch.utils import cpp_extension
+
+    if kind not in SOURCES:
+        raise ValueError(f"unknown extension kind {kind!r}; expected one of {sorted(SOURCES)}")
+    sources = [CSRC / name for name in SOURCES[kind]]
+    name = f"hdvila_stylegan2_ops_{kind}"
+    build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_ninja_on_path()
+        return cpp_extension.load(
+            name=name, sources=[str(s) for s in sources], build_directory=str(build_dir),
+            extra_cflags=CFLAGS, extra_cuda_cflags=CUDA_CFLAGS if kind == "cuda" else None,
+            extra_include_paths=[str(CSRC)], with_cuda=(kind == "cuda"), verbose=False)
+    except Exception as e:  # compiler errors surface as RuntimeError, missing tools as OSError etc.
+        raise ExtensionBuildError(f"building the StyleGAN2 {kind} ops in {build_dir} failed: "
+                                  f"{type(e).__name__}: {_tail(str(e))}") from e
+
+
+def _tail(message: str, lines: int = 12) -> str:
+    parts = message.strip().splitlines()
+    return "\n".join(parts[-lines:]) if len(parts) > lines else message.strip()
+
+
+def get_extension(kind: str) -> ModuleType | None:
+    """The ``kind`` extension, built on first use; ``None`` (after one warning) if it cannot be built."""
+    with _lock:
+        if kind in _modules:
+            return _modules[kind]
+        try:
+            module: ModuleType | None = build_extension(kind)
+        except ExtensionBuildError as e:
+            module = None
+            _errors[kind] = e
+            warnings.warn(
+                f"{e}\nFalling back to the (slower) PyTorch reference implementation of the StyleGAN2 ops; "
+                f"results are the same. To fix the build, install ninja and a C++ compiler"
+                f"{' and the CUDA toolkit (nvcc) matching torch.version.cuda' if kind == 'cuda' else ''}; "
+                f"to silence this, set HDVILA_OPS_IMPL=ref.", RuntimeWarning, stacklevel=3)
+        _modules[kind] = module
+        return module
+
+
+def last_error(kind: str) -> BaseException | None:
+    """The error of the failed build of ``kind`` in this process, if any."""
+    return _errors.get(kind)
+
+
+def reset_cache() -> None:
+    """Forget loaded and failed builds in this process (tests; after fixing a toolchain)."""
+    with _lock:
+        _modules.clear()
+        _errors.clear()
+
+
+def resolve(impl: str, op: str, x: torch.Tensor) -> ModuleType | None:
+    """The compiled module ``op`` should use for tensor ``x`` under ``impl``, or ``None`` for the
+    reference path."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = os.environ.get("HDVILA_OPS_IMPL", "auto") or "auto"
+        if impl not in IMPLS:
+            raise ValueError(f"HDVILA_OPS_IMPL must be one of {IMPLS}, got {impl!r}")
+    if impl == "ref":
+        return None
+    kind = x.device.type
+    if kind not in ("cpu", "cuda"):
+        return None
+    if impl == "auto" and kind == "cpu" and op not in CPU_PREFERS_COMPILED:
+        return None
+    return get_extension(kind)
