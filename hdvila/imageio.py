@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -33,6 +34,8 @@ from hdvila.errors import InputFileError, UserError
 DEFAULT_MAX_PIXELS = 40_000_000
 ALPHA_BACKGROUND = (255, 255, 255)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+_PIL_LIMIT_LOCK = threading.Lock()
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
@@ -81,10 +84,18 @@ def _open(src: str | os.PathLike | bytes | bytearray, label: str, max_pixels: in
     if not data:
         raise InputFileError(f"{label}: file is empty (0 bytes); it is not an image.")
     try:
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            # PIL's own bomb check fires inside open(); ours (with the size in the message) replaces
+            # it for this header-only call and runs before any pixel is decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+        _check_size(img.size, label, max_pixels)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            _check_size(img.size, label, max_pixels)  # header only: refuse bombs before decoding
             img.load()
             img = ImageOps.exif_transpose(img)
     except UserError:

@@ -22,6 +22,7 @@ _IMAGE, _VIDEO = 0, 1
 MOTION_TRAVEL = 0.22      # moving objects travel centre +- this fraction of the side
 POSITION_JITTER = 0.03
 COLOR_JITTER = 6
+ROTATION = 135.0
 
 
 def is_test_combination(shape: str, color: str, pattern: str) -> bool:
@@ -74,6 +75,8 @@ def sample_video_spec(split: str, seed: int, index: int, num_frames: int = 32) -
     rng = _rng(split, seed, index, _VIDEO)
     shape, color, pattern = _object_attributes(rng, split)
     background, motion = _choice(rng, BACKGROUNDS), _choice(rng, MOTIONS)
+    while motion == "rotate" and shape == "circle" and pattern == "plain":  # an invisible rotation
+        motion = _choice(rng, MOTIONS)
     size = None if motion in ("grow", "shrink") else _choice(rng, SIZES)
     cx = POSITION_CELLS[int(rng.integers(3))] + rng.uniform(-POSITION_JITTER, POSITION_JITTER)
     cy = POSITION_CELLS[int(rng.integers(3))] + rng.uniform(-POSITION_JITTER, POSITION_JITTER)
@@ -93,7 +96,8 @@ def sample_video_spec(split: str, seed: int, index: int, num_frames: int = 32) -
     else:
         r0 = r1 = SIZE_RADIUS[size] * rng.uniform(0.93, 1.07)
     angle = float(rng.uniform(-20, 20))
-    angle_end = angle + (180.0 if rng.random() < 0.5 else -180.0) if motion == "rotate" else angle
+    # 135 degrees: no shape here has that symmetry, so the end pose differs from the start.
+    angle_end = angle + (ROTATION if rng.random() < 0.5 else -ROTATION) if motion == "rotate" else angle
     end_color = switch = None
     if motion == "recolor":
         end_color = _choice(rng, [c for c in COLORS if c != color])
