@@ -479,6 +479,7 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         m = re.search(r"GLOBAL ([\w.]+)", str(e))
         asked = m.group(1) if m else str(e).strip().splitlines()[0]
+        asked = re.sub(r"^(posix|nt)\.", "os.", asked)
         raise CheckpointError(f"refusing to load {path}: the checkpoint asks for {asked}, which a StyleGAN2 "
                               f"checkpoint never needs (it may hold whole objects or be malicious). Nothing "
                               f"in it was run.") from None
@@ -498,7 +499,6 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _from_rosinality(path: Path, which: str, info: ConversionInfo):
-    Generator, _, Discriminator, _ = _networks()
     obj = _torch_load(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is a PyTorch checkpoint holding a {type(obj).__name__}, not a rosinality "
@@ -522,6 +522,7 @@ def _from_rosinality(path: Path, which: str, info: ConversionInfo):
                               f"{ {'G_ema': 'g_ema', 'G': 'g', 'D': 'd'}[which]!r}); it holds "
                               f"{', '.join(present)}. Pass --which {present[0]}.")
     state = _strip_prefix(dict(section))
+    Generator, _, Discriminator, _ = _networks()
     if which == "D":
         if "style.1.weight" in state:
             raise CheckpointError(f"{path}: 'd' holds a generator where a discriminator is expected.")

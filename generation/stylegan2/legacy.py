@@ -566,11 +566,10 @@ def _describe_bytes(head: bytes) -> str:
     for magic, what in known.items():
         if head.startswith(magic):
             return what
-    try:
-        head.decode("utf-8")
+    text = head.decode("utf-8", errors="ignore")  # a multi-byte character may be cut at the end
+    if len(text) >= len(head) // 2 and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
         return "it looks like text"
-    except UnicodeDecodeError:
-        return f"it starts with bytes {head[:8].hex(' ')}"
+    return f"it starts with bytes {head[:8].hex(' ')}"
 
 
 def read_network_pickle(path: str | os.PathLike) -> NetworkPickle:
