@@ -23,6 +23,7 @@ e.g. ``HDVILA_OPS_IMPL=ref`` to never build anything.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -42,9 +43,11 @@ HEADERS = ["sg2_math.h"]
 CFLAGS = ["-O3"]
 CUDA_CFLAGS = ["-O3"]
 
-#: Ops whose C++ kernel beats the reference on CPU (benchmarks/bench_stylegan2.py, 2 threads):
-#: filled in from measurements; ops not listed use the reference on CPU under 'auto'.
-CPU_PREFERS_COMPILED: frozenset[str] = frozenset()
+#: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors. Measured
+#: with benchmarks/bench_stylegan2.py on 2 threads (x86-64): upfirdn2d 3.7-17x faster (the
+#: reference convolves the inserted zeros and the dropped samples; the kernel skips them),
+#: bias_act 2-2.3x faster for lrelu (one pass instead of three). See docs/results.md.
+CPU_PREFERS_COMPILED: frozenset[str] = frozenset({"upfirdn2d", "bias_act"})
 
 IMPLS = ("auto", "ref", "compiled")
 
@@ -93,10 +96,23 @@ def _ensure_ninja_on_path() -> None:
             return
 
 
+def _cpp_extension():
+    # Importing it on a machine without a CUDA runtime logs "No CUDA runtime is found"; that is
+    # expected for CPU builds and not worth a line in every user's console.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
 def build_extension(kind: str) -> ModuleType:
     """Compile (or load from the cache) the ``kind`` ('cpu' or 'cuda') extension; raises
     :class:`ExtensionBuildError` with the compiler's message on failure. No caching of failures."""
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     if kind not in SOURCES:
         raise ValueError(f"unknown extension kind {kind!r}; expected one of {sorted(SOURCES)}")

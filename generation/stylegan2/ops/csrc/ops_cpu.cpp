@@ -16,11 +16,52 @@ namespace {
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
+// Rows of `inner` contiguous elements share one bias value; the activation is a template
+// argument so the per-element switch folds away and the inner loop can vectorise.
+template <int ACT, typename scalar_t>
+void bias_act_rows(const scalar_t* xp, const scalar_t* bp, const scalar_t* gp, scalar_t* yp, int64_t rows,
+                   int64_t inner, int64_t channels, int order, at::opmath_type<scalar_t> alpha,
+                   at::opmath_type<scalar_t> gain, at::opmath_type<scalar_t> clamp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, inner));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const acc_t bias = bp ? static_cast<acc_t>(bp[r % channels]) : acc_t(0);
+      const scalar_t* xr = xp + r * inner;
+      scalar_t* yr = yp + r * inner;
+      if (order == 0) {
+        for (int64_t i = 0; i < inner; ++i)
+          yr[i] = static_cast<scalar_t>(
+              sg2::bias_act_elem<acc_t>(ACT, 0, static_cast<acc_t>(xr[i]) + bias, acc_t(0), alpha, gain, clamp));
+      } else {
+        const scalar_t* gr = gp + r * inner;
+        for (int64_t i = 0; i < inner; ++i)
+          yr[i] = static_cast<scalar_t>(sg2::bias_act_elem<acc_t>(ACT, order, static_cast<acc_t>(xr[i]) + bias,
+                                                                  static_cast<acc_t>(gr[i]), alpha, gain, clamp));
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void bias_act_by_act(int act, const scalar_t* xp, const scalar_t* bp, const scalar_t* gp, scalar_t* yp, int64_t rows,
+                     int64_t inner, int64_t channels, int order, at::opmath_type<scalar_t> alpha,
+                     at::opmath_type<scalar_t> gain, at::opmath_type<scalar_t> clamp) {
+#define SG2_CASE(ID) \
+  case ID: return bias_act_rows<ID, scalar_t>(xp, bp, gp, yp, rows, inner, channels, order, alpha, gain, clamp);
+  switch (act) {
+    SG2_CASE(sg2::LINEAR) SG2_CASE(sg2::RELU) SG2_CASE(sg2::LRELU) SG2_CASE(sg2::TANH) SG2_CASE(sg2::SIGMOID)
+    SG2_CASE(sg2::ELU) SG2_CASE(sg2::SELU) SG2_CASE(sg2::SOFTPLUS) SG2_CASE(sg2::SWISH)
+  }
+#undef SG2_CASE
+}
+
 torch::Tensor bias_act_cpu(torch::Tensor x, torch::Tensor b, torch::Tensor g, int64_t order, int64_t act,
                            double alpha, double gain, double clamp, int64_t dim) {
   TORCH_CHECK(x.device().is_cpu(), "bias_act_cpu: x must be a CPU tensor");
   TORCH_CHECK(dim >= 0 && dim < x.dim(), "bias_act_cpu: dim out of range");
   TORCH_CHECK(order >= 0 && order <= 2, "bias_act_cpu: order must be 0, 1 or 2");
+  TORCH_CHECK(act >= sg2::LINEAR && act <= sg2::SWISH, "bias_act_cpu: unknown activation id");
   x = x.contiguous();
   const bool has_b = b.numel() > 0;
   const bool has_g = order > 0;
@@ -33,11 +74,11 @@ torch::Tensor bias_act_cpu(torch::Tensor x, torch::Tensor b, torch::Tensor g, in
     g = g.to(x.scalar_type()).contiguous();
   }
   auto y = torch::empty_like(x);
-  const int64_t n = x.numel();
-  if (n == 0) return y;
+  if (x.numel() == 0) return y;
   int64_t inner = 1;
   for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
   const int64_t channels = x.size(dim);
+  const int64_t rows = x.numel() / inner;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -46,15 +87,8 @@ torch::Tensor bias_act_cpu(torch::Tensor x, torch::Tensor b, torch::Tensor g, in
     const scalar_t* gp = has_g ? g.data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.data_ptr<scalar_t>();
     const acc_t a = static_cast<acc_t>(alpha), gn = static_cast<acc_t>(gain), cl = static_cast<acc_t>(clamp);
-    const int a_id = static_cast<int>(act), ord = static_cast<int>(order);
-    at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        acc_t z = static_cast<acc_t>(xp[i]);
-        if (bp) z += static_cast<acc_t>(bp[(i / inner) % channels]);
-        acc_t gi = gp ? static_cast<acc_t>(gp[i]) : acc_t(0);
-        yp[i] = static_cast<scalar_t>(sg2::bias_act_elem<acc_t>(a_id, ord, z, gi, a, gn, cl));
-      }
-    });
+    const int ord = static_cast<int>(order);
+    bias_act_by_act<scalar_t>(static_cast<int>(act), xp, bp, gp, yp, rows, inner, channels, ord, a, gn, cl);
   });
   return y;
 }
