@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,11 +59,18 @@ def load_official_state_dict(src: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes); download it again.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError, OSError) as e:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a plain PyTorch state dict: it does not load as tensors only (it holds "
+                              f"pickled Python objects such as a network, or is not a PyTorch file at all). HD-VILA "
+                              f"expects the released hdvila_stage2.pt; StyleGAN2 files go through "
+                              f"`hdvila convert stylegan2`.") from None
+    except (RuntimeError, EOFError, ValueError, AttributeError, TypeError, OSError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a PyTorch state dict that loads safely ({first}). HD-VILA expects "
-                              f"the released hdvila_stage2.pt; StyleGAN2 files go through `hdvila convert stylegan2`.") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first}); it may be truncated or of "
+                              f"another format. HD-VILA expects the released hdvila_stage2.pt.") from None
     for _ in range(3):  # unwrap {"model": {...}} style containers, possibly nested
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
