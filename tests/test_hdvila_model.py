@@ -322,17 +322,37 @@ def test_mlm_head_shares_its_bias_and_stage1_has_no_head(tiny):
         stage1.forward_mlm(ids, torch.ones_like(ids), *clips(1, 1, stage1.config))
 
 
-def test_freeze_stage1_leaves_only_stage2_parts_trainable():
+def test_training_stages_choose_trainable_parts():
     model = tiny_model()
-    model.freeze_stage1()
-    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"transformer.bert", "transformer.cls"}
+    hr, lr = clips(2, 1, model.config)
+    ids = torch.tensor([[101, 5, 102], [101, 6, 102]])
+    mask = torch.ones_like(ids)
+
+    def without_grad() -> list[str]:  # what DDP without find_unused_parameters would reject
+        return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+    model.set_training_stage(1)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert all(n.startswith(("transformer.bert.encoder.layer.2.", "transformer.bert.visual_embeddings.",
-                             "transformer.bert.pooler2.", "transformer.cls.predictions.")) for n in names)
-    assert "transformer.bert.visual_embeddings.position_embeddings.weight" not in names  # unused, frozen
+    assert not any(n.startswith(("transformer.cls.", "transformer.bert.visual_embeddings.",
+                                 "transformer.bert.pooler2.", "transformer.bert.encoder.layer.2.")) for n in names)
+    assert "transformer.bert.encoder.layer.1.output.dense.weight" in names  # text layer (not frozen here)
     model.train()
-    assert not model.cnn.training and not model.timesformer.training and model.transformer.bert.encoder.layer[2].training
+    model(ids, mask, hr, lr, return_loss=True).loss.backward()
+    assert without_grad() == []
+
+    model.zero_grad(set_to_none=True)
+    model.set_training_stage(2)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith(("transformer.bert.encoder.layer.2.", "transformer.bert.visual_embeddings.",
+                                       "transformer.cls.predictions.")) for n in names)
+    assert "transformer.bert.visual_embeddings.position_embeddings.weight" not in names  # unused, frozen
+    assert model.training and not model.cnn.training and not model.timesformer.training
+    assert model.transformer.bert.encoder.layer[2].training
+    labels = torch.tensor([[-100, 5, -100], [-100, 6, -100]])
+    model.forward_mlm(ids, mask, hr, lr, labels=labels).loss.backward()
+    assert without_grad() == []
+    model.set_training_stage(None)
+    assert model.transformer.t_proj.weight.requires_grad and model.transformer.cls.predictions.bias.requires_grad
 
 
 # ---- losses --------------------------------------------------------------------------------------------
