@@ -2,8 +2,9 @@
 // Python side (../bias_act.py, ../upfirdn2d.py) owns autograd and argument checking.
 #include <torch/extension.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "sg2_math.h"
 
@@ -66,7 +67,7 @@ torch::Tensor bias_act_cuda(torch::Tensor x, torch::Tensor b, torch::Tensor g, i
   TORCH_CHECK(x.is_cuda(), "bias_act_cuda: x must be a CUDA tensor");
   TORCH_CHECK(dim >= 0 && dim < x.dim(), "bias_act_cuda: dim out of range");
   TORCH_CHECK(order >= 0 && order <= 2, "bias_act_cuda: order must be 0, 1 or 2");
-  const at::cuda::CUDAGuard guard(x.device());
+  const c10::cuda::CUDAGuard guard(x.device());
   x = x.contiguous();
   const bool has_b = b.numel() > 0, has_g = order > 0;
   if (has_b) {
@@ -84,7 +85,7 @@ torch::Tensor bias_act_cuda(torch::Tensor x, torch::Tensor b, torch::Tensor g, i
   for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    bias_act_kernel<scalar_t><<<num_blocks(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    bias_act_kernel<scalar_t><<<num_blocks(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         x.data_ptr<scalar_t>(), has_b ? b.data_ptr<scalar_t>() : nullptr, has_g ? g.data_ptr<scalar_t>() : nullptr,
         y.data_ptr<scalar_t>(), n, inner, x.size(dim), static_cast<int>(act), static_cast<int>(order),
         static_cast<acc_t>(alpha), static_cast<acc_t>(gain), static_cast<acc_t>(clamp));
@@ -98,7 +99,7 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor k, int64_t upx, int6
   TORCH_CHECK(x.is_cuda(), "upfirdn2d_cuda: x must be a CUDA tensor");
   TORCH_CHECK(x.dim() == 4 && k.dim() == 2, "upfirdn2d_cuda: x must be [N, C, H, W] and k [kh, kw]");
   TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d_cuda: up/down must be >= 1");
-  const at::cuda::CUDAGuard guard(x.device());
+  const c10::cuda::CUDAGuard guard(x.device());
   x = x.contiguous();
   const int64_t n = x.size(0), c = x.size(1), in_h = x.size(2), in_w = x.size(3);
   const int64_t kh = k.size(0), kw = k.size(1);
@@ -112,7 +113,7 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor k, int64_t upx, int6
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto kk = k.to(x.device(), c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    upfirdn2d_kernel<scalar_t><<<num_blocks(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    upfirdn2d_kernel<scalar_t><<<num_blocks(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         x.data_ptr<scalar_t>(), kk.data_ptr<acc_t>(), y.data_ptr<scalar_t>(), total, in_h, in_w, out_h, out_w,
         kh, kw, upx, upy, downx, downy, px0, py0);
   });
