@@ -171,10 +171,11 @@ def generator_config_from_nvlabs(rec: NetworkRecord, source: str = "the pickle")
         notes.append("ignored settings: " + ", ".join(k for k in ignored if k not in harmless)
                      if set(ignored) - harmless else "ignored run-time settings: " + ", ".join(ignored))
     _, StyleGAN2Config, _, _ = _networks()
-    cfg = StyleGAN2Config(
-        z_dim=int(z_dim), c_dim=0, w_dim=int(w_dim),
-        img_resolution=int(_require(top, "img_resolution", what, source)),
-        img_channels=int(_require(top, "img_channels", what, source)),
+    img_resolution = _require(top, "img_resolution", what, source)
+    img_channels = _require(top, "img_channels", what, source)
+    cfg = _make_config(lambda: StyleGAN2Config(
+        z_dim=int(z_dim), c_dim=0, w_dim=int(w_dim), img_resolution=int(img_resolution),
+        img_channels=int(img_channels),
         mapping_layers=int(mapping.get("num_layers", 8)),
         mapping_lr_multiplier=float(mapping.get("lr_multiplier", 0.01)),
         w_avg_beta=float(mapping.get("w_avg_beta", 0.995)),
@@ -183,8 +184,15 @@ def generator_config_from_nvlabs(rec: NetworkRecord, source: str = "the pickle")
         num_fp16_res=int(synthesis.get("num_fp16_res", 0)),
         conv_clamp=None if synthesis.get("conv_clamp") is None else float(synthesis["conv_clamp"]),
         architecture=str(synthesis.get("architecture", "skip")),
-    )
+    ), what, source)
     return cfg, notes
+
+
+def _make_config(build, what: str, source: str) -> Any:
+    try:
+        return build()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: {what} records settings our networks cannot take ({e}).") from None
 
 
 def discriminator_config_from_nvlabs(rec: NetworkRecord, source: str = "the pickle") -> tuple[Any, list[str]]:
@@ -219,10 +227,10 @@ def discriminator_config_from_nvlabs(rec: NetworkRecord, source: str = "the pick
         notes.append("ignored settings: " + ", ".join(extra))
     group_size = epilogue.get("mbstd_group_size", 4)
     _, _, _, DiscriminatorConfig = _networks()
-    cfg = DiscriminatorConfig(
-        c_dim=0,
-        img_resolution=int(_require(kw, "img_resolution", what, source)),
-        img_channels=int(_require(kw, "img_channels", what, source)),
+    img_resolution = _require(kw, "img_resolution", what, source)
+    img_channels = _require(kw, "img_channels", what, source)
+    cfg = _make_config(lambda: DiscriminatorConfig(
+        c_dim=0, img_resolution=int(img_resolution), img_channels=int(img_channels),
         architecture=str(kw.get("architecture", "resnet")),
         channel_base=int(kw.get("channel_base", 32768)),
         channel_max=int(kw.get("channel_max", 512)),
@@ -230,7 +238,7 @@ def discriminator_config_from_nvlabs(rec: NetworkRecord, source: str = "the pick
         conv_clamp=None if kw.get("conv_clamp") is None else float(kw["conv_clamp"]),
         mbstd_group_size=None if group_size is None else int(group_size),
         mbstd_num_channels=int(epilogue.get("mbstd_num_channels", 1)),
-    )
+    ), what, source)
     return cfg, notes
 
 
@@ -362,10 +370,10 @@ def rosinality_generator_to_nvlabs(state: dict, latent_avg: torch.Tensor | None 
     t.leftover()
     if latent_avg is not None:
         out["mapping.w_avg"] = latent_avg.detach().to(torch.float32).reshape(-1)
-    cfg = StyleGAN2Config(z_dim=int(z_dim), c_dim=0, w_dim=int(w_dim), img_resolution=resolution,
-                          img_channels=int(img_channels), mapping_layers=n_mlp, mapping_lr_multiplier=0.01,
-                          w_avg_beta=0.995, channel_base=base, channel_max=cmax, num_fp16_res=0,
-                          conv_clamp=None, architecture="skip")
+    cfg = _make_config(lambda: StyleGAN2Config(
+        z_dim=int(z_dim), c_dim=0, w_dim=int(w_dim), img_resolution=resolution, img_channels=int(img_channels),
+        mapping_layers=n_mlp, mapping_lr_multiplier=0.01, w_avg_beta=0.995, channel_base=base, channel_max=cmax,
+        num_fp16_res=0, conv_clamp=None, architecture="skip"), "the generator", source)
     notes.append("mapping lr multiplier taken as 0.01 (rosinality's default; it is not stored in checkpoints)")
     return cfg, out, notes
 
@@ -407,9 +415,10 @@ def rosinality_discriminator_to_nvlabs(state: dict, source: str = "the checkpoin
     out["b4.out.weight"] = t.take("final_linear.1.weight")
     out["b4.out.bias"] = t.take("final_linear.1.bias")
     t.leftover()
-    cfg = DiscriminatorConfig(c_dim=0, img_resolution=resolution, img_channels=int(img_channels),
-                              architecture="resnet", channel_base=base, channel_max=cmax, num_fp16_res=0,
-                              conv_clamp=None, mbstd_group_size=4, mbstd_num_channels=int(mbstd_channels))
+    cfg = _make_config(lambda: DiscriminatorConfig(
+        c_dim=0, img_resolution=resolution, img_channels=int(img_channels), architecture="resnet",
+        channel_base=base, channel_max=cmax, num_fp16_res=0, conv_clamp=None, mbstd_group_size=4,
+        mbstd_num_channels=int(mbstd_channels)), "the discriminator", source)
     return cfg, out, []
 
 
