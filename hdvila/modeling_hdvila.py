@@ -124,19 +124,15 @@ class HDVILAModel(PretrainedModel):
                 for i in range(self.config.text_layers, self.config.num_hidden_layers)]
 
     def _freeze(self, name: str) -> None:
-        module = self.get_submodule(name) if self._has_module(name) else None
-        if module is None:
+        """Stop gradients into submodule ``name`` and keep it in eval mode; absent modules are skipped
+        (e.g. the MLM head of a stage-1 model)."""
+        try:
+            module = self.get_submodule(name)
+        except AttributeError:
             return
         module.requires_grad_(False)
         module.eval()
         self._frozen.add(name)
-
-    def _has_module(self, name: str) -> bool:
-        try:
-            self.get_submodule(name)
-        except AttributeError:
-            return False
-        return True
 
     def _load_minilm_text_tower(self) -> None:
         """Copy the offline all-MiniLM-L6-v2 weights into the embeddings and text layers and start
@@ -193,9 +189,9 @@ class HDVILAModel(PretrainedModel):
         ``1``: the dual encoder for the contrastive loss (stage-2 parts frozen, so data-parallel training
         finds no unused parameters). ``2``: the paper's second stage, MLM on the multimodal layers,
         visual embeddings and the MLM head, with all stage-1 parts frozen (``pooler2`` and the matching
-        head too: no matching objective is trained). ``None`` (the
-        state after construction): both. In every case modules the forward never uses (see
-        ``_UNUSED_MODULES``) and, with ``config.freeze_text_encoder``, the text tower stay frozen.
+        head too: no matching objective is trained). ``None`` (the state after construction): both.
+        In every case modules the forward never uses (``_UNUSED_MODULES``) and, with
+        ``config.freeze_text_encoder``, the text tower stay frozen.
         """
         if stage not in (None, 1, 2):
             raise ValueError(f"stage must be 1, 2 or None, got {stage}")
@@ -318,6 +314,9 @@ class HDVILAModel(PretrainedModel):
         if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
             raise ValueError(f"input_ids and attention_mask must both be [B, L]; got {tuple(input_ids.shape)} and "
                              f"{tuple(attention_mask.shape)}")
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"{input_ids.shape[1]} tokens exceed the {self.config.max_position_embeddings} "
+                             f"positions of the text encoder; truncate the text (the processor keeps 50)")
         bert = self.transformer.bert
         return bert.encoder(bert.embeddings(input_ids), attention_mask, 0, self.config.text_layers)
 
