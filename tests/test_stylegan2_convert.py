@@ -441,6 +441,7 @@ def test_infer_channel_layout_of_rosinality_tables():
     assert _infer_channel_layout(table(2, 1024), "generator", "x") == (32768, 512)  # config-f
     assert _infer_channel_layout(table(1, 256), "generator", "x") == (16384, 512)
     assert _infer_channel_layout(ROS_CHANNELS, "generator", "x") == (256, 32)
+    assert _infer_channel_layout(table(2, 16), "generator", "x") == (32768, 512)  # all at max: NVlabs' value
     with pytest.raises(CheckpointError, match=r"channel counts per resolution \(4: 8, 8: 16\) do not follow"):
         _infer_channel_layout({4: 8, 8: 16}, "generator", "x")
 

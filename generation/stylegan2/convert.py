@@ -256,7 +256,7 @@ def _infer_channel_layout(channels: dict[int, int], what: str, source: str) -> t
     """channel_base/channel_max with min(base // res, max) == channels[res] for every resolution."""
     cmax = max(channels.values())
     candidates = {c * r for r, c in channels.items() if c < cmax} | {cmax * max(channels)}
-    for base in sorted(candidates):
+    for base in [32768, 16384] + sorted(candidates):  # NVlabs' usual values first when they fit
         if all(min(base // r, cmax) == c for r, c in channels.items()):
             return base, cmax
     shown = ", ".join(f"{r}: {c}" for r, c in sorted(channels.items()))
