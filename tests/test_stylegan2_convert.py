@@ -549,6 +549,10 @@ def test_rosinality_refusals(ros_ckpt, tmp_path, marker):
     torch.save({"state_dict": {"generator_ema.constant_input.input": torch.zeros(1)}}, tmp_path / "mmagic.pth")
     with pytest.raises(CheckpointError, match="mmagic checkpoints are not supported"):
         load_stylegan2(tmp_path / "mmagic.pth")
+    with nv.fake_nvlabs_modules():
+        torch.save({"G_ema": nv.to_persistent(torch.nn.Linear(1, 1))}, tmp_path / "torch_saved_nvlabs.pt")
+    with pytest.raises(CheckpointError, match="holds whole NVlabs network objects saved with torch.save"):
+        load_stylegan2(tmp_path / "torch_saved_nvlabs.pt")
     torch.save({"model": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a rosinality StyleGAN2 checkpoint: it holds model, not g_ema"):
         load_stylegan2(tmp_path / "other.pt")

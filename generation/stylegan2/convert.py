@@ -489,6 +489,10 @@ def _torch_load(path: Path) -> Any:
         m = re.search(r"GLOBAL ([\w.]+)", str(e))
         asked = m.group(1) if m else str(e).strip().splitlines()[0]
         asked = re.sub(r"^(posix|nt)\.", "os.", asked)
+        if asked.startswith(("torch_utils.", "training.networks", "dnnlib.")):
+            raise CheckpointError(f"{path} holds whole NVlabs network objects saved with torch.save, which cannot "
+                                  f"be read without running their code. Convert the original network pickle "
+                                  f"(.pkl) instead.") from None
         raise CheckpointError(f"refusing to load {path}: the checkpoint asks for {asked}, which a StyleGAN2 "
                               f"checkpoint never needs (it may hold whole objects or be malicious). Nothing "
                               f"in it was run.") from None
