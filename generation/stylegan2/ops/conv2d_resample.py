@@ -58,13 +58,13 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         raise ValueError("conv2d_resample needs a filter f when up or down > 1")
     out_ch, in_per_group, kh, kw = w.shape
     px0, px1, py0, py1 = _resample_padding(f, up, down, padding)
-    conv_w = w if flip_weight else w.flip([2, 3])  # the weight F.conv2d must correlate with
+    conv_w = w if flip_weight or up > 1 else w.flip([2, 3])  # what F.conv2d correlates with (up > 1: unused)
 
     if kh == 1 and kw == 1 and down > 1 and up == 1:  # filter+downsample first: the conv runs small
         x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)
         return F.conv2d(x, conv_w, groups=groups)
-    if kh == 1 and kw == 1 and up > 1 and down == 1:  # conv first, then upsample
-        x = F.conv2d(x, conv_w, groups=groups)
+    if kh == 1 and kw == 1 and up > 1 and down == 1:  # conv first, then upsample (a 1x1 kernel needs no flip)
+        x = F.conv2d(x, w, groups=groups)
         return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up, flip_filter=flip_filter, impl=impl)
     if down > 1 and up == 1:  # filter, then strided conv
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)

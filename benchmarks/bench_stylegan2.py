@@ -1,0 +1,164 @@
+"""StyleGAN2 generator throughput and custom-op speed, reference vs compiled paths.
+
+    .venv/bin/python benchmarks/bench_stylegan2.py                 # full run
+    .venv/bin/python benchmarks/bench_stylegan2.py --repeats 2     # quicker
+
+Generator configs (z = w = 512, 8 mapping layers, noise 'const', truncation 1, eval mode):
+  64 px: channel_base 8192, channel_max 256 (a small generator: 256 channels up to 32 px, 128 at 64 px);
+  256 px and 1024 px: config-f channels (channel_base 32768, channel_max 512).
+Paths: 'ref' = plain-PyTorch ops; 'compiled' = the C++ kernels on CPU (CUDA kernels on a GPU).
+
+FLOP/s: the generator's convolution and matmul FLOPs (torch.utils.flop_counter; the FIR filtering
+and bias/activation work is not counted, so this is the useful dense work) divided by the time,
+as a share of the same machine's fp32 matmul FLOP/s measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from generation.stylegan2 import Generator, StyleGAN2Config
+from generation.stylegan2.ops import bias_act, build_extension, downsample2d, setup_filter, upfirdn2d, upsample2d
+
+CONFIGS = {
+    64: dict(img_resolution=64, channel_base=8192, channel_max=256),
+    256: dict(img_resolution=256),
+    1024: dict(img_resolution=1024),
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fns, device: torch.device, repeats: int, warmup: int = 1) -> list[float]:
+    """Median seconds per call of each function, calls interleaved (A B A B ...) so that load
+    from other processes on a shared machine hits all of them alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, acc in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            acc.append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
+
+
+def matmul_flops(device: torch.device, repeats: int) -> float:
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n ** 3 / timed([lambda: a @ b], device, max(repeats, 5), warmup=2)[0]
+
+
+def generator_rows(device: torch.device, resolutions: list[int], batch: int, repeats: int, impls: list[str],
+                   peak: float) -> list[tuple]:
+    rows = []
+    for res in resolutions:
+        torch.manual_seed(0)
+        G = Generator(StyleGAN2Config(**CONFIGS[res])).eval().to(device)
+        z = torch.randn(batch, G.z_dim, device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            G(z)
+        flops = counter.get_total_flops() / batch
+        def runner(impl):
+            def run():
+                with torch.no_grad():
+                    _forward(G, z, impl)
+            return run
+
+        for impl, sec in zip(impls, timed([runner(i) for i in impls], device, repeats)):
+            sec /= batch
+            rows.append((res, _describe(CONFIGS[res]), impl, batch, sec * 1e3, 1 / sec, flops / 1e9,
+                         flops / sec / 1e9, 100 * flops / sec / peak))
+        del G
+    return rows
+
+
+def _forward(G: Generator, z: torch.Tensor, impl: str) -> torch.Tensor:
+    """Run G with every op forced to ``impl`` (the ops read HDVILA_OPS_IMPL for 'auto')."""
+    old = os.environ.get("HDVILA_OPS_IMPL")
+    os.environ["HDVILA_OPS_IMPL"] = impl
+    try:
+        return G(z)
+    finally:
+        if old is None:
+            del os.environ["HDVILA_OPS_IMPL"]
+        else:
+            os.environ["HDVILA_OPS_IMPL"] = old
+
+
+def _describe(cfg: dict) -> str:
+    base, cmax = cfg.get("channel_base", 32768), cfg.get("channel_max", 512)
+    return "config-f" if (base, cmax) == (32768, 512) else f"base {base}, max {cmax}"
+
+
+def op_rows(device: torch.device, repeats: int) -> list[tuple]:
+    f = setup_filter([1, 3, 3, 1], device=device)
+    b256 = torch.randn(256, device=device)
+    cases = [
+        ("upsample2d (skip image)", (4, 3, 128, 128), lambda x, i: upsample2d(x, f, impl=i)),
+        ("FIR after transposed conv", (1, 1024, 65, 65), lambda x, i: upfirdn2d(x, f, padding=1, gain=4, impl=i)),
+        ("FIR before strided conv (D)", (4, 128, 64, 64), lambda x, i: upfirdn2d(x, f, padding=2, impl=i)),
+        ("downsample2d (D skip)", (4, 128, 64, 64), lambda x, i: downsample2d(x, f, impl=i)),
+        ("bias_act lrelu", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", impl=i)),
+        ("bias_act lrelu + clamp 256", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", clamp=256, impl=i)),
+    ]
+    rows = []
+    for name, shape, fn in cases:
+        x = torch.randn(*shape, device=device)
+        xg = x.clone().requires_grad_(True)
+
+        def fwd_bwd(i):
+            fn(xg, i).square().sum().backward()
+
+        ref, comp = timed([lambda: fn(x, "ref"), lambda: fn(x, "compiled")], device, repeats)
+        ref_b, comp_b = timed([lambda: fwd_bwd("ref"), lambda: fwd_bwd("compiled")], device, repeats)
+        rows.append((name, "x".join(map(str, shape)), ref * 1e3, comp * 1e3, ref / comp, ref_b * 1e3, comp_b * 1e3, ref_b / comp_b))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 256, 1024], choices=sorted(CONFIGS))
+    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 8 on CUDA")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch = args.batch or (8 if device.type == "cuda" else 1)
+
+    t = time.perf_counter()
+    build_extension(device.type)  # fail loudly here rather than silently timing the fallback
+    build_s = time.perf_counter() - t
+    peak = matmul_flops(device, args.repeats)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; extension build/load {build_s:.1f} s; "
+          f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
+
+    print("| op | shape | ref fwd ms | compiled fwd ms | speedup | ref fwd+bwd ms | compiled fwd+bwd ms | speedup |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in op_rows(device, args.repeats):
+        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.1f}x |")
+
+    print("\n| px | channels | ops | batch | ms/img | img/s | GFLOP/img | GFLOP/s | % of matmul |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in generator_rows(device, args.resolutions, batch, args.repeats, ["ref", "compiled"], peak):
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
