@@ -307,3 +307,30 @@ def test_python_api_in_memory_videos_features_and_frame_folder(world, tmp_path):
     torch.testing.assert_close(with_folder["features"]["video"], from_files["features"]["video"], atol=1e-5, rtol=1e-4)
     again = evaluate_retrieval(model, proc, ann, tmp_path / "videos", progress=False, cache_dir=tmp_path / "cache")
     assert again["videos_from_cache"] == N_VIDEOS        # frame folders are cached too (model id from memory)
+
+
+def test_cache_survives_damaged_entries_and_unwritable_disk(world, tmp_path, monkeypatch):
+    model = HDVILAModel.from_pretrained(world / "model")
+    proc = processor_for(model)
+    ann = load_annotations(world / "data" / "hdvila_test.jsonl", "jsonl")
+    videos, cache = world / "data" / "videos", tmp_path / "cache"
+    first = evaluate_retrieval(model, proc, ann, videos, cache_dir=cache, progress=False)
+    entries = sorted(cache.rglob("*.npz"))
+    assert len(entries) == N_VIDEOS and not list(cache.rglob(".tmp-*"))   # no temporary files left behind
+    entries[0].write_bytes(entries[0].read_bytes()[:50])                  # a truncated entry
+    again = evaluate_retrieval(model, proc, ann, videos, cache_dir=cache, progress=False)
+    assert (again["videos_encoded"], again["videos_from_cache"]) == (1, N_VIDEOS - 1)
+    assert again["t2v"] == first["t2v"] and again["v2t"] == first["v2t"]
+    # a different model (one weight changed) never reads these entries
+    with torch.no_grad():
+        model.transformer.v_proj.bias.add_(1.0)
+    other = evaluate_retrieval(model, proc, ann, videos, cache_dir=cache, progress=False)
+    assert other["videos_encoded"] == N_VIDEOS
+    # a cache that cannot be written warns and the evaluation still finishes
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(EmbeddingCache, "put", refuse)
+    with pytest.warns(UserWarning, match="cannot write the embedding cache"):
+        res = evaluate_retrieval(model, proc, ann, videos, cache_dir=tmp_path / "other", progress=False)
+    assert res["videos_encoded"] == N_VIDEOS and res["t2v"]["num_queries"] == 2 * N_VIDEOS

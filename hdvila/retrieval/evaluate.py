@@ -165,9 +165,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model folder (config.json + model.safetensors); default: the bundled "
                              "checkpoints/hdvila-mini")
-    parser.add_argument("--num-frm", type=int, default=None, help="frames per clip (odd)")
-    parser.add_argument("--sample-rate", type=int, default=None, help="frame step inside a clip")
-    parser.add_argument("--n-clips", type=int, default=None, help="clips per video")
+    parser.add_argument("--num-frm", type=int, default=None,
+                        help="frames per clip (odd); default per dataset: msrvtt 7, didemo 11, lsmdc 11, "
+                             "activitynet 13, otherwise the model's num_frames")
+    parser.add_argument("--sample-rate", type=int, default=None,
+                        help="frame step inside a clip; default msrvtt 4, didemo 2, lsmdc 3, activitynet 4, else 4")
+    parser.add_argument("--n-clips", type=int, default=None,
+                        help="clips per video; default msrvtt 4, didemo 8, lsmdc 4, activitynet 8, else 4")
     parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
@@ -230,8 +234,10 @@ def load_model_and_processor(args: argparse.Namespace, default_sampling: tuple[i
         raise UserError("--batch-size must be >= 1 and --workers >= 0")
     kwargs = {"num_frm": num_frm, "sample_rate": sample_rate, "n_clips": n_clips}
     if args.max_tokens is not None:
-        if args.max_tokens < 3:
-            raise UserError(f"--max-tokens must be >= 3, got {args.max_tokens}")
+        limit = model.config.max_position_embeddings
+        if not 3 <= args.max_tokens <= limit:
+            raise UserError(f"--max-tokens must be between 3 and {limit} (the text encoder's positions), "
+                            f"got {args.max_tokens}")
         kwargs["max_length"] = args.max_tokens
     processor = HDVILAProcessor.from_config(model.config, **kwargs)
     device, dtype = model_device_dtype(model, args.device, args.dtype)

@@ -375,8 +375,13 @@ def encode_videos(model: Any, processor: Any, sources: Sequence[tuple[str, Video
                 feats = feats.float().cpu()
                 for (key, _, _), f in zip(good, feats):
                     out.features[key] = f
-                    if key in prints:
-                        cache.put(prints[key], f)  # type: ignore[union-attr]
+                    if key in prints and cache is not None:
+                        try:
+                            cache.put(prints[key], f)
+                        except OSError as e:  # read-only or full disk: the run itself can go on
+                            warnings.warn(f"cannot write the embedding cache in {cache.dir} ({e.strerror or e}); "
+                                          f"continuing without caching", stacklevel=2)
+                            cache = None
                 out.encoded += len(good)
             bar.update(len(batch))
     return out
