@@ -21,10 +21,8 @@ layers -> ``pooler1`` -> ``t_proj`` -> L2. Both live in one ``projection_dim`` s
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +31,7 @@ from torch import nn
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError
 from hdvila.losses import contrastive_loss
-from hdvila.modeling_utils import WEIGHTS_NAME, PretrainedModel, load_weights
+from hdvila.modeling_utils import PretrainedModel
 from hdvila.models.bert import HDVILATransformer
 from hdvila.models.pixels import resize_crop, unit_to_pixel_values
 from hdvila.models.resnet import ResNet
@@ -208,23 +206,6 @@ class HDVILAModel(PretrainedModel):
         for name in frozen:
             self._freeze(name)
         self.train(self.training)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,  # type: ignore[override]
-                        map_location: str | torch.device = "cpu", **kwargs: Any) -> "HDVILAModel":
-        """Load a folder written by ``save_pretrained``. Weights of a frozen MiniLM text tower are
-        taken from the installed package (they are not in the folder); all other weights must be.
-        Raises :class:`~hdvila.errors.CheckpointError` on any mismatch."""
-        # The base class allows the class-wide external prefixes; here they depend on the config.
-        directory = Path(pretrained_model_name_or_path)
-        config = cls.read_config(directory)
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"{weights} is missing: the model folder has a config but no weights.")
-        model = cls(config, **kwargs)
-        load_weights(model, weights, map_location=map_location, allow_missing=model.external_weight_prefixes)
-        model.eval()
-        return model
 
     @property
     def logit_scale(self) -> float:

@@ -40,6 +40,7 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
     config_class: ClassVar[type]
     # State-dict key prefixes whose weights come from elsewhere (e.g. a frozen pretrained text tower
     # shipped by a pip package): they are not written by save_pretrained and may be absent on load.
+    # An instance may override it when the prefixes depend on its config.
     external_weight_prefixes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -128,7 +129,7 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
         if not weights.is_file():
             raise CheckpointError(f"{weights} is missing: the model folder has a config but no weights.")
         model = cls(config, **kwargs)
-        load_weights(model, weights, map_location=map_location, allow_missing=cls.external_weight_prefixes)
+        load_weights(model, weights, map_location=map_location, allow_missing=model.external_weight_prefixes)
         model.eval()
         return model
 
