@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross")
+SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (205, 50, 50),
     "orange": (210, 135, 45),

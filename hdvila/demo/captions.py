@@ -22,7 +22,7 @@ SHAPE_WORDS = {
     "square": (["square", "box", "block"], ["tile"]),
     "triangle": (["triangle", "three-sided shape", "wedge"], ["pyramid"]),
     "star": (["star", "five-pointed star", "starburst"], ["pentagram"]),
-    "hexagon": (["hexagon", "six-sided shape", "honeycomb cell"], ["hex"]),
+    "diamond": (["diamond", "rhombus", "diamond shape"], ["lozenge"]),
     "cross": (["cross", "plus sign", "plus shape"], ["addition symbol"]),
 }
 COLOR_WORDS = {

@@ -30,8 +30,8 @@ def _polygon(shape: str) -> list[tuple[float, float]] | None:
         return [(up + k * 2 * math.pi / 3, 1.0) for k in range(3)]
     if shape == "star":
         return [(up + k * math.pi / 5, 1.0 if k % 2 == 0 else 0.45) for k in range(10)]
-    if shape == "hexagon":
-        return [(k * math.pi / 3, 1.0) for k in range(6)]
+    if shape == "diamond":  # a rhombus, 0.6 as wide as tall: unlike a square under any rotation
+        return [(up, 1.0), (0.0, 0.6), (math.pi / 2, 1.0), (math.pi, 0.6)]
     if shape == "cross":
         w = 0.34
         pts = [(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1)]

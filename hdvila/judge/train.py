@@ -24,10 +24,11 @@ from hdvila.judge.model import ATTRIBUTE_NAMES, AttributeJudge, JudgeConfig
 
 
 def train_judge(out: Path, steps: int = 1500, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
-                checkpoint_every: int = 100, resolution: int = 64) -> AttributeJudge:
+                checkpoint_every: int = 100, resolution: int = 64, init: Path | None = None) -> AttributeJudge:
+    """Train (or resume) the judge; ``init`` warm-starts a fresh run from a judge model folder."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = AttributeJudge(JudgeConfig(resolution=resolution))
+    model = AttributeJudge(JudgeConfig(resolution=resolution)) if init is None else AttributeJudge.from_pretrained(init)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--init", type=Path, default=None, help="warm-start from this judge model folder")
     a = p.parse_args(argv)
-    train_judge(a.out, a.steps, a.batch_size, a.lr, a.seed, a.checkpoint_every)
+    train_judge(a.out, a.steps, a.batch_size, a.lr, a.seed, a.checkpoint_every, init=a.init)
 
 
 if __name__ == "__main__":

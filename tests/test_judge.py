@@ -1,0 +1,63 @@
+"""The bundled judge reads demo-domain attributes; its CLI reports bad files and goes on."""
+
+import json
+
+import torch
+
+from hdvila.demo import DemoImageDataset
+from hdvila.imageio import save_image
+from hdvila.judge import ATTRIBUTE_NAMES, load_judge
+from hdvila.judge.augment import degrade
+from hdvila.judge.evaluate import judge_accuracy
+from hdvila.judge.train import train_judge
+
+
+def test_bundled_judge_reads_unseen_combinations():
+    acc = judge_accuracy(load_judge(), n=300, split="test", seed=7)
+    assert all(v >= 0.98 for v in acc.values()), acc
+
+
+def test_bundled_judge_reads_degraded_images():
+    judge = load_judge()
+    data = DemoImageDataset("val", 200, seed=5)
+    images = torch.stack([data[i]["image"] for i in range(200)])
+    labels = torch.stack([data[i]["labels"] for i in range(200)])
+    pred = judge.predict(degrade(images, torch.Generator().manual_seed(0)))
+    for j, k in enumerate(ATTRIBUTE_NAMES):
+        assert (pred[k][0] == labels[:, j]).float().mean() >= 0.95, k
+
+
+def test_judge_cli_reports_bad_file_and_continues(cli, tmp_path):
+    data = DemoImageDataset("test", 2, seed=3)
+    for i in range(2):
+        save_image(data[i]["image"], tmp_path / f"ok{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    r = cli("judge", tmp_path, "--json")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"error: {tmp_path / 'broken.png'}: not a recognised image file (supported: PNG, "
+                                "JPEG, BMP, WebP, TIFF, GIF). The file may be corrupt or of another type.")
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [row["file"] for row in rows] == [str(tmp_path / "ok0.png"), str(tmp_path / "ok1.png")]
+    for i, row in enumerate(rows):
+        spec = data.spec(i)
+        assert row["shape"]["value"] == spec.shape and row["color"]["value"] == spec.color
+        assert 0 <= row["pattern"]["confidence"] <= 1
+
+
+def test_judge_cli_table(cli, tmp_path):
+    save_image(DemoImageDataset("val", 1)[0]["image"], tmp_path / "a.png")
+    r = cli("judge", tmp_path / "a.png")
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()
+    assert header.split("\t") == ["file", *ATTRIBUTE_NAMES]
+    assert len(row.split("\t")) == 6
+
+
+def test_judge_training_resumes(tmp_path, capsys):
+    train_judge(tmp_path / "j", steps=2, batch_size=4, checkpoint_every=1)
+    state = torch.load(tmp_path / "j" / "train_state.pt", weights_only=True)
+    assert state["step"] == 2
+    train_judge(tmp_path / "j", steps=3, batch_size=4, checkpoint_every=1)
+    assert "resuming from step 2" in capsys.readouterr().out
+    assert torch.load(tmp_path / "j" / "train_state.pt", weights_only=True)["step"] == 3
+    assert (tmp_path / "j" / "model.safetensors").exists()
