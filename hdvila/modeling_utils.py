@@ -58,6 +58,7 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
         try:
             super().save_pretrained(tmp, config=dataclasses.asdict(self.config), **kwargs)
+            (tmp / "README.md").unlink(missing_ok=True)  # the hub mixin's generic model card: noise here
             target.mkdir(parents=True, exist_ok=True)
             # Weights first, config last: a folder with a config always has its matching weights.
             names = sorted(os.listdir(tmp), key=lambda n: n == CONFIG_NAME)
