@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PRESETS = ("mini", "large")
+VIDEO_INPUTS = ("hybrid", "lr_only", "hr_only")
 
 
 @dataclass
@@ -45,6 +46,11 @@ class HDVILAConfig:
     timesformer_heads: int = 8
     timesformer_mlp_ratio: float = 4.0
     timesformer_drop_path: float = 0.1      # stochastic depth, linear from 0 over the blocks
+    # Which visual path encodes a clip (ablation switch; the paper's model is "hybrid"):
+    # "hybrid": HR middle frame + LR side frames through the TimeSformer (the released architecture);
+    # "lr_only": all frames at LR (the middle frame downsampled 4x) through cnn_low + TimeSformer;
+    # "hr_only": the HR middle frame alone through cnn stage 4 (a single-frame image model).
+    video_input: str = "hybrid"
 
     # Language encoder (BERT) and multimodal layers (BERT layers after the text layers).
     text_init: str = "minilm"               # "minilm": load the offline all-MiniLM-L6-v2 text tower; "random"
@@ -94,6 +100,8 @@ class HDVILAConfig:
             problems.append(f"text_hidden_size {self.text_hidden_size} not divisible by {self.text_heads} heads")
         if self.text_init not in ("minilm", "random"):
             problems.append(f"text_init must be 'minilm' or 'random', got {self.text_init!r}")
+        if self.video_input not in VIDEO_INPUTS:
+            problems.append(f"video_input must be one of {', '.join(VIDEO_INPUTS)}, got {self.video_input!r}")
         if self.clip_aggregation not in ("lse", "mean", "max"):
             problems.append(f"clip_aggregation must be lse, mean or max, got {self.clip_aggregation!r}")
         if not self.temperature > 0:

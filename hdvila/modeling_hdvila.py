@@ -46,6 +46,9 @@ _UNUSED_MODULES = ("cnn_low.layer4", "timesformer.norm", "transformer.bert.visua
 _STAGE1_MODULES = ("cnn", "cnn_low", "grid_encoder", "grid_encoder_low", "timesformer", "grid_encoder_combine",
                    "transformer.bert.embeddings", "transformer.bert.pooler1", "transformer.t_proj",
                    "transformer.v_proj")
+# Not used by the ablation inputs (config.video_input), so frozen there.
+_UNUSED_BY_INPUT = {"hybrid": (), "lr_only": ("cnn", "grid_encoder", "grid_encoder_combine"),
+                    "hr_only": ("cnn_low", "grid_encoder_low", "timesformer", "grid_encoder_combine")}
 # Only used by the stage-2 (multimodal) forward, besides the multimodal layers.
 _STAGE2_MODULES = ("transformer.bert.visual_embeddings", "transformer.bert.pooler2", "transformer.cls")
 
@@ -195,7 +198,7 @@ class HDVILAModel(PretrainedModel):
             raise ValueError(f"stage must be 1, 2 or None, got {stage}")
         self.requires_grad_(True)
         self._frozen.clear()
-        frozen = list(_UNUSED_MODULES)
+        frozen = list(_UNUSED_MODULES) + list(_UNUSED_BY_INPUT[self.config.video_input])
         if self.config.freeze_text_encoder:
             frozen += self._text_module_names()
         if stage == 1:
@@ -219,6 +222,7 @@ class HDVILAModel(PretrainedModel):
         hr: [N, 3, Hh, Wh] normalised pixels of the middle frames (``config.hr_size``).
         lr: [N, F-1, 3, Hl, Wl] normalised pixels of the side frames, F-1 even (``config.lr_size``).
         Returns [N, vision_width, rows, cols] (``config.grid_size`` at the configured sizes).
+        ``config.video_input`` "lr_only" / "hr_only" (ablations) use only the LR / only the HR path.
         """
         if hr.ndim != 4 or lr.ndim != 5 or lr.shape[0] != hr.shape[0] or hr.shape[1] != 3 or lr.shape[2] != 3:
             raise ValueError(f"encode_clips needs hr [N,3,H,W] and lr [N,F-1,3,h,w]; got {tuple(hr.shape)} "
@@ -226,6 +230,14 @@ class HDVILAModel(PretrainedModel):
         n, f1 = lr.shape[:2]
         if f1 % 2:
             raise ValueError(f"the number of LR frames per clip must be even (the HR frame is the middle), got {f1}")
+        half = f1 // 2
+        if self.config.video_input == "hr_only":  # ablation: one HR frame, no temporal model
+            return self.grid_encoder(self.cnn(hr)[3])
+        if self.config.video_input == "lr_only":  # ablation: every frame at LR, the middle one downsampled
+            mid = F.interpolate(hr, size=lr.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+            frames = torch.cat([lr[:, :half], mid[:, None], lr[:, half:]], dim=1)
+            low = self.grid_encoder_low(self.cnn_low(frames.flatten(0, 1), last_stage=3)[-1])
+            return self.timesformer(low.view(n, f1 + 1, *low.shape[1:]))[:, half]
         stage3, stage4 = self.cnn(hr)[2:4]
         hr_grid = self.grid_encoder(stage4)
         rows, cols = hr_grid.shape[-2:]
@@ -235,7 +247,6 @@ class HDVILAModel(PretrainedModel):
             raise ValueError(f"LR frames {tuple(lr.shape[-2:])} give a {tuple(low.shape[-2:])} grid but the HR frame "
                              f"{tuple(hr.shape[-2:])} gives {(rows, cols)}; HR must be 4x the LR size.")
         low = low.view(n, f1, *low.shape[1:])
-        half = f1 // 2
         sequence = torch.cat([low[:, :half], reference[:, None], low[:, half:]], dim=1)
         middle = self.timesformer(sequence)[:, half]
         return self.grid_encoder_combine(torch.cat([hr_grid, middle], dim=1))
