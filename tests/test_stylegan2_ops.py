@@ -308,3 +308,19 @@ def test_cuda_gradcheck_and_gradgradcheck():
     assert gradgradcheck(lambda t, bb: bias_act(t, bb, act="lrelu", impl="compiled"), (x, b))
     assert gradgradcheck(lambda t, bb: bias_act(t, bb, act="swish", impl="compiled"), (x, b))
     assert math.isfinite(float(bias_act(x, b, act="selu", impl="compiled").sum()))
+
+
+def test_stale_build_lock_is_removed(tmp_path):
+    """A build killed mid-way leaves torch's lock file behind; the next build must not wait forever."""
+    import os
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    old = _build.time.time() - _build.STALE_LOCK_SECONDS - 5
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match="stale build lock"):
+        _build._remove_stale_lock(tmp_path)
+    assert not lock.exists()
+    lock.write_text("")  # a fresh lock belongs to a build in progress: keep it
+    _build._remove_stale_lock(tmp_path)
+    assert lock.exists()

@@ -80,8 +80,12 @@ class SynthesisBlock(nn.Module):
                 force_fp32: bool = False, fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         w_iter = iter(ws.unbind(dim=1))
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
-        if fused_modconv is None:  # one grouped conv is fastest for inference; training prefers the shared-weight form
-            fused_modconv = not self.training and (dtype == torch.float32 or ws.shape[0] == 1)
+        if fused_modconv is None:
+            # Inference: one grouped conv over the batch wins for fp32 on CUDA (NVlabs' rule) and
+            # for single images; on CPU a batch runs faster as one shared-weight conv (measured at
+            # 256 px, batch 4: 1.5 vs 2.1 s/img). Training always uses the shared-weight form.
+            single, cuda_fp32 = ws.shape[0] == 1, ws.device.type == "cuda" and dtype == torch.float32
+            fused_modconv = not self.training and (single or cuda_fp32)
         layer = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
 
         if self.in_channels == 0:

@@ -29,6 +29,7 @@ import shutil
 import sys
 import sysconfig
 import threading
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -109,6 +110,20 @@ def _cpp_extension():
     return cpp_extension
 
 
+#: A build lock older than this is left over from a killed build (torch would wait on it forever).
+STALE_LOCK_SECONDS = 600
+
+
+def _remove_stale_lock(build_dir: Path) -> None:
+    lock = build_dir / "lock"  # torch.utils.cpp_extension's FileBaton
+    try:
+        if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+            lock.unlink()
+            warnings.warn(f"removed a stale build lock {lock} left by an interrupted build", RuntimeWarning, stacklevel=4)
+    except FileNotFoundError:
+        pass
+
+
 def build_extension(kind: str) -> ModuleType:
     """Compile (or load from the cache) the ``kind`` ('cpu' or 'cuda') extension; raises
     :class:`ExtensionBuildError` with the compiler's message on failure. No caching of failures."""
@@ -121,6 +136,7 @@ def build_extension(kind: str) -> ModuleType:
     build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_lock(build_dir)
         _ensure_ninja_on_path()
         return cpp_extension.load(
             name=name, sources=[str(s) for s in sources], build_directory=str(build_dir),
