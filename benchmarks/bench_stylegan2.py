@@ -71,18 +71,18 @@ def generator_rows(device: torch.device, resolutions: list[int], batch: int, rep
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             G(z)
         flops = counter.get_total_flops() / batch
-        def runner(impl):
-            def run():
-                with torch.no_grad():
-                    _forward(G, z, impl)
-            return run
-
-        for impl, sec in zip(impls, timed([runner(i) for i in impls], device, repeats)):
+        for impl, sec in zip(impls, timed([_runner(G, z, i) for i in impls], device, repeats)):
             sec /= batch
             rows.append((res, _describe(CONFIGS[res]), impl, batch, sec * 1e3, 1 / sec, flops / 1e9,
                          flops / sec / 1e9, 100 * flops / sec / peak))
-        del G
     return rows
+
+
+def _runner(G: Generator, z: torch.Tensor, impl: str):
+    def run():
+        with torch.no_grad():
+            _forward(G, z, impl)
+    return run
 
 
 def _forward(G: Generator, z: torch.Tensor, impl: str) -> torch.Tensor:

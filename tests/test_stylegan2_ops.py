@@ -7,7 +7,9 @@ built the tests FAIL: a silent fallback would leave the compiled path untested.
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -217,10 +219,11 @@ def test_conv2d_resample_with_identity_weight_is_plain_resampling():
 # Build cache, implementation choice and the fallback.
 
 def test_cpu_extension_is_cached_under_extensions_dir(cpu_extension):
-    assert extensions_dir() in __import__("pathlib").Path(cpu_extension.__file__).resolve().parents
+    assert extensions_dir().resolve() in Path(cpu_extension.__file__).resolve().parents
 
 
 def test_impl_policy(monkeypatch):
+    monkeypatch.delenv("HDVILA_OPS_IMPL", raising=False)
     x = torch.zeros(1)
     with pytest.raises(ValueError, match="impl"):
         _build.resolve("fast", "bias_act", x)
@@ -264,6 +267,7 @@ def test_loader_exception_warns_once_and_falls_back(monkeypatch, isolated_build_
         raise OSError("ninja: command not found (simulated)")
 
     monkeypatch.setattr(cpp_extension, "load", no_ninja)
+    monkeypatch.delenv("HDVILA_OPS_IMPL", raising=False)
     with pytest.warns(RuntimeWarning, match="simulated") as record:
         outs = _ops_outputs("compiled") + _ops_outputs("auto") + _ops_outputs("compiled")
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
@@ -312,8 +316,6 @@ def test_cuda_gradcheck_and_gradgradcheck():
 
 def test_stale_build_lock_is_removed(tmp_path):
     """A build killed mid-way leaves torch's lock file behind; the next build must not wait forever."""
-    import os
-
     lock = tmp_path / "lock"
     lock.write_text("")
     old = _build.time.time() - _build.STALE_LOCK_SECONDS - 5
