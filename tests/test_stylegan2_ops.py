@@ -314,15 +314,21 @@ def test_cuda_gradcheck_and_gradgradcheck():
     assert math.isfinite(float(bias_act(x, b, act="selu", impl="compiled").sum()))
 
 
-def test_stale_build_lock_is_removed(tmp_path):
-    """A build killed mid-way leaves torch's lock file behind; the next build must not wait forever."""
+def test_stale_build_lock_is_removed_only_for_file_baton_torch(tmp_path):
+    """Old torch (FileBaton) waits forever on a lock file left by a killed build; new torch keeps
+    an OS-level lock on that file, which must be left alone."""
+    from types import SimpleNamespace
+
     lock = tmp_path / "lock"
     lock.write_text("")
     old = _build.time.time() - _build.STALE_LOCK_SECONDS - 5
     os.utime(lock, (old, old))
+    _build._remove_stale_lock(tmp_path, SimpleNamespace())  # new torch: no FileBaton
+    assert lock.exists()
+    file_baton_torch = SimpleNamespace(FileBaton=object)
     with pytest.warns(RuntimeWarning, match="stale build lock"):
-        _build._remove_stale_lock(tmp_path)
+        _build._remove_stale_lock(tmp_path, file_baton_torch)
     assert not lock.exists()
     lock.write_text("")  # a fresh lock belongs to a build in progress: keep it
-    _build._remove_stale_lock(tmp_path)
+    _build._remove_stale_lock(tmp_path, file_baton_torch)
     assert lock.exists()

@@ -114,8 +114,13 @@ def _cpp_extension():
 STALE_LOCK_SECONDS = 600
 
 
-def _remove_stale_lock(build_dir: Path) -> None:
-    lock = build_dir / "lock"  # torch.utils.cpp_extension's FileBaton
+def _remove_stale_lock(build_dir: Path, cpp_extension) -> None:
+    """Older torch (FileBaton) treats the mere existence of ``lock`` as "a build is running", so a
+    killed build blocks every later one forever. Newer torch holds an OS-level lock on that file
+    instead (it stays on disk and must not be deleted); then there is nothing to do."""
+    if getattr(cpp_extension, "FileBaton", None) is None:
+        return
+    lock = build_dir / "lock"
     try:
         if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
             lock.unlink()
@@ -136,7 +141,7 @@ def build_extension(kind: str) -> ModuleType:
     build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_lock(build_dir)
+        _remove_stale_lock(build_dir, cpp_extension)
         _ensure_ninja_on_path()
         return cpp_extension.load(
             name=name, sources=[str(s) for s in sources], build_directory=str(build_dir),
