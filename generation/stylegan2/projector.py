@@ -1,0 +1,418 @@
+"""Project an image into a StyleGAN2 generator's latent space by optimisation (W or W+).
+
+:func:`project` follows the design of the optimisation projector users know from StyleGAN2
+(re-implemented here): start from the average latent ``w_avg`` (the mean of the mapping of 10,000
+random z), optimise the latent with Adam (lr 0.1 with a 5 % linear ramp-up and a cosine ramp-down
+over the last 25 % of the steps) while Gaussian noise of scale ``0.05 * w_std * max(0, 1 - t/0.75)^2``
+is added to it (``w_std``: the spread of the sampled w, ``t`` in [0, 1] the progress) so that early
+steps explore; the generator's per-layer noise maps are optimised too, renormalised to zero mean
+and unit variance after every step, and kept white by a penalty on their autocorrelation at every
+scale (weight 1e5).
+
+Loss = ``mse_weight`` * pixel MSE + ``perceptual_weight`` * a perceptual term:
+
+- LPIPS (AlexNet, v0.1) when its ImageNet trunk weights exist locally (torchvision's cache,
+  ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``; nothing is downloaded), images below
+  64 px upsampled to 64 px for it;
+- otherwise a multi-scale L1 loss on pixels and on horizontal/vertical image gradients (an image
+  pyramid down to 8 px), which keeps edges sharp but is *not* a perceptual metric.
+
+The result says which loss was used. PSNR is measured on RGB with images mapped from [-1, 1] to
+[0, 255] and rounded to 8 bits, i.e. exactly between the saved ``target.png`` and
+``reconstruction.png``.
+
+``hdvila invert IMAGE OUT_DIR`` runs it on an image file and writes ``latent.safetensors``
+(``ws`` [1, num_ws, w_dim], the noise maps, and the settings as metadata), ``reconstruction.png``
+and ``target.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+SPACES = ("w", "w+")
+PERCEPTUAL = ("auto", "lpips", "multiscale", "none")
+BUNDLED_GENERATOR = "stylegan2-demo64"
+LATENT_FILE, RECONSTRUCTION_FILE, TARGET_FILE = "latent.safetensors", "reconstruction.png", "target.png"
+PSNR_CONVENTION = "RGB, images in [-1, 1] mapped to [0, 255] and rounded to 8 bits"
+
+
+@dataclass
+class ProjectionResult:
+    """What :func:`project` found.
+
+    ws: [1, num_ws, w_dim] float32 on the CPU (for ``space='w'`` the one w repeated num_ws times);
+    noise: name of each synthesis layer -> its optimised noise map [res, res] (float32, CPU);
+    reconstruction: [1, 3, H, W] float32 in [-1, 1] (clamped), the generator's output for ``ws`` and
+    ``noise``; psnr: dB against the target (see :data:`PSNR_CONVENTION`); loss: which loss was
+    optimised; time_s: wall time of the optimisation; history: the loss at every step.
+    """
+
+    ws: torch.Tensor
+    noise: dict[str, torch.Tensor]
+    reconstruction: torch.Tensor
+    psnr: float
+    loss: str
+    space: str
+    steps: int
+    time_s: float
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def w(self) -> torch.Tensor | None:
+        """[1, w_dim]: the single w of a W-space projection (None for W+)."""
+        return self.ws[:, 0] if self.space == "w" else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Losses and metrics
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of images x, y [N, 3, H, W] in [-1, 1]: both mapped to [0, 255] and rounded to
+    uint8 first (as when saved to PNG); ``inf`` when identical."""
+    from hdvila.tensors import unit_to_uint8
+
+    a, b = unit_to_uint8(x).float(), unit_to_uint8(y).float()
+    mse = (a - b).square().mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def noise_regularization(noise_maps: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over noise maps [H, W] and over scales (halving down to 8 px) of the squared mean
+    products of each map with itself shifted by one pixel in x and in y: zero for white noise."""
+    total = noise_maps[0].new_zeros(())
+    for n in noise_maps:
+        v = n[None, None]
+        while True:
+            total = total + (v * v.roll(1, dims=3)).mean().square() + (v * v.roll(1, dims=2)).mean().square()
+            if v.shape[2] <= 8:
+                break
+            v = F.avg_pool2d(v, 2)
+    return total
+
+
+def multiscale_loss(x: torch.Tensor, y: torch.Tensor, min_size: int = 8) -> torch.Tensor:
+    """Mean over a pyramid (full size, halved down to ``min_size``) of L1 on pixels plus L1 on
+    horizontal and vertical differences. x, y: [N, C, H, W] -> scalar."""
+    terms = []
+    while True:
+        terms.append(F.l1_loss(x, y) + F.l1_loss(x.diff(dim=3), y.diff(dim=3)) + F.l1_loss(x.diff(dim=2), y.diff(dim=2)))
+        if min(x.shape[2:]) < 2 * min_size:
+            break
+        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return torch.stack(terms).mean()
+
+
+def lpips_trunk_path(net: str = "alex") -> Path:
+    """Where torchvision keeps the ImageNet weights LPIPS needs (they are never downloaded here)."""
+    from torchvision.models import AlexNet_Weights, VGG16_Weights
+
+    url = {"alex": AlexNet_Weights.IMAGENET1K_V1.url, "vgg": VGG16_Weights.IMAGENET1K_V1.url}[net]
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def make_perceptual(kind: str, device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, str]:
+    """-> (loss(x, y) on [1, 3, H, W] in [-1, 1] -> scalar, or None for 'none'; its description).
+
+    ``auto`` uses LPIPS when the AlexNet trunk weights exist locally, else the multi-scale loss;
+    ``lpips`` without the weights is a :class:`~hdvila.errors.UserError`.
+    """
+    from hdvila.errors import UserError
+
+    if kind not in PERCEPTUAL:
+        raise UserError(f"perceptual loss must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+    if kind == "none":
+        return None, "mse only"
+    trunk = lpips_trunk_path("alex")
+    if kind == "lpips" or (kind == "auto" and trunk.is_file()):
+        if not trunk.is_file():
+            raise UserError(f"LPIPS needs the AlexNet ImageNet weights at {trunk}, which are not on this machine "
+                            f"(they cannot be downloaded here). Copy the file there, or use --perceptual multiscale.")
+        import lpips
+
+        model = lpips.LPIPS(net="alex", verbose=False).to(device).eval().requires_grad_(False)
+
+        def lpips_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if x.shape[-1] < 64:  # AlexNet's strides need at least ~64 px
+                x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+                y = F.interpolate(y, size=(64, 64), mode="bilinear", align_corners=False)
+            return model(x, y).mean()
+
+        return lpips_loss, "mse + LPIPS (AlexNet)"
+    note = "" if kind == "multiscale" else f"; LPIPS unavailable: no AlexNet weights at {trunk}"
+    return multiscale_loss, f"mse + multi-scale L1 on pixels and gradients (not perceptual{note})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise maps
+
+
+def noise_layers(G: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(name, layer) of every synthesis layer that adds noise, e.g. ``synthesis.b8.conv0``."""
+    return [(name, m) for name, m in G.named_modules() if getattr(m, "use_noise", False) and hasattr(m, "noise_const")]
+
+
+@contextlib.contextmanager
+def noise_override(G: torch.nn.Module, noise: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily use the given noise maps ([res, res] per layer name) in ``noise_mode='const'``."""
+    layers = dict(noise_layers(G))
+    unknown = sorted(set(noise) - set(layers))
+    if unknown:
+        raise ValueError(f"noise maps for unknown layers: {unknown}")
+    saved = {name: layers[name].noise_const for name in noise}
+    try:
+        for name, n in noise.items():
+            if n.shape != saved[name].shape:
+                raise ValueError(f"noise map {name}: shape {tuple(n.shape)}, expected {tuple(saved[name].shape)}")
+            layers[name].noise_const = n.to(saved[name].device, saved[name].dtype)
+        yield
+    finally:
+        for name, n in saved.items():
+            layers[name].noise_const = n
+
+
+@torch.no_grad()
+def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Images [N, 3, H, W] (float32, unclamped) of ws [N, num_ws, w_dim] with the given noise maps
+    (e.g. a :class:`ProjectionResult`'s), or G's stored ones."""
+    device = next(G.parameters()).device
+    with noise_override(G, noise or {}):
+        return G.synthesis(ws.to(device), noise_mode="const", force_fp32=True).float()
+
+
+@torch.no_grad()
+def w_statistics(G: torch.nn.Module, num_samples: int = 10000, seed: int = 0, chunk: int = 2048) -> tuple[torch.Tensor, float]:
+    """(w_avg [w_dim], w_std): mean of the mapping of ``num_samples`` z ~ N(0, I) and the root
+    mean squared distance of those w from it."""
+    device = next(G.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    ws = []
+    for i in range(0, num_samples, chunk):
+        z = torch.randn([min(chunk, num_samples - i), G.z_dim], generator=gen).to(device)
+        ws.append(G.mapping(z, None)[:, 0].float())
+    w = torch.cat(ws)
+    w_avg = w.mean(dim=0)
+    w_std = float((w - w_avg).square().sum(dim=1).mean().sqrt())
+    return w_avg, w_std
+
+
+# ------------------------------------------------------------------------------------------------
+# Projection
+
+
+def project(G: torch.nn.Module, target: torch.Tensor, *, space: str = "w+", steps: int = 300, lr: float = 0.1,
+            lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
+            noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
+            mse_weight: float = 1.0, perceptual: str = "auto", perceptual_weight: float = 1.0,
+            w_avg_samples: int = 10000, seed: int = 0, device: str | torch.device | None = None,
+            progress: bool = False) -> ProjectionResult:
+    """Find ws (and noise maps) with which ``G`` reproduces ``target``.
+
+    G: a StyleGAN2 :class:`~generation.stylegan2.Generator` (not modified: a copy is optimised);
+    target: [1, 3, R, R] (or [3, R, R]) float in [-1, 1] with R = G's resolution; space: ``'w'``
+    (one w for all layers) or ``'w+'`` (one w per layer); steps >= 1. Other arguments: see the module
+    docstring. ``seed`` fixes the initial noise maps and the latent noise. Returns a
+    :class:`ProjectionResult`; ``result.ws`` is [1, num_ws, w_dim] in both spaces.
+    """
+    from hdvila.device import get_device
+    from hdvila.errors import UserError
+
+    if space not in SPACES:
+        raise UserError(f"space must be 'w' or 'w+', got {space!r}")
+    if steps < 1:
+        raise UserError(f"steps must be >= 1, got {steps}")
+    if target.ndim == 3:
+        target = target.unsqueeze(0)
+    res, ch = G.img_resolution, G.img_channels
+    if target.ndim != 4 or tuple(target.shape) != (1, ch, res, res):
+        raise UserError(f"target must be [1, {ch}, {res}, {res}] for this generator, got {tuple(target.shape)}; "
+                        f"resize the image to the generator's resolution first.")
+    if not torch.isfinite(target).all():
+        raise UserError("target contains NaN or infinity")
+    device = get_device(device)
+    t_start = time.perf_counter()
+
+    G = copy.deepcopy(G).eval().requires_grad_(False).float().to(device)
+    target = target.to(device, torch.float32)
+    w_avg, w_std = w_statistics(G, w_avg_samples, seed)
+    perceptual_fn, loss_name = make_perceptual(perceptual, device)
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    num_ws = G.num_ws
+    w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(1, num_ws if space == "w+" else 1, 1).requires_grad_(True)
+    layers = noise_layers(G)
+    noise = {name: torch.randn(layer.noise_const.shape, generator=gen).to(device) for name, layer in layers}
+    for name, layer in layers:
+        layer.noise_const = noise[name]
+        noise[name].requires_grad_(optimize_noise)
+    params = [w_opt] + (list(noise.values()) if optimize_noise else [])
+    optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=lr)
+
+    def normalize_noise() -> None:
+        with torch.no_grad():
+            for n in noise.values():
+                n.sub_(n.mean()).mul_(n.square().mean().rsqrt())
+
+    normalize_noise()
+    history: list[float] = []
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"projecting into {space.upper()}", unit="step")
+    for step in iterator:
+        t = step / steps
+        w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
+        ramp = min(1.0, (1.0 - t) / lr_rampdown)
+        ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / lr_rampup if lr_rampup > 0 else 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * ramp
+
+        w_noise = torch.randn(w_opt.shape, generator=gen).to(device) * w_noise_scale
+        ws = (w_opt + w_noise).expand(1, num_ws, -1)
+        synth = G.synthesis(ws, noise_mode="const", force_fp32=True)
+        loss = mse_weight * F.mse_loss(synth, target)
+        if perceptual_fn is not None and perceptual_weight:
+            loss = loss + perceptual_weight * perceptual_fn(synth, target)
+        if optimize_noise and noise_reg_weight:
+            loss = loss + noise_reg_weight * noise_regularization(list(noise.values()))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if optimize_noise:
+            normalize_noise()
+        history.append(loss.item())
+        if progress:
+            iterator.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
+
+    with torch.no_grad():
+        ws_final = w_opt.detach().expand(1, num_ws, -1).contiguous()
+        recon = G.synthesis(ws_final, noise_mode="const", force_fp32=True).float().clamp(-1, 1)
+    return ProjectionResult(
+        ws=ws_final.cpu(), noise={k: v.detach().cpu() for k, v in noise.items()}, reconstruction=recon.cpu(),
+        psnr=psnr(recon, target.clamp(-1, 1)), loss=loss_name, space=space, steps=steps,
+        time_s=time.perf_counter() - t_start, history=history)
+
+
+# ------------------------------------------------------------------------------------------------
+# Saving and loading
+
+
+def save_latent(result: ProjectionResult, path: str | Path, generator: str = "") -> Path:
+    """Write ``ws`` [1, num_ws, w_dim], ``w`` [1, w_dim] (W space only) and ``noise.<layer>``
+    [res, res] to a safetensors file (atomically), with space/steps/psnr/loss/generator as metadata."""
+    from safetensors.torch import save_file
+
+    from hdvila.atomic import atomic_path
+
+    tensors = {"ws": result.ws.contiguous()}
+    if result.w is not None:
+        tensors["w"] = result.w.contiguous()
+    tensors.update({f"noise.{k}": v.contiguous() for k, v in result.noise.items()})
+    meta = {"format": "hdvila-stylegan2-projection", "space": result.space, "steps": str(result.steps),
+            "psnr_db": f"{result.psnr:.4f}", "psnr_convention": PSNR_CONVENTION, "loss": result.loss,
+            "generator": str(generator)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def load_latent(path: str | Path) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, str]]:
+    """Read a file written by :func:`save_latent`: (ws [1, num_ws, w_dim], noise maps, metadata)."""
+    from safetensors import safe_open
+
+    from hdvila.errors import InputFileError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - any failure to read is the same problem for the user
+        raise InputFileError(f"{path}: not a readable latent file ({e}).") from None
+    if "ws" not in tensors:
+        raise InputFileError(f"{path}: has no 'ws' tensor; it was not written by hdvila invert.")
+    noise = {k[len("noise."):]: v for k, v in tensors.items() if k.startswith("noise.")}
+    return tensors["ws"], noise, meta
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI: hdvila invert
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="image to invert (centre-cropped to a square and resized to the generator's size)")
+    parser.add_argument("out_dir", help=f"folder for {LATENT_FILE}, {RECONSTRUCTION_FILE} and {TARGET_FILE}")
+    parser.add_argument("--generator", default=None,
+                        help=f"StyleGAN2 generator: a model folder, an NVlabs .pkl or a rosinality .pt "
+                             f"(default: the bundled checkpoints/{BUNDLED_GENERATOR})")
+    parser.add_argument("--space", choices=SPACES, default="w+", help="latent space (default w+)")
+    parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    parser.add_argument("--perceptual", choices=PERCEPTUAL, default="auto",
+                        help="perceptual term: LPIPS if its weights exist locally ('auto'), 'lpips', "
+                             "'multiscale' (pixel/gradient pyramid) or 'none'")
+    parser.add_argument("--no-noise", dest="optimize_noise", action="store_false",
+                        help="keep the generator's stored noise maps instead of optimising them")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+
+
+def resolve_generator(path: str | None) -> Path:
+    from hdvila.errors import UserError
+    from hdvila.paths import bundled
+
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise UserError(f"--generator {path}: not found. Pass a model folder (config.json + model.safetensors), "
+                            f"an NVlabs .pkl or a rosinality .pt.")
+        return p
+    p = bundled(BUNDLED_GENERATOR)
+    if not p.exists():
+        raise UserError(f"no bundled generator at {p} (it has not been trained yet). Pass --generator DIR|PKL: a "
+                        f"model folder such as the 'generator' folder written by generation/train_stylegan2.py, an "
+                        f"NVlabs .pkl or a rosinality .pt.")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from generation.data import center_crop_resize
+    from generation.stylegan2.convert import load_stylegan2
+    from hdvila.errors import UserError
+    from hdvila.imageio import load_image, save_image
+    from hdvila.tensors import pil_to_tensor
+
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is a file; pass a folder for the outputs.")
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    # Everything that can fail on the inputs happens before anything is written.
+    image = load_image(args.image)
+    gen_path = resolve_generator(args.generator)
+    G = load_stylegan2(gen_path)
+    if G.img_channels != 3:
+        raise UserError(f"{gen_path} makes {G.img_channels}-channel images; inversion needs an RGB generator.")
+    target = pil_to_tensor(center_crop_resize(image, G.img_resolution)).unsqueeze(0)
+    result = project(G, target, space=args.space, steps=args.steps, lr=args.lr, perceptual=args.perceptual,
+                     optimize_noise=args.optimize_noise, seed=args.seed, device=args.device, progress=True)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_latent(result, out_dir / LATENT_FILE, generator=str(gen_path))
+    save_image(target, out_dir / TARGET_FILE)
+    save_image(result.reconstruction, out_dir / RECONSTRUCTION_FILE)
+    print(f"PSNR {result.psnr:.2f} dB ({PSNR_CONVENTION}), {args.space.upper()} space, {result.steps} steps "
+          f"in {result.time_s:.1f} s; loss: {result.loss}")
+    print(f"wrote {out_dir / LATENT_FILE}, {out_dir / RECONSTRUCTION_FILE}, {out_dir / TARGET_FILE}")
+    return 0
