@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstdint>
 
+// Forced inlining matters: the activation id is a compile-time constant in the CPU kernels, and
+// only once act_eval is inlined does its switch fold away so the element loops vectorise.
 #ifdef __CUDACC__
 #define SG2_HD __host__ __device__ __forceinline__
 #else
-#define SG2_HD inline
+#define SG2_HD inline __attribute__((always_inline))
 #endif
 
 namespace sg2 {
