@@ -1,0 +1,255 @@
+"""StyleGAN2 training: the Accelerate script end to end on a tiny model (16 px), exact resume,
+a 2-process gloo run, image-folder data, and the loss/regulariser/augmentation pieces."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
+from generation.stylegan2 import losses as L
+from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe, parse_ops
+from hdvila.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "generation" / "train_stylegan2.py"
+TINY = ["--resolution", "16", "--channel_base", "256", "--channel_max", "32", "--z_dim", "32", "--w_dim", "32",
+        "--mapping_layers", "2", "--train_batch_size", "4", "--num_validation_images", "4", "--num_threads", "1"]
+
+
+def _train(*args: str) -> dict:
+    from generation.train_stylegan2 import main
+
+    return main([*map(str, args)])
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    ta, tb = load_file(str(a)), load_file(str(b))
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_train_checkpoints_resume_and_outputs(tmp_path):
+    """4 steps with checkpoints every 2 (limit 1), resume to 6 == a straight 6-step run, bit for bit."""
+    common = [*TINY, "--train_size", "24", "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
+              "--augment", "all", "--augment_p", "0.5", "--seed", "3"]
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+
+    first = _train(*common, "--output_dir", run_a, "--max_train_steps", "4", "--validation_steps", "2")
+    assert sorted(p.name for p in run_a.glob("checkpoint-*")) == ["checkpoint-4"]  # checkpoint-2 pruned
+    assert not list(run_a.glob(".tmp-*"))
+    ckpt = run_a / "checkpoint-4"
+    for name in ("model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin",
+                 "random_states_0.pkl", "training_state.json", "generator_ema/config.json",
+                 "generator_ema/model.safetensors"):
+        assert (ckpt / name).is_file(), name
+    for step in (2, 4):
+        grid = Image.open(run_a / "samples" / f"step-{step:06d}.png")
+        assert grid.size == (2 * 18 + 2, 2 * 18 + 2)  # 4 images of 16 px in a 2x2 grid with 2 px padding
+    assert list((run_a / "logs").rglob("events.out.tfevents.*"))
+
+    history = first["history"]
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    for h in history:
+        for key in ("loss_G", "loss_D_fake", "loss_D_real", "score_real", "score_fake"):
+            assert math.isfinite(h[key]), (key, h)
+    # Lazy regularisers: R1 (interval 16) and path length (interval 4) both run on step index 0.
+    assert history[0]["r1_penalty"] > 0 and history[0]["pl_penalty"] > 0 and history[0]["pl_length"] > 0
+    assert all("r1_penalty" not in h and "pl_penalty" not in h for h in history[1:])
+    assert history[0]["ema_beta"] == 0.0 and 0 < history[-1]["ema_beta"] < 1  # EMA ramp-up: first step copies
+
+    G = Generator.from_pretrained(run_a / "generator")
+    assert G.img_resolution == 16 and G.z_dim == 32
+    with torch.no_grad():
+        img = G(torch.randn(2, 32))
+    assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
+    Discriminator.from_pretrained(run_a / "discriminator")
+    assert _same_tensors(run_a / "generator" / "model.safetensors", ckpt / "generator_ema" / "model.safetensors")
+
+    resumed = _train(*common, "--output_dir", run_a, "--max_train_steps", "6", "--validation_steps", "0",
+                     "--resume_from_checkpoint", "latest")
+    assert [h["step"] for h in resumed["history"]] == [5, 6]
+    assert resumed["history"][0]["pl_penalty"] > 0  # step index 4: path length again
+    assert sorted(p.name for p in run_a.glob("checkpoint-*")) == ["checkpoint-6"]
+
+    straight = _train(*common, "--output_dir", run_b, "--max_train_steps", "6", "--validation_steps", "0")
+    for h_straight, h_resumed in zip(straight["history"][4:], resumed["history"]):
+        assert h_straight["loss_G"] == h_resumed["loss_G"] and h_straight["loss_D_real"] == h_resumed["loss_D_real"]
+    for rel in ("generator/model.safetensors", "discriminator/model.safetensors",
+                "checkpoint-6/generator_ema/model.safetensors", "checkpoint-6/model.safetensors"):
+        assert _same_tensors(run_a / rel, run_b / rel), rel
+
+
+def test_resume_refuses_other_model_settings(tmp_path):
+    _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "1",
+           "--checkpointing_steps", "1", "--validation_steps", "0", "--report_to", "none")
+    args = [a if a != "256" else "512" for a in TINY]  # another channel_base
+    with pytest.raises(UserError, match="--channel_base 256"):
+        _train(*args, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "2",
+               "--resume_from_checkpoint", "latest", "--report_to", "none")
+    with pytest.raises(UserError, match="no such checkpoint"):
+        _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "2",
+               "--resume_from_checkpoint", "checkpoint-99", "--report_to", "none")
+
+
+def test_image_folder_bad_files(tmp_path):
+    data = tmp_path / "images"
+    (data / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):  # non-square and in a subfolder: centre-cropped and resized
+        Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)).save(data / "sub" / f"ok{i}.png")
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (data / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "run"
+    with pytest.raises(UserError) as err:
+        _train(*TINY, "--data", data, "--output_dir", out, "--max_train_steps", "1", "--report_to", "none")
+    msg = str(err.value)
+    assert "2 of 5 images" in msg and "broken.png" in msg and "empty.jpg" in msg and "--skip_bad_images" in msg
+    assert not (out / "generator").exists() and not list(out.glob("checkpoint-*"))
+
+    with pytest.warns(UserWarning, match="skipping 2 of 5"):
+        result = _train(*TINY, "--data", data, "--skip_bad_images", "--output_dir", out, "--max_train_steps", "1",
+                        "--validation_steps", "0", "--checkpointing_steps", "0", "--report_to", "none")
+    assert result["global_step"] == 1 and (out / "generator" / "model.safetensors").is_file()
+
+
+def test_two_process_gloo_run(tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): DDP keeps G and D identical on both."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), *TINY,
+           "--train_batch_size", "2", "--train_size", "8", "--output_dir", str(tmp_path), "--max_train_steps", "2",
+           "--checkpointing_steps", "2", "--validation_steps", "0", "--report_to", "none", "--augment", "flip",
+           "--augment_p", "0.5", "--r1_interval", "2", "--pl_interval", "2"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "2 process(es)" in log and "global batch 4" in log
+    assert "replicas identical on all 2 processes" in log
+    ckpt = tmp_path / "checkpoint-2"
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    assert Generator.from_pretrained(tmp_path / "generator").img_resolution == 16
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces
+
+
+def test_r1_and_path_length_on_linear_maps():
+    """Exact values and parameter gradients where the answer is known in closed form."""
+    # R1 of D(x) = <a, x>: grad_x = a, penalty = |a|^2 per sample, d(penalty)/da = 2a.
+    a = torch.randn(3, 4, 4, requires_grad=True)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    penalty = L.r1_penalty(x, (x * a).sum(dim=[1, 2, 3]).unsqueeze(1))
+    assert torch.allclose(penalty, a.detach().square().sum().expand(5))
+    (grad_a,) = torch.autograd.grad(penalty.mean(), a)
+    assert torch.allclose(grad_a, 2 * a.detach())
+
+    # Path length of img = A ws (linear): J^T y = A^T y with y ~ N(0, 1/(H*W)).
+    n, num_ws, w_dim, c, h, w = 3, 4, 5, 3, 4, 4
+    A = torch.randn(c * h * w, num_ws * w_dim, requires_grad=True)
+    ws = torch.randn(n, num_ws, w_dim, requires_grad=True)
+    img = (ws.reshape(n, -1) @ A.t()).reshape(n, c, h, w)
+    torch.manual_seed(1)
+    lengths = L.path_lengths(img, ws)
+    torch.manual_seed(1)
+    y = torch.randn(n, c, h, w) / math.sqrt(h * w)
+    jty = (y.reshape(n, -1) @ A.detach()).reshape(n, num_ws, w_dim)
+    assert torch.allclose(lengths, jty.square().sum(dim=2).mean(dim=1).sqrt(), rtol=1e-5)
+    pl_mean = torch.tensor(0.3)
+    penalty = L.path_length_penalty(lengths, pl_mean)
+    assert torch.allclose(penalty, (lengths - 0.3).square())
+    (grad_A,) = torch.autograd.grad(penalty.sum(), A)  # second order through autograd.grad(create_graph)
+    assert grad_A.abs().sum() > 0
+
+
+def _param_grads(monkeypatch, impl: str | None, fn, params):
+    if impl is None:
+        monkeypatch.delenv("HDVILA_OPS_IMPL", raising=False)
+    else:
+        monkeypatch.setenv("HDVILA_OPS_IMPL", impl)
+    grads = torch.autograd.grad(fn(), params, allow_unused=True)  # e.g. the last bias does not move grad_x D
+    return [torch.zeros_like(p) if g is None else g.clone() for p, g in zip(params, grads)]
+
+
+def test_regulariser_gradients_match_reference_ops(monkeypatch):
+    """R1 and path-length gradients w.r.t. the networks' weights are second derivatives through
+    bias_act/upfirdn2d: the default op path (compiled CPU kernels) gives the same gradients as
+    PyTorch's autograd on the reference ops, and they are nonzero. (Finite differences cannot check
+    these: lrelu's derivative jumps, so the penalties jump as pre-activations cross zero.)"""
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorConfig(img_resolution=8, channel_base=64, channel_max=8))
+    G = Generator(StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=64,
+                                  channel_max=8))
+    reals, z = torch.randn(4, 3, 8, 8), torch.randn(4, 8)
+
+    def r1():
+        x = reals.clone().requires_grad_(True)
+        return L.r1_penalty(x, D(x)).mean()
+
+    def pl():
+        torch.manual_seed(7)
+        ws = G.mapping(z, None)
+        return L.path_length_penalty(L.path_lengths(G.synthesis(ws, noise_mode="const"), ws), torch.tensor(0.1)).mean()
+
+    for fn, params in ((r1, list(D.parameters())), (pl, list(G.parameters()))):
+        default = _param_grads(monkeypatch, None, fn, params)
+        reference = _param_grads(monkeypatch, "ref", fn, params)
+        assert sum(float(g.abs().sum()) for g in default) > 0
+        for g_default, g_ref in zip(default, reference):
+            assert torch.allclose(g_default, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_losses_and_ema():
+    logits = torch.tensor([[0.0], [2.0]])
+    assert torch.allclose(L.generator_loss(logits), torch.log1p(torch.exp(-logits)))
+    both = L.discriminator_loss(logits, -logits)
+    assert torch.allclose(both, 2 * torch.log1p(torch.exp(-logits)))
+    assert L.lazy_regularization_ratio(16) == pytest.approx(16 / 17) and L.lazy_regularization_ratio(0) == 1.0
+    # Half-life: after ema_kimg * 1000 images the old weights keep half their weight.
+    beta = L.ema_beta(32, cur_nimg=10**9, ema_kimg=10, ema_rampup=0.05)
+    assert beta ** (10_000 / 32) == pytest.approx(0.5)
+    assert L.ema_beta(32, 0, 10, 0.05) == 0.0  # ramp-up: the first update copies
+    assert L.ema_beta(32, 1000, 10, 0.05) == pytest.approx(0.5 ** (32 / 50))  # half-life capped at 5% of 1000
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    expected = 0.25 * a.weight.detach() + 0.75 * b.weight.detach()
+    L.update_ema(a, b, beta=0.25)
+    assert torch.allclose(a.weight, expected)
+
+
+def test_augment_pipe_and_adaptive_p():
+    assert parse_ops("flip, color") == ("flip", "color") and parse_ops("none") == () and len(parse_ops("all")) == 3
+    with pytest.raises(ValueError, match="cutout"):
+        parse_ops("flip,cutout")
+    x = torch.randn(8, 3, 16, 16)
+    pipe = AugmentPipe(parse_ops("all"), p=0.0)
+    assert pipe(x) is x
+    pipe.p = 1.0
+    torch.manual_seed(0)
+    y = pipe(x)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    flip_only = AugmentPipe(("flip",), p=1.0)
+    assert torch.equal(flip_only(x), x.flip(3))
+
+    ada = AdaptiveAugment(pipe, target=0.6, interval=2, speed_kimg=0.1)  # 100 images move p from 0 to 1
+    pipe.p = 0.0
+    ada.accumulate(sign_sum=9, count=10)  # r_t = 0.9 > 0.6: D overfits -> p up
+    ada.step(batch_size=10)
+    assert pipe.p == 0.0  # adjusts every 2 steps only
+    ada.step(batch_size=10)
+    assert pipe.p == pytest.approx(0.2)
+    state = ada.state_dict()
+    ada.accumulate(sign_sum=-10, count=10)
+    ada.step(10)
+    ada.step(10)
+    assert pipe.p == pytest.approx(0.0)  # r_t = -1 < 0.6 -> p down, clamped at 0
+    ada.load_state_dict(state)
+    assert pipe.p == pytest.approx(0.2) and ada.steps == 2
