@@ -316,10 +316,10 @@ def save_latent(result: ProjectionResult, path: str | Path, generator: str = "")
 
     from hdvila.atomic import atomic_path
 
-    tensors = {"ws": result.ws.contiguous()}
+    tensors = {"ws": result.ws.clone()}  # clones: safetensors refuses tensors that share memory
     if result.w is not None:
-        tensors["w"] = result.w.contiguous()
-    tensors.update({f"noise.{k}": v.contiguous() for k, v in result.noise.items()})
+        tensors["w"] = result.w.clone()
+    tensors.update({f"noise.{k}": v.clone() for k, v in result.noise.items()})
     meta = {"format": "hdvila-stylegan2-projection", "space": result.space, "steps": str(result.steps),
             "psnr_db": f"{result.psnr:.4f}", "psnr_convention": PSNR_CONVENTION, "loss": result.loss,
             "generator": str(generator)}

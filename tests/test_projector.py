@@ -1,0 +1,113 @@
+"""StyleGAN2 projector: recovering an image the generator made, and the `hdvila invert` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.stylegan2 import Generator, StyleGAN2Config
+from generation.stylegan2.projector import (LATENT_FILE, RECONSTRUCTION_FILE, TARGET_FILE, load_latent,
+                                            multiscale_loss, noise_regularization, project, psnr, synthesize,
+                                            w_statistics)
+from hdvila.errors import UserError
+
+
+def _tiny_generator(seed: int = 0, resolution: int = 16) -> Generator:
+    torch.manual_seed(seed)
+    cfg = StyleGAN2Config(z_dim=32, w_dim=32, img_resolution=resolution, mapping_layers=2,
+                          channel_base=resolution * 32, channel_max=32)
+    return Generator(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """A tiny random G and an image it made from a known w (constant noise)."""
+    G = _tiny_generator()
+    with torch.no_grad():
+        w = G.mapping(torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), None)
+        target = G.synthesis(w, noise_mode="const").clamp(-1, 1)
+    return G, w, target
+
+
+def test_projection_recovers_generated_image(generated):
+    G, _, target = generated
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    w_avg, _ = w_statistics(G, 2000)
+    start = psnr(synthesize(G, w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)).clamp(-1, 1), target)
+
+    results = {space: project(G, target, space=space, steps=40, perceptual="multiscale", w_avg_samples=2000)
+               for space in ("w", "w+")}
+    w_res, wp_res = results["w"], results["w+"]
+    for r in (w_res, wp_res):
+        assert r.ws.shape == (1, G.num_ws, 32) and r.reconstruction.shape == (1, 3, 16, 16)
+        assert r.reconstruction.min() >= -1 and r.reconstruction.max() <= 1
+        assert "multi-scale" in r.loss and "mse" in r.loss and r.steps == 40 and r.time_s > 0
+        assert len(r.history) == 40 and all(np.isfinite(r.history))
+        # Noise maps stay normalised (zero mean, unit variance) and the reconstruction is reproducible.
+        for n in r.noise.values():
+            assert abs(float(n.mean())) < 1e-4 and float(n.square().mean()) == pytest.approx(1, abs=1e-3)
+        assert psnr(synthesize(G, r.ws, r.noise).clamp(-1, 1), target) == pytest.approx(r.psnr, abs=1e-6)
+    assert torch.equal(w_res.ws, w_res.ws[:, :1].expand_as(w_res.ws))  # W: one vector broadcast to all layers
+    assert w_res.w.shape == (1, 32) and wp_res.w is None
+    assert not torch.equal(wp_res.ws, wp_res.ws[:, :1].expand_as(wp_res.ws))
+
+    # Starting at ~11 dB (the average w), 40 steps reach > 20 dB in W+ and W+ is at least as good as W.
+    assert start < 14
+    assert wp_res.psnr > 20 and w_res.psnr > start + 5
+    assert wp_res.psnr >= w_res.psnr - 0.25
+    # G itself was not modified (the projector works on a copy).
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())
+
+
+def test_projection_input_checks(generated):
+    G, _, target = generated
+    with pytest.raises(UserError, match="must be \\[1, 3, 16, 16\\]"):
+        project(G, torch.zeros(1, 3, 32, 32), steps=1)
+    with pytest.raises(UserError, match="'w' or 'w\\+'"):
+        project(G, target, space="z", steps=1)
+    with pytest.raises(UserError, match="LPIPS needs"):
+        project(G, target, steps=1, perceptual="lpips")  # no AlexNet weights on this machine
+
+
+def test_loss_pieces():
+    white = [torch.randn(64, 64, generator=torch.Generator().manual_seed(0))]
+    smooth = [torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=64, mode="bilinear")[0, 0]]
+    smooth = [(s - s.mean()) / s.std() for s in smooth]
+    assert noise_regularization(white) < 1e-3 < noise_regularization(smooth)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert multiscale_loss(x, x) == 0 and multiscale_loss(x, x.flip(3)) > 0
+    assert psnr(x, x) == float("inf")
+    y = x.clone()
+    y[0, 0, 0, 0] = -x[0, 0, 0, 0]  # one wrong value out of 3072
+    err = (float(((x[0, 0, 0, 0] + 1) * 127.5).round()) - float(((y[0, 0, 0, 0] + 1) * 127.5).round())) ** 2 / x.numel()
+    assert psnr(x, y) == pytest.approx(10 * np.log10(255 ** 2 / err), rel=1e-6)
+
+
+def test_invert_cli(cli, tmp_path, monkeypatch, generated):
+    G, _, target = generated
+    gen_dir = tmp_path / "gen"
+    G.save_pretrained(gen_dir)
+    image = tmp_path / "photo.png"  # 24x20: centre-cropped to 20x20, resized to 16x16
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    proc = cli("invert", image, out, "--generator", gen_dir, "--steps", "3", "--space", "w", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "PSNR" in proc.stdout and "dB" in proc.stdout and "[0, 255]" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted([LATENT_FILE, RECONSTRUCTION_FILE, TARGET_FILE])
+    assert Image.open(out / RECONSTRUCTION_FILE).size == (16, 16) and Image.open(out / TARGET_FILE).size == (16, 16)
+    ws, noise, meta = load_latent(out / LATENT_FILE)
+    assert ws.shape == (1, G.num_ws, 32) and meta["space"] == "w" and noise
+    assert float(meta["psnr_db"]) == pytest.approx(float(proc.stdout.split("PSNR ")[1].split(" dB")[0]), abs=0.01)
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out_bad = tmp_path / "out_bad"
+    proc = cli("invert", bad, out_bad, "--generator", gen_dir, "--steps", "2")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "broken.jpg" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out_bad.exists()
+
+    monkeypatch.setenv("HDVILA_CHECKPOINTS", str(tmp_path / "no_checkpoints"))
+    proc = cli("invert", image, out_bad, "--steps", "2")
+    assert proc.returncode == 2 and "--generator" in proc.stderr and not out_bad.exists()
