@@ -48,10 +48,13 @@ CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
 CUDA_CFLAGS = ["-O3"]
 
-#: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors. Measured
-#: with benchmarks/bench_stylegan2.py on 2 threads (x86-64): upfirdn2d 3.7-17x faster (the
-#: reference convolves the inserted zeros and the dropped samples; the kernel skips them),
-#: bias_act 2-2.3x faster for lrelu (one pass instead of three). See docs/results.md.
+#: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors.
+#: Measured with benchmarks/bench_stylegan2.py (x86-64, 2 shared cores, interleaved medians):
+#: with 2 threads the kernels are 2-8x faster per op (forward) and 1.4-2.5x (forward+backward),
+#: the config-f generator 1.2x (256 px) to 1.5x (1024 px) faster; with 1 thread they are
+#: 1.0-5x faster except plain lrelu bias_act forward (0.7-1.5x, noisy) and the FIR passes'
+#: backward (0.8-0.9x), and the generator is 1.0-1.25x faster. The reference convolves the
+#: inserted zeros and the dropped samples of up/downsampling; the kernel skips them.
 CPU_PREFERS_COMPILED: frozenset[str] = frozenset({"upfirdn2d", "bias_act"})
 
 IMPLS = ("auto", "ref", "compiled")
