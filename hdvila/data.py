@@ -1,0 +1,277 @@
+"""Training data for HD-VILA: demo-domain batches rendered on the fly, and annotated video files.
+
+Both sources are *step-indexed*: micro-batch ``m`` of process ``rank`` (of ``world``) is a pure
+function of ``(seed, m, rank, world)``. Sample ``j`` of that micro-batch is global sample
+``p = (m * world + rank) * batch_size + j``. A resumed run therefore sees exactly the batches a
+straight run would (no sampler state to save), and any number of DataLoader workers may build them.
+
+A micro-batch is a dict:
+
+``input_ids``, ``attention_mask``   int64 [B + Bi, L]: the B video captions, then the Bi image captions
+``hr_frames``                       float [B, n_clips, 3, Hh, Wh]   (normalised pixels, processor geometry)
+``lr_frames``                       float [B, n_clips, F-1, 3, Hl, Wl]
+``images``                          float [Bi, 3, Hh, Wh]           (normalised; only when Bi > 0)
+``needs_motion``, ``needs_pattern`` bool [B] (demo only)
+
+Demo domain (:class:`DemoStepBatches`). Videos come from ``DemoVideoDataset`` (train split); only
+the frames the hybrid sampler picks (7 per clip) are rendered. Clip middles are random (training
+sampling); the crop is the test-time centre crop and there is **no flip**: demo captions say "moving
+left" and "in the top right", which a horizontal flip would falsify. Images come from
+``DemoImageDataset`` (64 px) and are embedded by the model as static clips (``images=``), so
+image-text similarity is trained in the same space.
+
+Annotated files (:class:`AnnotationStepBatches`). Any format of :mod:`hdvila.retrieval.annotations`;
+each epoch visits every video once in a seeded random order, with one random caption of the video;
+frames are decoded with decord through :meth:`HDVILAProcessor.load_video` with the paper's training
+augmentation (random clip middles, random crop, flip p=1/3). Optional image-caption rows (jsonl
+``{"image": path, "caption": str}``, as ``hdvila demo-data`` writes) add still images.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hdvila.errors import InputFileError
+from hdvila.processing_hdvila import HDVILAProcessor
+
+DEMO_VIDEO_FRAMES = 32       # frames of a demo video (DemoVideoDataset default)
+_HUGE = 10 ** 12             # "length" of the endless demo stream
+
+
+def _item_rng(seed: int, stream: int, index: int) -> random.Random:
+    return random.Random(f"{seed}/{stream}/{index}")
+
+
+class StepBatches(Dataset):
+    """Base: ``self[m]`` is micro-batch ``m`` of this process (see the module docstring)."""
+
+    def __init__(self, batch_size: int, image_batch_size: int = 0, *, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, length: int = _HUGE) -> None:
+        if batch_size < 1 or image_batch_size < 0:
+            raise ValueError(f"need batch_size >= 1 and image_batch_size >= 0, got {batch_size}, {image_batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.batch_size, self.image_batch_size = batch_size, image_batch_size
+        self.rank, self.world_size, self.seed, self.length = rank, world_size, seed, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def positions(self, m: int, per_batch: int) -> list[int]:
+        """Global sample positions of micro-batch ``m`` of this process, ``per_batch`` per batch."""
+        base = (m * self.world_size + self.rank) * per_batch
+        return list(range(base, base + per_batch))
+
+    def __getitem__(self, m: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# Hard-negative groups (see DemoStepBatches): items of a group share these attributes.
+VIDEO_GROUP_KEYS = (("shape", "color", "pattern", "background"),   # differ in motion (and size)
+                    ("shape", "color", "background"))              # differ in pattern / motion / size
+IMAGE_GROUP_KEYS = (("shape", "color", "pattern"),)                 # differ in position / size / background
+VIDEO_POOL, IMAGE_POOL = 1024, 512                                  # candidate items per micro-batch
+
+
+def grouped_indices(specs: Sequence[Any], first_index: int, count: int, group_size: int,
+                    keys: Sequence[Sequence[str]], rng: np.random.Generator) -> list[int]:
+    """Pick ``count`` item indices from the candidates ``first_index + i`` (spec ``specs[i]``): groups of
+    ``group_size`` items sharing the attributes of ``keys[g % len(keys)]`` (group ``g``), the rest (and any
+    group that cannot be filled) in candidate order. Deterministic given ``rng``."""
+    used: set[int] = set()
+    chosen: list[int] = []
+    for g in range(count // group_size if group_size > 1 else 0):
+        buckets: dict[tuple, list[int]] = {}
+        for i, spec in enumerate(specs):
+            if i not in used:
+                buckets.setdefault(tuple(getattr(spec, a) for a in keys[g % len(keys)]), []).append(i)
+        full = [members for members in buckets.values() if len(members) >= group_size]
+        if not full:
+            break
+        members = full[int(rng.integers(len(full)))][:group_size]
+        used.update(members)
+        chosen += members
+    for i in range(len(specs)):
+        if len(chosen) >= count:
+            break
+        if i not in used:
+            used.add(i)
+            chosen.append(i)
+    return [first_index + i for i in chosen[:count]]
+
+
+class DemoStepBatches(StepBatches):
+    """Demo-domain micro-batches rendered on the fly (module docstring).
+
+    Hard negatives (``group_size`` > 1): the demo test split holds few (shape, colour, pattern)
+    combinations, so a test caption competes with several videos that differ only in motion or
+    pattern, while random training batches almost never hold such pairs. Each micro-batch therefore
+    looks at a private, disjoint block of candidate items (``VIDEO_POOL`` videos, ``IMAGE_POOL`` images;
+    only their specs are drawn, which is cheap) and takes groups of ``group_size`` items that share
+    attributes (``VIDEO_GROUP_KEYS`` / ``IMAGE_GROUP_KEYS``, alternating); only the chosen items are
+    rendered. ``group_size`` 1 takes consecutive items.
+    """
+
+    def __init__(self, processor: HDVILAProcessor, batch_size: int, image_batch_size: int = 0, *,
+                 split: str = "train", wording: str = "train", image_resolution: int = 64,
+                 video_resolution: int = 128, group_size: int = 4, **kwargs: Any) -> None:
+        super().__init__(batch_size, image_batch_size, **kwargs)
+        from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
+
+        self.processor, self.group_size = processor, group_size
+        self.videos = DemoVideoDataset(split, _HUGE, num_frames=DEMO_VIDEO_FRAMES, resolution=video_resolution,
+                                       seed=self.seed, wording=wording)
+        self.images = DemoImageDataset(split, _HUGE, resolution=image_resolution, seed=self.seed, wording=wording)
+
+    def video_item(self, index: int) -> dict[str, Any]:
+        """Video ``index``: its training clips (random middles, centre crop, no flip) and caption."""
+        clips = self.processor.sample(DEMO_VIDEO_FRAMES, training=True, rng=_item_rng(self.seed, 0, index))
+        item = self.videos.get(index, frames=list(clips.unique))
+        hr, lr = self.processor.clips_from_frames(item["video"], clips, training=False)
+        return {"hr": hr, "lr": lr, "caption": item["caption"], "needs_motion": item["needs_motion"],
+                "needs_pattern": item["needs_pattern"]}
+
+    def video_indices(self, m: int) -> list[int]:
+        if self.group_size <= 1:
+            return self.positions(m, self.batch_size)
+        first = self.positions(m, VIDEO_POOL)[0]
+        specs = [self.videos.spec(first + i) for i in range(VIDEO_POOL)]
+        rng = np.random.default_rng([self.seed, 11, m * self.world_size + self.rank])
+        return grouped_indices(specs, first, self.batch_size, self.group_size, VIDEO_GROUP_KEYS, rng)
+
+    def image_indices(self, m: int) -> list[int]:
+        if not self.image_batch_size:
+            return []
+        if self.group_size <= 1:
+            return self.positions(m, self.image_batch_size)
+        first = self.positions(m, IMAGE_POOL)[0]
+        specs = [self.images.spec(first + i) for i in range(IMAGE_POOL)]
+        rng = np.random.default_rng([self.seed, 12, m * self.world_size + self.rank])
+        return grouped_indices(specs, first, self.image_batch_size, self.group_size, IMAGE_GROUP_KEYS, rng)
+
+    def __getitem__(self, m: int) -> dict[str, Any]:
+        videos = [self.video_item(p) for p in self.video_indices(m)]
+        images = [self.images[p] for p in self.image_indices(m)]
+        out = self.processor.tokenize([v["caption"] for v in videos] + [i["caption"] for i in images])
+        out["hr_frames"] = torch.stack([v["hr"] for v in videos])
+        out["lr_frames"] = torch.stack([v["lr"] for v in videos])
+        if images:
+            out["images"] = self.processor.preprocess_images(torch.stack([i["image"] for i in images]))
+        out["needs_motion"] = torch.tensor([v["needs_motion"] for v in videos])
+        out["needs_pattern"] = torch.tensor([v["needs_pattern"] for v in videos])
+        return out
+
+
+def read_image_rows(path: str | Path) -> list[tuple[Path, str]]:
+    """Image-caption rows of a jsonl file (``{"image": path relative to the file, "caption": str}``)."""
+    path = Path(path)
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot read the image annotations ({e}).") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            image, caption = row["image"], row["caption"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputFileError(f"{path}, line {n}: need a JSON object with 'image' and 'caption'.") from None
+        if not isinstance(caption, str) or not caption.strip():
+            raise InputFileError(f"{path}, line {n}: empty caption.")
+        rows.append((path.parent / image, caption))
+    if not rows:
+        raise InputFileError(f"{path}: no image rows.")
+    return rows
+
+
+class AnnotationStepBatches(StepBatches):
+    """Micro-batches of annotated video files (module docstring). ``videos_dir`` is searched by id like
+    ``hdvila eval-retrieval`` does; missing videos raise :class:`InputFileError` listing them."""
+
+    def __init__(self, processor: HDVILAProcessor, annotations: Any, videos_dir: str | Path, batch_size: int,
+                 image_rows: Sequence[tuple[Path, str]] = (), image_batch_size: int = 0, **kwargs: Any) -> None:
+        from hdvila.retrieval.index import find_videos
+
+        if image_batch_size and not image_rows:
+            raise ValueError("image_batch_size > 0 needs image rows (--image_annotations)")
+        super().__init__(batch_size, image_batch_size, **kwargs)
+        self.processor, self.annotations = processor, annotations
+        found, missing = find_videos(videos_dir, annotations.video_ids)
+        if missing:
+            raise InputFileError(f"{len(missing)} of {len(annotations)} training videos not found in {videos_dir}: "
+                                 f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        self.paths = [found[v] for v in annotations.video_ids]
+        self.image_rows = list(image_rows)
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def _order(self, stream: int, n: int, position: int) -> int:
+        """Item index at global ``position`` of a stream of ``n`` items, shuffled anew every epoch."""
+        epoch, offset = divmod(position, n)
+        key = (stream, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 4:
+                self._perms.clear()
+            self._perms[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(n)
+        return int(self._perms[key][offset])
+
+    def __getitem__(self, m: int) -> dict[str, Any]:
+        hrs, lrs, captions = [], [], []
+        for p in self.positions(m, self.batch_size):
+            i = self._order(0, len(self.paths), p)
+            rng = _item_rng(self.seed, 0, p)
+            hr, lr = self.processor.load_video(self.paths[i], training=True, rng=rng)
+            hrs.append(hr)
+            lrs.append(lr)
+            captions.append(rng.choice(self.annotations.captions[i]))
+        image_paths = []
+        for p in self.positions(m, self.image_batch_size) if self.image_batch_size else []:
+            path, caption = self.image_rows[self._order(1, len(self.image_rows), p)]
+            image_paths.append(path)
+            captions.append(caption)
+        out = self.processor.tokenize(captions)
+        out["hr_frames"], out["lr_frames"] = torch.stack(hrs), torch.stack(lrs)
+        if image_paths:
+            out["images"] = self.processor.preprocess_images([str(p) for p in image_paths])
+        return out
+
+
+# ---- validation / evaluation sets held in memory ------------------------------------------------------
+def demo_eval_set(processor: HDVILAProcessor, split: str = "val", num_videos: int = 256, num_images: int = 256, *,
+                  wording: str = "train", seed: int = 0, dtype: torch.dtype = torch.float16) -> dict[str, Any]:
+    """Rendered held-out videos and images with inference sampling (``processor.n_clips`` evenly spread
+    clips, centre crop), one caption each, stored as ``dtype`` to keep memory low.
+
+    Returns ``{"hr", "lr", "captions", "needs_motion", "needs_pattern", "images", "image_captions"}``.
+    """
+    from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
+
+    videos = DemoVideoDataset(split, max(num_videos, 1), num_frames=DEMO_VIDEO_FRAMES, seed=seed, wording=wording)
+    clips = processor.sample(DEMO_VIDEO_FRAMES, training=False)
+    hrs, lrs, captions, motion, pattern = [], [], [], [], []
+    for i in range(num_videos):
+        item = videos.get(i, frames=list(clips.unique))
+        hr, lr = processor.clips_from_frames(item["video"], clips, training=False)
+        hrs.append(hr.to(dtype))
+        lrs.append(lr.to(dtype))
+        captions.append(item["caption"])
+        motion.append(item["needs_motion"])
+        pattern.append(item["needs_pattern"])
+    out: dict[str, Any] = {"hr": torch.stack(hrs) if hrs else None, "lr": torch.stack(lrs) if lrs else None,
+                           "captions": captions, "needs_motion": torch.tensor(motion, dtype=torch.bool),
+                           "needs_pattern": torch.tensor(pattern, dtype=torch.bool), "images": None,
+                           "image_captions": []}
+    if num_images:
+        images = DemoImageDataset(split, num_images, seed=seed, wording=wording)
+        items = [images[i] for i in range(num_images)]
+        out["images"] = processor.preprocess_images(torch.stack([it["image"] for it in items])).to(dtype)
+        out["image_captions"] = [it["caption"] for it in items]
+    return out
