@@ -23,6 +23,15 @@ BOTH = ["ref", "compiled"]
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tensors here are tiny: one thread avoids OpenMP overhead on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def cpu_extension():
     """Build the CPU extension once; a failed build fails every test here (loudly, not a skip)."""
     module = build_extension("cpu")  # raises ExtensionBuildError with the compiler output
