@@ -107,7 +107,7 @@ def _open(src: str | os.PathLike | bytes | bytearray, label: str, max_pixels: in
         raise InputFileError(f"{label}: image is too large to decode safely.") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e)
-        if "truncated" in msg or "broken data stream" in msg or "unrecognized data stream" in msg:
+        if "truncated" in msg.lower() or "broken data stream" in msg or "unrecognized data stream" in msg:
             raise InputFileError(f"{label}: image file is truncated or its data is corrupt; re-export or "
                                  f"re-download it.") from None
         raise InputFileError(f"{label}: image data is corrupt ({msg}).") from None

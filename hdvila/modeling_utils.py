@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 
+from hdvila.atomic import _umask
 from hdvila.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
@@ -63,6 +64,7 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
             # Weights first, config last: a folder with a config always has its matching weights.
             names = sorted(os.listdir(tmp), key=lambda n: n == CONFIG_NAME)
             for name in names:
+                os.chmod(tmp / name, 0o666 & ~_umask())  # mkdtemp and safetensors create private files
                 os.replace(tmp / name, target / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -34,8 +34,8 @@ def test_judge_cli_reports_bad_file_and_continues(cli, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     r = cli("judge", tmp_path, "--json")
     assert r.returncode == 1
-    assert r.stderr.strip() == (f"error: {tmp_path / 'broken.png'}: not a recognised image file (supported: PNG, "
-                                "JPEG, BMP, WebP, TIFF, GIF). The file may be corrupt or of another type.")
+    assert r.stderr.strip() == (f"error: {tmp_path / 'broken.png'}: image file is truncated or its data is corrupt; "
+                                "re-export or re-download it.")
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert [row["file"] for row in rows] == [str(tmp_path / "ok0.png"), str(tmp_path / "ok1.png")]
     for i, row in enumerate(rows):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from hdvila.tensors import uint8_to_unit, unit_to_uint8
+from hdvila.tensors import pil_to_tensor, to_pil
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -16,6 +19,13 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.pad(x, (radius,) * 4, mode="replicate")
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of one image [1, 3, H, W] in [-1, 1] (PIL, 4:2:0 like most encoders)."""
+    buf = io.BytesIO()
+    to_pil(x).save(buf, format="JPEG", quality=quality)
+    return pil_to_tensor(Image.open(buf)).unsqueeze(0)
 
 
 def degrade(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
@@ -36,10 +46,7 @@ def degrade(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3
         if r[i, 1] < 0.25:
             x = _blur(x, 0.3 + 0.3 * float(torch.rand(1, generator=generator)))
         if r[i, 2] < 0.3:
-            from torchvision.io import decode_jpeg, encode_jpeg
-
-            q = int(torch.randint(50, 96, (1,), generator=generator))
-            x = uint8_to_unit(decode_jpeg(encode_jpeg(unit_to_uint8(x[0]), quality=q))).unsqueeze(0)
+            x = _jpeg(x, int(torch.randint(50, 96, (1,), generator=generator)))
         if r[i, 3] < 0.4:
             x = x + torch.randn(x.shape, generator=generator) * 0.06 * float(torch.rand(1, generator=generator))
         out.append(x.clamp(-1, 1))
