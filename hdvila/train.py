@@ -128,6 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max_grad_norm", type=float, default=5.0)
     g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
                    help="default: accelerate's configuration (no)")
+    g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     g = p.add_argument_group("checkpoints, logs, validation")
     g.add_argument("--output_dir", default="runs/hdvila-mini")
@@ -370,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     output_dir = Path(args.output_dir)
     report_to = None if args.report_to in ("none", "") else args.report_to
-    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
+    # cpu=True on machines without CUDA: with a torchrun-style launch (WORLD_SIZE > 1) accelerate then
+    # sets up MULTI_CPU data parallelism over gloo instead of silently running unsynchronised copies.
+    accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(),
+                              gradient_accumulation_steps=args.gradient_accumulation_steps,
                               mixed_precision=args.mixed_precision, log_with=report_to,
                               project_config=ProjectConfiguration(project_dir=str(output_dir),
                                                                   logging_dir=str(output_dir / "logs")))
@@ -480,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(global_step * accum,
                                                                                 args.max_train_steps * accum),
                                          num_workers=args.num_workers, worker_init_fn=_worker_init,
+                                         # its own generator: creating the loader must not draw from the
+                                         # global RNG, or a resumed run's dropout draws would shift
+                                         generator=torch.Generator().manual_seed(args.seed),
                                          persistent_workers=False, prefetch_factor=2 if args.num_workers else None)
     bar = tqdm(total=args.max_train_steps, initial=global_step, desc=f"stage {args.stage}",
                disable=args.no_progress or not accelerator.is_local_main_process, dynamic_ncols=True)
@@ -542,6 +549,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             accelerator.wait_for_everyone()
     bar.close()
 
+    if "logits_rows" in last:  # every process: the gathered similarity matrix it trained on
+        print(f"process {rank}/{world}: video logits {last['logits_rows']}x{last['logits_cols']} "
+              f"(local batch {args.train_batch_size})", flush=True)
     accelerator.wait_for_everyone()
     elapsed = time.time() - t_start
     summary: dict[str, Any] = {"global_step": global_step, "last": last, "seconds": elapsed}

@@ -1,0 +1,198 @@
+"""HD-VILA training script: checkpoints and exact resume, stage 2 freezing, fine-tuning init,
+annotation-file data, hard-negative batches, and a 2-process CPU run that gathers features."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hdvila.configuration_hdvila import HDVILAConfig
+from hdvila.modeling_hdvila import HDVILAModel
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Mini-structured but tiny: HR 64 / LR 16, 2x2 video grid, random 2-layer text tower (bert vocabulary).
+TINY = dict(text_init="random", freeze_text_encoder=False, resnet_layers=(1, 1, 1, 1), resnet_width=8,
+            vision_width=32, timesformer_depth=1, timesformer_heads=4, text_hidden_size=32, text_heads=4,
+            text_intermediate_size=64, text_layers=2, multimodal_layers=1, projection_dim=16,
+            max_position_embeddings=64, hr_size=(64, 64), lr_size=(16, 16), resnet_stem_pool=True)
+
+
+def _args(out: Path, *extra: str, steps: int = 4) -> list[str]:
+    return ["--preset", "mini", "--config_overrides", json.dumps(TINY), "--output_dir", str(out),
+            "--max_train_steps", str(steps), "--train_batch_size", "4", "--image_ratio", "0.5",
+            "--learning_rate", "1e-3", "--lr_scheduler", "constant", "--lr_warmup_steps", "2",
+            "--val_videos", "6", "--val_images", "6", "--val_n_clips", "2", "--no_progress", "--report_to", "none",
+            "--threads", "1", *extra]
+
+
+def _train(argv: list[str]) -> dict:
+    from accelerate.state import AcceleratorState, GradientState
+
+    from hdvila.train import main
+
+    try:
+        return main(argv)
+    finally:  # each call builds its own Accelerator
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory) -> Path:
+    """4 steps, checkpoints every 2 (limit 1), then resumed to 6; returns the run folder."""
+    out = tmp_path_factory.mktemp("stage1")
+    s = _train(_args(out, "--checkpointing_steps", "2", "--checkpoints_total_limit", "1", "--report_to", "tensorboard",
+                     "--validation_steps", "2"))
+    assert s["global_step"] == 4
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]  # checkpoint-2 pruned
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no tensorboard event file"
+    first = _weights(out / "model")
+    s = _train(_args(out, "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
+                     "--resume_from_checkpoint", "latest", steps=6))
+    assert s["global_step"] == 6
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]
+    assert any(not torch.equal(first[k], v) for k, v in _weights(out / "model").items()), "resumed run did not train"
+    return out
+
+
+def test_resume_matches_a_straight_run(stage1, tmp_path):
+    straight = tmp_path / "straight"
+    s = _train(_args(straight, "--checkpointing_steps", "3", steps=6))
+    assert s["global_step"] == 6 and s["validation"]["t2v_R@1"] >= 0
+    a, b = _weights(stage1 / "model"), _weights(straight / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+    # Optimizer state after 6 steps: Adam's step counters agree.
+    opt_a = torch.load(stage1 / "checkpoint-6" / "optimizer.bin", weights_only=False)
+    opt_b = torch.load(straight / "checkpoint-6" / "optimizer.bin", weights_only=False)
+    steps_a = {int(v["step"]) for v in opt_a["state"].values()}
+    assert steps_a == {6} and steps_a == {int(v["step"]) for v in opt_b["state"].values()}
+
+
+def test_saved_model_loads_and_embeds(stage1):
+    model = HDVILAModel.from_pretrained(stage1 / "model")
+    assert model.config.stage == 1 and model.config.hr_size == (64, 64)
+    feats = model.get_image_features(torch.zeros(2, 3, 64, 64), unit_range=True)
+    assert feats.shape == (2, 16) and torch.allclose(feats.norm(dim=-1), torch.ones(2), atol=1e-5)
+    summary = json.loads((stage1 / "train_summary.json").read_text())
+    assert summary["global_step"] == 6 and "t2i_R@1" in summary["validation"]
+
+
+def test_stage2_trains_mlm_with_stage1_frozen_then_finetune(stage1, tmp_path):
+    s2 = tmp_path / "stage2"
+    s = _train(_args(s2, "--stage", "2", "--init_from", str(stage1 / "model"), "--checkpointing_steps", "10",
+                     steps=2))
+    assert s["global_step"] == 2 and torch.isfinite(torch.tensor(s["last"]["loss"]))
+    before, after = _weights(stage1 / "model"), _weights(s2 / "model")
+    assert HDVILAModel.read_config(s2 / "model").stage == 2
+    stage1_prefixes = ("cnn.", "cnn_low.", "grid_encoder", "timesformer.", "transformer.t_proj", "transformer.v_proj",
+                       "transformer.bert.pooler1", "transformer.bert.embeddings", "transformer.bert.encoder.layer.0.",
+                       "transformer.bert.encoder.layer.1.")
+    shared = [k for k in before if k.startswith(stage1_prefixes)]
+    assert len(shared) > 50 and all(k in after for k in shared)
+    for k in shared:  # weights and BatchNorm statistics alike
+        assert torch.equal(before[k], after[k]), f"stage 2 changed the stage-1 tensor {k}"
+    new = [k for k in after if k.startswith("transformer.bert.encoder.layer.2.")]
+    assert new and all(k not in before for k in new)
+    # The multimodal layer trained: it differs from a fresh seed-0 initialisation of the same model.
+    torch.manual_seed(0)
+    fresh = HDVILAModel(HDVILAConfig.preset("mini", **{**TINY, "stage": 2})).state_dict()
+    assert any(not torch.equal(after[k], fresh[k]) for k in new)
+
+    # Retrieval fine-tuning from the stage-2 folder (non-strict: the multimodal parts are dropped).
+    ft = tmp_path / "finetune"
+    s = _train(_args(ft, "--stage", "finetune", "--init_from", str(s2 / "model"), "--checkpointing_steps", "10",
+                     "--no_final_validation", steps=1))
+    assert s["global_step"] == 1 and torch.isfinite(torch.tensor(s["last"]["loss"]))
+    tuned = _weights(ft / "model")
+    assert HDVILAModel.read_config(ft / "model").stage == 1
+    assert not any(k.startswith("transformer.bert.encoder.layer.2.") for k in tuned)
+    # Non-strict init: frozen parts the forward never uses come unchanged from the stage-2 folder, and
+    # the trained parts started there (one small step away).
+    assert torch.equal(tuned["timesformer.norm.weight"], after["timesformer.norm.weight"])
+    delta = (tuned["timesformer.pos_embed"] - after["timesformer.pos_embed"]).abs().max()
+    assert 0 < delta < 0.01
+
+
+def test_annotation_files_train_through_decord(tmp_path):
+    from hdvila.demo.export import export_demo_data
+
+    data = tmp_path / "data"
+    export_demo_data(data, split="train", videos=4, images=4, video_resolution=64, image_resolution=32, frames=32)
+    out = tmp_path / "run"
+    s = _train(_args(out, "--annotations", str(data / "hdvila_train.jsonl"), "--videos", str(data / "videos"),
+                     "--format", "jsonl", "--image_annotations", str(data / "images_train.jsonl"),
+                     "--val_annotations", str(data / "msrvtt_train.csv"), "--val_format", "msrvtt",
+                     "--checkpointing_steps", "10", steps=2))
+    assert s["global_step"] == 2
+    assert set(s["validation"]) >= {"t2v_R@1", "t2v_R@5", "v2t_R@1"}
+    assert torch.isfinite(torch.tensor(s["last"]["image_loss"]))
+
+
+def test_annotation_batches_cover_each_video_once_per_epoch(tmp_path):
+    from hdvila.data import AnnotationStepBatches
+    from hdvila.processing_hdvila import HDVILAProcessor
+    from hdvila.retrieval.annotations import Annotations
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    ids = [f"vid{i}" for i in range(6)]
+    for vid in ids:
+        (videos / f"{vid}.mp4").write_bytes(b"x")  # found by name; never decoded here
+    ann = Annotations(ids, [[f"caption {i}"] for i in range(6)])
+    proc = HDVILAProcessor.from_config(HDVILAConfig.preset("mini", **TINY))
+    seen = []
+    for rank in range(2):
+        data = AnnotationStepBatches(proc, ann, videos, 3, rank=rank, world_size=2, seed=1)
+        seen += [data._order(0, 6, p) for p in data.positions(0, 3)]
+    assert sorted(seen) == list(range(6))  # epoch 0 split across the two processes, no repeats
+
+
+def test_demo_batches_are_step_indexed_and_grouped():
+    from hdvila.data import DemoStepBatches
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    proc = HDVILAProcessor.from_config(HDVILAConfig.preset("mini", **TINY), train_n_clips=1)
+    a = DemoStepBatches(proc, 4, 2, seed=3, group_size=4)
+    b = DemoStepBatches(proc, 4, 2, seed=3, group_size=4)
+    x, y = a[5], b[5]
+    assert x["hr_frames"].shape == (4, 1, 3, 64, 64) and x["lr_frames"].shape == (4, 1, 6, 3, 16, 16)
+    assert x["images"].shape == (2, 3, 64, 64) and x["input_ids"].shape[0] == 6
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+    assert not torch.equal(a[6]["hr_frames"], x["hr_frames"])
+    specs = [a.videos.spec(i) for i in a.video_indices(5)]
+    assert len({(s.shape, s.color, s.pattern, s.background) for s in specs}) == 1  # one hard-negative group
+    other = DemoStepBatches(proc, 4, 0, seed=3, rank=1, world_size=2, group_size=4)
+    assert not set(other.video_indices(5)) & set(DemoStepBatches(proc, 4, 0, seed=3, rank=0, world_size=2,
+                                                                  group_size=4).video_indices(5))
+
+
+def test_two_cpu_processes_gather_features(tmp_path):
+    out = tmp_path / "ddp"
+    # accelerate 1.15's "--cpu --num_processes 2" starts ONE process unless an MPI hostfile is given;
+    # "--multi_gpu" launches through torchrun, and the script (cpu=True without CUDA) then runs MULTI_CPU/gloo.
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "hdvila" / "train.py"),
+           *_args(out, "--checkpointing_steps", "1", "--val_videos", "0", "--val_images", "0", steps=1)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = re.findall(r"process (\d)/2: video logits (\d+)x(\d+)", proc.stdout)
+    # Each process has 4 videos; the logits cover both processes' pairs.
+    assert sorted(lines) == [("0", "8", "8"), ("1", "8", "8")], proc.stdout[-2000:]
+    assert (out / "checkpoint-1").is_dir() and (out / "model" / "model.safetensors").is_file()
