@@ -117,6 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--train_batch_size", type=int, default=16, help="images per process per micro-batch.")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1)
     g.add_argument("--max_train_steps", type=int, default=1000)
+    g.add_argument("--max_train_minutes", type=float, default=None,
+                   help="also stop after this many minutes of the training loop (data preparation not counted), at "
+                        "a step boundary; a checkpoint is saved there when --checkpointing_steps > 0, so the run can "
+                        "be resumed with --resume_from_checkpoint latest.")
     g.add_argument("--learning_rate", type=float, default=0.0025, help="Adam lr of G and D (before lazy-reg correction).")
     g.add_argument("--g_lr", type=float, default=None, help="override --learning_rate for G.")
     g.add_argument("--d_lr", type=float, default=None, help="override --learning_rate for D.")
@@ -164,7 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--report_to", default="tensorboard", help="tracker for accelerate ('tensorboard', ..., or 'none').")
     g.add_argument("--logging_dir", default="logs", help="tracker folder, relative to --output_dir.")
     g.add_argument("--num_threads", type=int, default=None,
-                   help="CPU threads per process (default: available cores / local processes).")
+                   help="CPU threads per process (default: the cores other programs leave idle, shared among the "
+                        "local processes; on a busy machine pass 1, as oversubscribed threads are many times slower).")
 
     # Accelerate convention: `--resume_from_checkpoint latest` also works with parse_known_args users.
     args = p.parse_args(argv)
@@ -205,6 +210,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--train_size must be >= 1")
     if a.checkpoints_total_limit is not None and a.checkpoints_total_limit < 1:
         p.error("--checkpoints_total_limit must be >= 1")
+    if a.max_train_minutes is not None and a.max_train_minutes <= 0:
+        p.error("--max_train_minutes must be > 0")
     if not 0 <= a.augment_p <= 1:
         p.error("--augment_p must be in [0, 1]")
     if a.ada_target is not None and not 0 < a.ada_target < 1:
@@ -256,14 +263,6 @@ class TrainState:
 def step_seed(seed: int, step: int, rank: int) -> int:
     """The torch seed of training step ``step`` on process ``rank`` (a 63-bit integer)."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0]) >> 1
-
-
-def default_threads(local_processes: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, local_processes))
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -381,7 +380,9 @@ def train(args: argparse.Namespace) -> dict:
     from hdvila.imageio import save_image
     from hdvila.modeling_utils import load_weights
 
-    torch.set_num_threads(args.num_threads or default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    from generation.data import suggested_cpu_threads
+
+    torch.set_num_threads(args.num_threads or suggested_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     # DDP notes that the gradient of a [1, N] weight has strides (1, 1) instead of (N, 1): the same
     # memory layout for a tensor with one row, so nothing is lost.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
@@ -522,6 +523,8 @@ def train(args: argparse.Namespace) -> dict:
         accelerator.wait_for_everyone()
 
     history: list[dict] = []
+    deadline = time.monotonic() + 60 * args.max_train_minutes if args.max_train_minutes else None
+    last_saved = None
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="steps",
                     disable=not accelerator.is_local_main_process)
     stat_keys = ("loss_G", "loss_D_fake", "loss_D_real", "score_real", "score_fake", "sign_real", "r1_penalty",
@@ -650,10 +653,20 @@ def train(args: argparse.Namespace) -> dict:
 
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
             save_checkpoint(global_step)
+            last_saved = global_step
         if args.validation_steps and global_step % args.validation_steps == 0:
             validate(global_step)
             last_validated = global_step
+        if deadline is not None:
+            out_of_time = torch.tensor([float(time.monotonic() > deadline)], device=device)
+            if world > 1:  # every process stops at the same step
+                out_of_time = accelerator.reduce(out_of_time, reduction="sum")
+            if float(out_of_time) > 0 and global_step < args.max_train_steps:
+                logger.info("--max_train_minutes %g reached at step %d", args.max_train_minutes, global_step)
+                break
     progress.close()
+    if args.checkpointing_steps and last_saved != global_step and steps_run:
+        save_checkpoint(global_step)  # the run can be continued from where it stopped
 
     if world > 1:  # self-check: DDP must have kept every replica identical
         sums = torch.stack([torch.stack([p.detach().double().sum() for p in m.parameters()]).sum()

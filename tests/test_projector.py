@@ -14,6 +14,18 @@ from generation.stylegan2.projector import (LATENT_FILE, RECONSTRUCTION_FILE, TA
 from hdvila.errors import UserError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    """As many threads as the machine has idle cores (a busy 2-core machine is many times slower
+    with 2 threads than with 1); restored afterwards."""
+    from generation.data import suggested_cpu_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(suggested_cpu_threads())
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny_generator(seed: int = 0, resolution: int = 16) -> Generator:
     torch.manual_seed(seed)
     cfg = StyleGAN2Config(z_dim=32, w_dim=32, img_resolution=resolution, mapping_layers=2,

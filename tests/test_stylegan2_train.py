@@ -26,6 +26,14 @@ TINY = ["--resolution", "16", "--channel_base", "256", "--channel_max", "32", "-
         "--mapping_layers", "2", "--train_batch_size", "4", "--num_validation_images", "4", "--num_threads", "1"]
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The script sets torch's thread count (--num_threads 1 here); give other tests theirs back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def _train(*args: str) -> dict:
     from generation.train_stylegan2 import main
 
@@ -98,6 +106,16 @@ def test_resume_refuses_other_model_settings(tmp_path):
     with pytest.raises(UserError, match="no such checkpoint"):
         _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "2",
                "--resume_from_checkpoint", "checkpoint-99", "--report_to", "none")
+
+
+def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
+    result = _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "50",
+                    "--max_train_minutes", "1e-6", "--checkpointing_steps", "10", "--validation_steps", "0",
+                    "--report_to", "none")
+    assert result["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert (tmp_path / "generator" / "model.safetensors").is_file()
+    assert sorted(tmp_path.joinpath("samples").iterdir())[-1].name == "step-000001.png"
 
 
 def test_image_folder_bad_files(tmp_path):

@@ -387,8 +387,9 @@ def resolve_generator(path: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.data import center_crop_resize
+    from generation.data import center_crop_resize, suggested_cpu_threads
     from generation.stylegan2.convert import load_stylegan2
+    from hdvila.device import get_device
     from hdvila.errors import UserError
     from hdvila.imageio import load_image, save_image
     from hdvila.tensors import pil_to_tensor
@@ -405,6 +406,8 @@ def run(args: argparse.Namespace) -> int:
     if G.img_channels != 3:
         raise UserError(f"{gen_path} makes {G.img_channels}-channel images; inversion needs an RGB generator.")
     target = pil_to_tensor(center_crop_resize(image, G.img_resolution)).unsqueeze(0)
+    if get_device(args.device).type == "cpu":
+        torch.set_num_threads(suggested_cpu_threads())
     result = project(G, target, space=args.space, steps=args.steps, lr=args.lr, perceptual=args.perceptual,
                      optimize_noise=args.optimize_noise, seed=args.seed, device=args.device, progress=True)
 
