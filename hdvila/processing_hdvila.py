@@ -27,7 +27,7 @@ import torch
 
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import InputFileError, TextInputError
-from hdvila.models.pixels import normalize_pixels, resize_crop
+from hdvila.models.pixels import PIXEL_MEAN, PIXEL_STD, normalize_pixels, resize_crop
 from hdvila.sampling import ClipIndices, sample_clips
 
 VideoSource = Union[str, os.PathLike, torch.Tensor]
@@ -151,7 +151,6 @@ class HDVILAProcessor:
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] != len(clips.unique):
             raise ValueError(f"frames must be [{len(clips.unique)}, 3, H, W] (one per clips.unique), "
                              f"got {tuple(frames.shape)}")
-        pixels = frames.float() if frames.dtype == torch.uint8 else (frames.float() + 1.0) * 127.5
         rng = rng or random
         (rh, rw), (ch, cw) = self.lr_resize, self.lr_size
         if training:
@@ -162,9 +161,26 @@ class HDVILAProcessor:
         where = {frame: k for k, frame in enumerate(clips.unique)}
         side = sorted({i for c in clips.side_frames for i in c})
         side_pos = {frame: k for k, frame in enumerate(side)}
-        hr = resize_crop(pixels[torch.tensor([where[m] for m in clips.middles])], self.hr_resize, self.hr_size, 4 * top, 4 * left)
-        lr_unique = resize_crop(pixels[torch.tensor([where[i] for i in side])], self.lr_resize, self.lr_size, top, left)
-        lr = lr_unique[torch.tensor([[side_pos[i] for i in c] for c in clips.side_frames])]
+        hr_rows = torch.tensor([where[m] for m in clips.middles])
+        side_rows = torch.tensor([where[i] for i in side])
+        lr_index = torch.tensor([[side_pos[i] for i in c] for c in clips.side_frames])
+        if frames.dtype == torch.uint8:
+            # Decoded frames: resize in uint8, channels-last (torch's vectorised antialiased kernel, several
+            # times faster than float and within half a level of it), crop, and only then go to float,
+            # normalising in place (no clamp needed: uint8 results lie in 0-255).
+            # No gathers of full-size frames (memory-bound copies): the LR resize runs on all decoded frames
+            # at once (the few middle frames cost little at LR size), the HR resize on each middle frame.
+            lr = _normalize_uint8(_resize_crop_uint8(frames, self.lr_resize, self.lr_size, top, left))
+            lr = lr[torch.tensor([[where[i] for i in c] for c in clips.side_frames])]
+            hr = torch.empty((len(clips.middles), 3, *self.hr_size))
+            for k, m in enumerate(clips.middles):
+                hr[k].copy_(_resize_crop_uint8(frames[where[m]:where[m] + 1], self.hr_resize, self.hr_size,
+                                               4 * top, 4 * left)[0])
+            hr = _normalize_uint8(hr)
+            return (hr.flip(-1), lr.flip(-1)) if flip else (hr, lr)
+        pixels = (frames.float() + 1.0) * 127.5
+        hr = resize_crop(pixels[hr_rows], self.hr_resize, self.hr_size, 4 * top, 4 * left)
+        lr = resize_crop(pixels[side_rows], self.lr_resize, self.lr_size, top, left)[lr_index]
         if flip:
             hr, lr = hr.flip(-1), lr.flip(-1)
         return normalize_pixels(hr.clamp(0, 255)), normalize_pixels(lr.clamp(0, 255))
@@ -223,6 +239,25 @@ class HDVILAProcessor:
         if images is not None:
             out["pixel_values"] = self.preprocess_images(images)
         return out
+
+
+def _resize_crop_uint8(x: torch.Tensor, resize_hw: tuple[int, int], crop_hw: tuple[int, int], top: int,
+                       left: int) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> float [N, 3, *crop_hw] on the 0-255 scale (resize, then crop at top/left)."""
+    if tuple(x.shape[-2:]) != tuple(resize_hw):
+        x = torch.nn.functional.interpolate(x.contiguous(memory_format=torch.channels_last), size=tuple(resize_hw),
+                                            mode="bilinear", align_corners=False, antialias=True)
+    return x[..., top:top + crop_hw[0], left:left + crop_hw[1]]
+
+
+def _normalize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 3, H, W] (or float 0-255, normalised in place) -> normalised float pixels (as
+    :func:`normalize_pixels`), at most one allocation."""
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+    inv_std = 1.0 / torch.tensor(PIXEL_STD).view(3, 1, 1)
+    # NCHW first: the per-channel broadcast is several times slower on a channels-last layout.
+    x = x.contiguous().to(torch.float32) if x.dtype == torch.uint8 else x
+    return x.sub_(mean).mul_(inv_std)
 
 
 # ---- frame sources ----------------------------------------------------------------------------------
