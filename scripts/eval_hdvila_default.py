@@ -18,6 +18,25 @@ Steps:
 4. Ablation: the same for LR-only and HR-only (single-frame) models trained with the same recipe.
 
 Prints markdown tables; ``--json`` also writes the numbers.
+
+How the models were trained (``hdvila/train.py``; batch 32 videos + 16 images in hard-negative groups of
+4, AdamW lr 1e-3, warmup 150, linear decay, bf16 autocast, one CPU thread)::
+
+    # the default model (2400 steps), then copied lean to checkpoints/hdvila-mini
+    accelerate launch --num_processes 1 --mixed_precision bf16 --cpu hdvila/train.py --stage 1 --data demo \
+        --output_dir runs/hdvila-mini --max_train_steps 2400 --train_batch_size 32 --image_ratio 0.5 \
+        --group_size 4 --learning_rate 1e-3 --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 \
+        --num_workers 1 --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
+        --validation_steps 300
+    # the ablation: the same recipe at a 600-step budget for each visual input
+    for v in lr_only hr_only hybrid; do
+      python hdvila/train.py --stage 1 --data demo --video_input $v --output_dir runs/ablation-600/$v \
+        --max_train_steps 600 --train_batch_size 32 --image_ratio 0.5 --group_size 4 --learning_rate 1e-3 \
+        --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 --checkpointing_steps 100 \
+        --checkpoints_total_limit 1 --resume_from_checkpoint latest
+    done
+    python scripts/eval_hdvila_default.py --ablation hybrid_600=runs/ablation-600/hybrid/model \
+        --ablation lr_only_600=runs/ablation-600/lr_only/model --ablation hr_only_600=runs/ablation-600/hr_only/model
 """
 
 from __future__ import annotations
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     files = export(work, args.videos, args.images)
     if args.export_only:
         return {}
-    models = {"hybrid": Path(args.model)}
+    models = {"default": Path(args.model)}
     for spec in args.ablation:
         name, _, folder = spec.partition("=")
         if not folder:
