@@ -151,7 +151,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.data = "annotations" if args.annotations else "demo"
     if args.data == "annotations" and not (args.annotations and args.videos):
         p.error("annotation data needs --annotations and --videos")
-    if args.stage in ("2", "finetune") and not args.init_from and args.stage == "finetune":
+    if args.stage == "finetune" and not args.init_from:
         p.error("--stage finetune needs --init_from (a stage-2 model folder)")
     if args.learning_rate is None:
         args.learning_rate = STAGE_LR[args.stage]
