@@ -48,7 +48,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -157,7 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     g = p.add_argument_group("outputs and logging")
     g.add_argument("--output_dir", required=True)
-    g.add_argument("--checkpointing_steps", type=int, default=500, help="save_state every N steps (0: never).")
+    g.add_argument("--checkpointing_steps", type=int, default=500,
+                   help="save_state every N steps and at the last step (0: never).")
     g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most N checkpoints.")
     g.add_argument("--resume_from_checkpoint", default=None,
                    help="'latest' (the newest checkpoint in --output_dir; a new run if there is none) or a "
@@ -171,7 +171,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU threads per process (default: the cores other programs leave idle, shared among the "
                         "local processes; on a busy machine pass 1, as oversubscribed threads are many times slower).")
 
-    # Accelerate convention: `--resume_from_checkpoint latest` also works with parse_known_args users.
     args = p.parse_args(argv)
     args.augment_ops = _parse_augment(p, args.augment)
     if args.ada_target is not None and "--augment_p" not in (argv if argv is not None else sys.argv[1:]):
@@ -373,14 +372,12 @@ def train(args: argparse.Namespace) -> dict:
 
     from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
     from generation.stylegan2 import losses as L
+    from generation.data import StepBatchSampler, suggested_cpu_threads
     from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe
-    from generation.data import StepBatchSampler
     from hdvila.atomic import atomic_write_text
     from hdvila.errors import UserError
     from hdvila.imageio import save_image
     from hdvila.modeling_utils import load_weights
-
-    from generation.data import suggested_cpu_threads
 
     torch.set_num_threads(args.num_threads or suggested_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     # DDP notes that the gradient of a [1, N] weight has strides (1, 1) instead of (N, 1): the same

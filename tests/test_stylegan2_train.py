@@ -111,8 +111,9 @@ def test_resume_refuses_other_model_settings(tmp_path):
 def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
     result = _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "50",
                     "--max_train_minutes", "1e-6", "--checkpointing_steps", "10", "--validation_steps", "0",
-                    "--report_to", "none")
+                    "--report_to", "none", "--gradient_accumulation_steps", "2", "--dataloader_num_workers", "1")
     assert result["global_step"] == 1
+    assert result["history"][0]["kimg"] == pytest.approx(0.008)  # 2 micro-batches of 4 images
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
     assert (tmp_path / "generator" / "model.safetensors").is_file()
     assert sorted(tmp_path.joinpath("samples").iterdir())[-1].name == "step-000001.png"
