@@ -21,13 +21,7 @@ TINY_G = StyleGAN2Config(z_dim=16, w_dim=24, img_resolution=16, mapping_layers=2
 TINY_D = DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=32, mbstd_group_size=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors here are tiny: one thread avoids OpenMP overhead on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (fixture in conftest.py)
 
 
 def tiny_generator(**changes) -> Generator:

@@ -22,13 +22,7 @@ from generation.stylegan2.ops.conv2d_resample import _conv2d_resample_generic
 BOTH = ["ref", "compiled"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors here are tiny: one thread avoids OpenMP overhead on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (fixture in conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)

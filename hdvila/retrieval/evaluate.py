@@ -256,14 +256,19 @@ def run(args: argparse.Namespace) -> int:
                                 skip_bad=args.skip_bad, ties=args.ties, progress=not args.quiet)
     print(report(result))
     if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            from hdvila.atomic import atomic_write_text
-
-            atomic_write_text(args.json, text + "\n")
+        write_json(args.json, result)
     return 0
+
+
+def write_json(dest: str, obj: Any) -> None:
+    """``--json`` output: ``-`` prints to stdout, anything else is a file written atomically."""
+    text = json.dumps(obj, indent=1)
+    if dest == "-":
+        print(text)
+    else:
+        from hdvila.atomic import atomic_write_text
+
+        atomic_write_text(dest, text + "\n")
 
 
 def report(result: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ when one file of a folder is broken). The default model is the bundled ``checkpo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from hdvila.errors import InputFileError, TextInputError, UserError
-from hdvila.retrieval.evaluate import add_model_arguments, load_model_and_processor
+from hdvila.retrieval.evaluate import add_model_arguments, load_model_and_processor, write_json
 from hdvila.retrieval.index import EmbeddingCache, encode_texts, encode_videos, list_videos, sampling_settings
 
 
@@ -95,11 +94,5 @@ def run(args: argparse.Namespace) -> int:
     for r in out["results"]:
         print(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['file']}")
     if args.json:
-        text = json.dumps(out, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            from hdvila.atomic import atomic_write_text
-
-            atomic_write_text(args.json, text + "\n")
+        write_json(args.json, out)
     return 0
