@@ -26,29 +26,10 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from hdvila.errors import InputFileError, UserError
-from hdvila.imageio import IMAGE_SUFFIXES, load_image
+from hdvila.imageio import IMAGE_SUFFIXES, list_images, load_image
+from hdvila.tensors import uint8_to_unit
 
 MAX_LISTED_BAD = 20
-
-
-def suggested_cpu_threads(processes: int = 1) -> int:
-    """Threads per process for CPU work: the cores this process may use, divided among ``processes``
-    local processes, and no more than the cores other programs leave idle (1-minute load average).
-
-    Measured on a 2-core machine shared with other jobs (load ~6): a 64 px StyleGAN2 training step
-    took 0.9 s with 1 thread and 9.7 s with 2, because oversubscribed threads wait for each other at
-    every parallel region. On an idle machine this returns all cores.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    processes = max(1, processes)
-    try:
-        idle = cpus - os.getloadavg()[0]
-    except (AttributeError, OSError):
-        idle = cpus
-    return max(1, min(cpus // processes, int(idle + 0.5) // processes))
 
 
 def center_crop_resize(img: Image.Image, resolution: int) -> Image.Image:
@@ -69,22 +50,11 @@ def pil_to_uint8_chw(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
 
 
-def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> float32 in [-1, 1]."""
-    return x.to(torch.float32) / 127.5 - 1.0
-
-
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder``, recursively, by suffix (hidden files and folders skipped), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """Image files under ``folder``, recursively (see :func:`hdvila.imageio.list_images`)."""
+    if not Path(folder).is_dir():
         raise InputFileError(f"{folder}: training data folder not found (pass --data demo or a folder of images).")
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files.extend(Path(root) / n for n in names
-                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(files)
+    return list_images(folder, recursive=True)
 
 
 def load_training_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
@@ -186,11 +156,11 @@ class UInt8ImageDataset(Dataset):
         return self.pixels.shape[0]
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return uint8_to_float(self.pixels[index])
+        return uint8_to_unit(self.pixels[index])
 
     def batch(self, indices: Sequence[int]) -> torch.Tensor:
         """Several items at once (no DataLoader needed): float32 [len(indices), 3, R, R]."""
-        return uint8_to_float(self.pixels[torch.as_tensor(list(indices), dtype=torch.long)])
+        return uint8_to_unit(self.pixels[torch.as_tensor(list(indices), dtype=torch.long)])
 
 
 class ImageFolderDataset(Dataset):
@@ -207,7 +177,7 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return uint8_to_float(torch.from_numpy(load_training_image(self.files[index], self.resolution)))
+        return uint8_to_unit(torch.from_numpy(load_training_image(self.files[index], self.resolution)))
 
 
 class StepBatchSampler(Sampler[list[int]]):

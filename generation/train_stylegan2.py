@@ -372,7 +372,8 @@ def train(args: argparse.Namespace) -> dict:
 
     from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
     from generation.stylegan2 import losses as L
-    from generation.data import StepBatchSampler, suggested_cpu_threads
+    from generation.data import StepBatchSampler
+    from hdvila.device import suggested_cpu_threads
     from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe
     from hdvila.atomic import atomic_write_text
     from hdvila.errors import UserError

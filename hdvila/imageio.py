@@ -164,13 +164,18 @@ def to_rgb(img: Image.Image, alpha_background: tuple[int, int, int] = ALPHA_BACK
     return img.convert("RGB")
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder`` (by suffix, sorted; hidden temp files skipped)."""
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (by suffix, sorted; hidden files and folders, such as our atomic
+    writers' temporary files, skipped); ``recursive`` descends into sub-folders."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: folder not found.")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        found.extend(Path(root) / n for n in names
+                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES and (Path(root) / n).is_file())
+    return sorted(found)
 
 
 def save_image(image, path: str | os.PathLike, *, quality: int = 95) -> Path:

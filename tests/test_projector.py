@@ -18,7 +18,7 @@ from hdvila.errors import UserError
 def _threads():
     """As many threads as the machine has idle cores (a busy 2-core machine is many times slower
     with 2 threads than with 1); restored afterwards."""
-    from generation.data import suggested_cpu_threads
+    from hdvila.device import suggested_cpu_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(suggested_cpu_threads())

@@ -387,7 +387,8 @@ def resolve_generator(path: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.data import center_crop_resize, suggested_cpu_threads
+    from generation.data import center_crop_resize
+    from hdvila.device import suggested_cpu_threads
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.device import get_device
     from hdvila.errors import UserError
