@@ -196,3 +196,18 @@ def test_two_cpu_processes_gather_features(tmp_path):
     # Each process has 4 videos; the logits cover both processes' pairs.
     assert sorted(lines) == [("0", "8", "8"), ("1", "8", "8")], proc.stdout[-2000:]
     assert (out / "checkpoint-1").is_dir() and (out / "model" / "model.safetensors").is_file()
+
+
+def test_lean_fp16_export_loads_and_embeds_alike(stage1, tmp_path):
+    from hdvila.train import export_lean
+
+    lean = export_lean(stage1 / "model", tmp_path / "lean")
+    stored = _weights(lean)
+    assert stored["cnn.conv1.weight"].dtype == torch.float16
+    assert stored["cnn.bn1.running_var"].dtype == torch.float32  # BatchNorm statistics stay fp32
+    assert (lean / "model.safetensors").stat().st_size < 0.6 * (stage1 / "model" / "model.safetensors").stat().st_size
+    a, b = HDVILAModel.from_pretrained(stage1 / "model"), HDVILAModel.from_pretrained(lean)
+    assert next(b.parameters()).dtype == torch.float32
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    cos = (a.get_image_features(images, unit_range=True) * b.get_image_features(images, unit_range=True)).sum(-1)
+    assert cos.min() > 0.999
