@@ -22,9 +22,10 @@ Prints markdown tables; ``--json`` also writes the numbers.
 How the models were trained (``hdvila/train.py``; batch 32 videos + 16 images in hard-negative groups of
 4, AdamW lr 1e-3, warmup 150, linear decay, bf16 autocast, one CPU thread)::
 
-    # the default model (2400 steps), then copied lean to checkpoints/hdvila-mini
+    # the default model (4000 steps: started with 2400, extended at step 1400 by rerunning with 4000),
+    # then copied lean (fp16) to checkpoints/hdvila-mini
     accelerate launch --num_processes 1 --mixed_precision bf16 --cpu hdvila/train.py --stage 1 --data demo \
-        --output_dir runs/hdvila-mini --max_train_steps 2400 --train_batch_size 32 --image_ratio 0.5 \
+        --output_dir runs/hdvila-mini --max_train_steps 4000 --train_batch_size 32 --image_ratio 0.5 \
         --group_size 4 --learning_rate 1e-3 --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 \
         --num_workers 1 --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
         --validation_steps 300
