@@ -82,6 +82,26 @@ def export(work: Path, videos: int, images: int) -> dict[str, Path]:
             "images": test / "images_test.jsonl", "images_heldout": heldout / "images_test.jsonl"}
 
 
+VIDEO_ATTRIBUTES = ("shape", "color", "pattern", "motion", "background", "size", "end_color")
+IMAGE_ATTRIBUTES = ("shape", "color", "pattern", "background", "size", "row", "col")
+
+
+def ceiling(rows: list[dict], keys: tuple[str, ...]) -> float:
+    """Expected R@1 (percent) of a perfect reader of the captioned attributes: items whose captions
+    state the same attributes cannot be told apart, so a query with d such twins scores 1/(d+1)."""
+    from collections import Counter
+
+    tuples = [tuple(r[k] for k in keys) for r in rows]
+    counts = Counter(tuples)
+    return 100.0 * sum(1 / counts[t] for t in tuples) / len(tuples)
+
+
+def ceilings(files: dict[str, Path]) -> dict[str, float]:
+    videos = [json.loads(line) for line in files["meta"].read_text().splitlines() if line.strip()]
+    images = [json.loads(line)["attributes"] for line in files["images"].read_text().splitlines() if line.strip()]
+    return {"video": ceiling(videos, VIDEO_ATTRIBUTES), "image": ceiling(images, IMAGE_ATTRIBUTES)}
+
+
 def _lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else -1
 
@@ -149,7 +169,7 @@ def evaluate_model(name: str, model_dir: Path, files: dict[str, Path], cache: Pa
     return res
 
 
-def tables(results: dict[str, dict], n_videos: int, n_images: int) -> str:
+def tables(results: dict[str, dict], n_videos: int, n_images: int, ceil: dict[str, float]) -> str:
     lines = []
     main = next(iter(results))
     r = results[main]
@@ -162,13 +182,18 @@ def tables(results: dict[str, dict], n_videos: int, n_images: int) -> str:
         lines.append(f"| {wording} wordings | {v['t2v']['R@1']:.1f} | {v['t2v']['R@5']:.1f} | {v['t2v']['R@10']:.1f} | "
                      f"{v['t2v']['MedR']:.0f} | {v['v2t']['R@1']:.1f} | {v['t2v_R@1_needs_motion']:.1f} "
                      f"(n={v['num_needs_motion']}) | {v['t2v_R@1_needs_pattern']:.1f} (n={v['num_needs_pattern']}) |")
-    lines += ["", f"Chance R@1: {CHANCE(n_videos):.1f}%.", "",
+    lines += ["", f"Chance R@1: {CHANCE(n_videos):.1f}%. Ceiling R@1 {ceil['video']:.1f}%: several test videos share "
+              f"every captioned attribute (video captions state shape, colour, pattern, size, motion and "
+              f"background, not position), and a perfect attribute reader scores 1/(d+1) on a query with d "
+              f"such twins.", "",
               f"### Text-to-image retrieval, {n_images} held-out test images (64 px); model `{main}`", "",
               "| captions | R@1 | R@5 | R@10 | MedR | i2t R@1 |", "|---|---|---|---|---|---|"]
     for wording in ("train", "heldout"):
         m = r["image"][wording]
         lines.append(f"| {wording} wordings | {m['t2v']['R@1']:.1f} | {m['t2v']['R@5']:.1f} | {m['t2v']['R@10']:.1f} | "
                      f"{m['t2v']['MedR']:.0f} | {m['v2t']['R@1']:.1f} |")
+    lines += ["", f"Chance R@1: {CHANCE(n_images):.1f}%; ceiling R@1 {ceil['image']:.1f}% (images sharing every "
+                  f"captioned attribute, position included)."]
     if len(results) > 1:
         lines += ["", f"### Ablation: visual input (same recipe), text-to-video R@1 on {n_videos} test videos, "
                       "training wordings", "",
@@ -212,9 +237,10 @@ def main(argv: list[str] | None = None) -> dict:
     results = {name: evaluate_model(name, folder, files, work / "embedding_cache", args.workers)
                for name, folder in models.items()}
     print()
-    print(tables(results, args.videos, args.images))
+    ceil = ceilings(files)
+    print(tables(results, args.videos, args.images, ceil))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+        Path(args.json).write_text(json.dumps({"ceiling_R@1": ceil, "models": results}, indent=1, default=str) + "\n")
     return results
 
 
