@@ -336,14 +336,18 @@ def rosinality_generator_to_nvlabs(state: dict, latent_avg: torch.Tensor | None 
         out[f"mapping.fc{i}.weight"] = w
         out[f"mapping.fc{i}.bias"] = t.take(f"style.{i + 1}.bias", (w.shape[0],))
 
+    def modulated(src: str, dst: str, w: torch.Tensor) -> None:
+        """Weight [1,out,in,k,k] -> [out,in,k,k] and the modulation -> the layer's affine."""
+        out[f"{dst}.weight"] = w[0]
+        out[f"{dst}.affine.weight"] = t.take(f"{src}.conv.modulation.weight")
+        out[f"{dst}.affine.bias"] = t.take(f"{src}.conv.modulation.bias", (w.shape[2],))
+
     def styled(src: str, dst: str, noise_key: str, res: int) -> None:
         w = t.take(f"{src}.conv.weight")
         if w.dim() != 5 or w.shape[0] != 1:
             raise CheckpointError(f"{source}: {src}.conv.weight has shape {tuple(w.shape)}, expected [1,out,in,k,k].")
-        out[f"{dst}.weight"] = w[0]
         out[f"{dst}.bias"] = t.take(f"{src}.activate.bias", (w.shape[1],))
-        out[f"{dst}.affine.weight"] = t.take(f"{src}.conv.modulation.weight")
-        out[f"{dst}.affine.bias"] = t.take(f"{src}.conv.modulation.bias", (w.shape[2],))
+        modulated(src, dst, w)
         out[f"{dst}.noise_strength"] = t.take(f"{src}.noise.weight", ())
         if t.has(noise_key):
             out[f"{dst}.noise_const"] = t.take(noise_key, (res, res))
@@ -353,10 +357,8 @@ def rosinality_generator_to_nvlabs(state: dict, latent_avg: torch.Tensor | None 
         w = t.take(f"{src}.conv.weight")
         if w.dim() != 5 or w.shape[0] != 1:
             raise CheckpointError(f"{source}: {src}.conv.weight has shape {tuple(w.shape)}, expected [1,3,in,1,1].")
-        out[f"{dst}.weight"] = w[0]
         out[f"{dst}.bias"] = t.take(f"{src}.bias", (w.shape[1],))
-        out[f"{dst}.affine.weight"] = t.take(f"{src}.conv.modulation.weight")
-        out[f"{dst}.affine.bias"] = t.take(f"{src}.conv.modulation.bias", (w.shape[2],))
+        modulated(src, dst, w)
         t.kernel(f"{src}.upsample.kernel", up=True)
 
     out["synthesis.b4.const"] = t.take("input.input", tuple(const.shape[1:]))

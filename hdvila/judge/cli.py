@@ -40,13 +40,14 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.imageio import load_image
     from hdvila.judge.model import ATTRIBUTE_NAMES, load_judge
     from hdvila.tensors import pil_to_tensor
 
     files = _collect(args.inputs)
     judge = load_judge(args.model)
-    vocab = judge_vocabulary()
+    vocab = ATTRIBUTES
     failed = 0
     if not args.json:
         print("\t".join(["file"] + list(ATTRIBUTE_NAMES)))
@@ -71,8 +72,3 @@ def run(args: argparse.Namespace) -> int:
                 print("\t".join([str(f)] + [f"{v} ({c:.2f})" for v, c in row.values()]))
     return 1 if failed else 0
 
-
-def judge_vocabulary() -> dict[str, tuple[str, ...]]:
-    from hdvila.demo.attributes import ATTRIBUTES
-
-    return dict(ATTRIBUTES)
