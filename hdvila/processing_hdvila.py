@@ -139,6 +139,7 @@ class HDVILAProcessor:
         except ValueError as e:
             raise InputFileError(f"{reader.label}: too short: {e}.") from None
         frames = reader.read(list(clips.unique))
+        del reader  # close the decoder first: its threads would otherwise compete with the resizing
         return self.clips_from_frames(frames, clips, training=training, rng=rng)
 
     def clips_from_frames(self, frames: torch.Tensor, clips: ClipIndices, *, training: bool = False,
@@ -168,10 +169,18 @@ class HDVILAProcessor:
             # Decoded frames: resize in uint8, channels-last (torch's vectorised antialiased kernel, several
             # times faster than float and within half a level of it), crop, and only then go to float,
             # normalising in place (no clamp needed: uint8 results lie in 0-255).
-            # No gathers of full-size frames (memory-bound copies): the LR resize runs on all decoded frames
-            # at once (the few middle frames cost little at LR size), the HR resize on each middle frame.
-            lr = _normalize_uint8(_resize_crop_uint8(frames, self.lr_resize, self.lr_size, top, left))
-            lr = lr[torch.tensor([[where[i] for i in c] for c in clips.side_frames])]
+            # No gathers of full-size frames (memory-bound copies): the LR resize runs on each run of
+            # consecutive side frames (views; middle frames that no clip uses at LR are skipped, which
+            # matters because resizing costs in proportion to the source size), the HR resize on each
+            # middle frame.
+            runs: list[list[int]] = []  # [start, stop) row ranges of `frames` holding side frames
+            for r in side_rows.tolist():  # ascending, like `side`
+                if runs and r == runs[-1][1]:
+                    runs[-1][1] = r + 1
+                else:
+                    runs.append([r, r + 1])
+            lr = torch.cat([_resize_crop_uint8(frames[a:b], self.lr_resize, self.lr_size, top, left) for a, b in runs])
+            lr = _normalize_uint8(lr)[lr_index]
             hr = torch.empty((len(clips.middles), 3, *self.hr_size))
             for k, m in enumerate(clips.middles):
                 hr[k].copy_(_resize_crop_uint8(frames[where[m]:where[m] + 1], self.hr_resize, self.hr_size,
