@@ -15,17 +15,21 @@ Steps:
    cache), for both wordings; R@1 also on the captions whose video needs motion (8 of 9 motions are
    invisible in one frame) or a fine pattern (stripes/dots, invisible at LR), ranked against all videos.
 3. Text-to-image retrieval on the exported PNGs (processor ``preprocess_images`` -> ``get_image_features``).
-4. Ablation: the same for LR-only and HR-only (single-frame) models trained with the same recipe.
+4. Held-out wordings attribute by attribute: how often the top-1 video shares each attribute of the
+   query's video, against chance and against the frozen MiniLM tower alone (held-out caption ->
+   nearest training-wording caption).
+5. Ablation: the same for LR-only and HR-only (single-frame) models trained with the same recipe.
 
 Prints markdown tables; ``--json`` also writes the numbers.
 
 How the models were trained (``hdvila/train.py``; batch 32 videos + 16 images in hard-negative groups of
 4, AdamW lr 1e-3, warmup 150, linear decay, bf16 autocast, one CPU thread)::
 
-    # the default model (4000 steps: started with 2400, extended at step 1400 by rerunning with 4000),
-    # then copied lean (fp16) to checkpoints/hdvila-mini
+    # the default model (6000 steps: started with 2400, extended at step 1400 by rerunning with 4000 and
+    # at step 4000 by rerunning with 6000; the linear decay follows the last --max_train_steps),
+    # then copied lean (fp16) with hdvila.train.export_lean to checkpoints/hdvila-mini
     accelerate launch --num_processes 1 --mixed_precision bf16 --cpu hdvila/train.py --stage 1 --data demo \
-        --output_dir runs/hdvila-mini --max_train_steps 4000 --train_batch_size 32 --image_ratio 0.5 \
+        --output_dir runs/hdvila-mini --max_train_steps 6000 --train_batch_size 32 --image_ratio 0.5 \
         --group_size 4 --learning_rate 1e-3 --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 \
         --num_workers 1 --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
         --validation_steps 300
