@@ -272,3 +272,25 @@ def test_augment_pipe_and_adaptive_p():
     assert pipe.p == pytest.approx(0.0)  # r_t = -1 < 0.6 -> p down, clamped at 0
     ada.load_state_dict(state)
     assert pipe.p == pytest.approx(0.2) and ada.steps == 2
+
+
+def test_d_input_blur_fades_and_is_twice_differentiable():
+    from generation.stylegan2.augment import blur_sigma, gaussian_blur
+
+    assert blur_sigma(0, 2.0, 100) == 2.0 and blur_sigma(50_000, 2.0, 100) == pytest.approx(1.0)
+    assert blur_sigma(100_000, 2.0, 100) == 0.0 and blur_sigma(10, 0.0, 100) == 0.0
+    # A blurred impulse is a normalised Gaussian: its mass is kept and its spread is sigma.
+    x = torch.zeros(1, 1, 33, 33)
+    x[0, 0, 16, 16] = 1.0
+    y = gaussian_blur(x, 2.0)[0, 0]
+    assert y.shape == (33, 33) and y.sum() == pytest.approx(1.0, abs=1e-3)
+    coords = torch.arange(33.0) - 16
+    var = (y.sum(0) * coords.square()).sum()
+    assert var.sqrt() == pytest.approx(2.0, rel=0.05) and torch.allclose(y, y.t(), atol=1e-7)
+    assert gaussian_blur(x, 0.0) is x
+    pipe = AugmentPipe((), p=0.0)
+    pipe.blur_sigma = 1.0
+    assert torch.allclose(pipe(x), gaussian_blur(x, 1.0))
+    # R1 differentiates D's input gradient through the blur.
+    inp = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: gaussian_blur(t, 0.8), (inp,))

@@ -17,6 +17,11 @@ operation is applied to each sample independently with probability ``p``:
 All operations are differentiable twice (R1 differentiates D's gradient through them) and draw
 their randomness from the global torch RNG.
 
+Blur (``blur_sigma``, set by the training loop): a Gaussian blur of every image D sees, applied
+first, used only early in training and faded out (StyleGAN3's recipe: ``blur_init_sigma`` 10 px fading
+over 200 kimg at 256+ px). It hides the high frequencies an early generator cannot draw yet (sharp
+edges, fine texture), so D must first compare layout and colour instead of winning on sharpness.
+
 Adaptive ``p`` (:class:`AdaptiveAugment`): every ``interval`` steps, ``r_t = E[sign(D(real))]`` is
 compared with a target (0.6): above it D is overfitting and ``p`` rises, below it ``p`` falls, at a
 speed that lets ``p`` go from 0 to 1 in ``speed_kimg`` thousand images.
@@ -28,6 +33,25 @@ import torch
 from torch import nn
 
 AUGMENT_OPS = ("flip", "translation", "color")
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur images [N, C, H, W] with a Gaussian of ``sigma`` pixels (taps out to 3 sigma, zero
+    padding, output the same size); differentiable twice. ``sigma <= 0`` returns ``x`` unchanged."""
+    if sigma <= 0:
+        return x
+    from generation.stylegan2.ops import filter2d, setup_filter
+
+    radius = max(1, int(3 * sigma))
+    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float32).square() / (2 * sigma ** 2))
+    return filter2d(x, setup_filter(taps, device=x.device, separable=True).to(x.dtype))
+
+
+def blur_sigma(cur_nimg: int, init_sigma: float, fade_kimg: float) -> float:
+    """The D-input blur after ``cur_nimg`` images: ``init_sigma`` fading linearly to 0 at ``fade_kimg``."""
+    if init_sigma <= 0 or fade_kimg <= 0:
+        return 0.0
+    return init_sigma * max(0.0, 1.0 - cur_nimg / (fade_kimg * 1000.0))
 
 
 def parse_ops(spec: str | None) -> tuple[str, ...]:
@@ -88,6 +112,7 @@ class AugmentPipe(nn.Module):
                                          padding_mode="reflection", p=0.0) if "translation" in self.ops else None)
         self._p = 0.0
         self.p = p
+        self.blur_sigma = 0.0  # Gaussian blur (pixels) applied before the ops; see gaussian_blur
 
     @property
     def p(self) -> float:
@@ -102,9 +127,9 @@ class AugmentPipe(nn.Module):
                 module.p = value
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = gaussian_blur(images, self.blur_sigma)
         if not self.ops or self._p <= 0.0:
-            return images
-        x = images
+            return x
         if self.flip is not None:
             x = self.flip(x)
         if self.translate is not None:
@@ -114,7 +139,7 @@ class AugmentPipe(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"ops={self.ops}, p={self._p:.4f}"
+        return f"ops={self.ops}, p={self._p:.4f}, blur_sigma={self.blur_sigma:.3f}"
 
 
 class AdaptiveAugment:
