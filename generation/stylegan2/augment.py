@@ -101,15 +101,17 @@ class AugmentPipe(nn.Module):
 
     def __init__(self, ops: tuple[str, ...] | list[str], p: float = 0.0):
         super().__init__()
-        import kornia.augmentation as K
-
         for op in ops:
             if op not in AUGMENT_OPS:
                 raise ValueError(f"unknown augmentation {op!r}; choose from {AUGMENT_OPS}")
         self.ops = tuple(ops)
-        self.flip = K.RandomHorizontalFlip(p=0.0) if "flip" in self.ops else None
-        self.translate = (K.RandomAffine(degrees=0.0, translate=(0.125, 0.125), resample="nearest",
-                                         padding_mode="reflection", p=0.0) if "translation" in self.ops else None)
+        self.flip = self.translate = None
+        if "flip" in self.ops or "translation" in self.ops:  # kornia only when a geometric op is used
+            import kornia.augmentation as K
+
+            self.flip = K.RandomHorizontalFlip(p=0.0) if "flip" in self.ops else None
+            self.translate = (K.RandomAffine(degrees=0.0, translate=(0.125, 0.125), resample="nearest",
+                                             padding_mode="reflection", p=0.0) if "translation" in self.ops else None)
         self._p = 0.0
         self.p = p
         self.blur_sigma = 0.0  # Gaussian blur (pixels) applied before the ops; see gaussian_blur
