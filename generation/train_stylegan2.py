@@ -128,7 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--adam_beta2", type=float, default=0.99)
     g.add_argument("--adam_epsilon", type=float, default=1e-8)
     g.add_argument("--r1_gamma", type=float, default=None,
-                   help="R1 weight; default 0.0002 * resolution^2 / global batch (the NVlabs 'auto' heuristic).")
+                   help="R1 weight; default 0.0002 * resolution^2 / global batch (the NVlabs 'auto' heuristic, "
+                        "tuned for natural images; the flat-colour demo domain collapses with it: use ~10 there, "
+                        "see docs/results.md).")
     g.add_argument("--r1_interval", type=int, default=16, help="apply R1 every N steps (0: never).")
     g.add_argument("--pl_weight", type=float, default=2.0, help="path-length regularisation weight (0: off).")
     g.add_argument("--pl_interval", type=int, default=4, help="apply path-length regularisation every N steps (0: never).")
