@@ -100,8 +100,13 @@ def ceiling(rows: list[dict], keys: tuple[str, ...]) -> float:
     return 100.0 * sum(1 / counts[t] for t in tuples) / len(tuples)
 
 
-def ceilings(files: dict[str, Path]) -> dict[str, float]:
-    videos = [json.loads(line) for line in files["meta"].read_text().splitlines() if line.strip()]
+def read_video_meta(path: Path) -> dict[str, dict]:
+    """The exported ``videos_meta_test.jsonl``: clip id -> its attribute row, in file order."""
+    return {row["clip_id"]: row for row in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
+
+
+def ceilings(meta: dict[str, dict], files: dict[str, Path]) -> dict[str, float]:
+    videos = list(meta.values())
     images = [json.loads(line)["attributes"] for line in files["images"].read_text().splitlines() if line.strip()]
     return {"video": ceiling(videos, VIDEO_ATTRIBUTES), "image": ceiling(images, IMAGE_ATTRIBUTES)}
 
@@ -110,7 +115,8 @@ def _lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else -1
 
 
-def video_retrieval(model, model_dir: Path, files: dict[str, Path], cache: Path, workers: int) -> dict:
+def video_retrieval(model, model_dir: Path, files: dict[str, Path], meta: dict[str, dict], cache: Path,
+                    workers: int) -> dict:
     """t2v/v2t metrics for both wordings plus R@1 on the motion / pattern captions."""
     from hdvila.processing_hdvila import HDVILAProcessor
     from hdvila.retrieval.annotations import DATASET_SAMPLING, load_annotations
@@ -120,7 +126,6 @@ def video_retrieval(model, model_dir: Path, files: dict[str, Path], cache: Path,
 
     num_frm, rate, clips = DATASET_SAMPLING["msrvtt"]
     processor = HDVILAProcessor.from_config(model.config, num_frm=num_frm, sample_rate=rate, n_clips=clips)
-    meta = {row["clip_id"]: row for row in map(json.loads, files["meta"].read_text().splitlines())}
     model_id = model_dir_id(model_dir, cache)
     out = {}
     for wording, ann_file, fmt in (("train", files["video_ann"], "msrvtt"),
@@ -168,7 +173,7 @@ def attribute_chance(rows: list[dict]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def text_tower_reference(files: dict[str, Path]) -> dict[str, float]:
+def text_tower_reference(files: dict[str, Path], meta: dict[str, dict]) -> dict[str, float]:
     """What the frozen text tower alone carries across wordings: each held-out video caption is matched
     to the nearest training-wording caption (of the same 1,000 videos) by the untrained MiniLM sentence
     embedding (masked mean of its last layer, as sentence-transformers pools it); per-attribute
@@ -181,7 +186,6 @@ def text_tower_reference(files: dict[str, Path]) -> dict[str, float]:
     config = HDVILAConfig.preset("mini", stage=1)
     tower = HDVILAModel(config).eval()
     processor = HDVILAProcessor.from_config(config)
-    meta = {row["clip_id"]: row for row in map(json.loads, files["meta"].read_text().splitlines())}
 
     def embed(texts: list[str]) -> torch.Tensor:
         chunks = []
@@ -223,13 +227,14 @@ def image_retrieval(model, files: dict[str, Path]) -> dict:
     return out
 
 
-def evaluate_model(name: str, model_dir: Path, files: dict[str, Path], cache: Path, workers: int) -> dict:
+def evaluate_model(name: str, model_dir: Path, files: dict[str, Path], meta: dict[str, dict], cache: Path,
+                   workers: int) -> dict:
     from hdvila.modeling_hdvila import HDVILAModel
 
     model = HDVILAModel.from_pretrained(model_dir).eval()
     t0 = time.time()
     res = {"model": str(model_dir), "video_input": model.config.video_input,
-           "video": video_retrieval(model, model_dir, files, cache, workers), "image": image_retrieval(model, files)}
+           "video": video_retrieval(model, model_dir, files, meta, cache, workers), "image": image_retrieval(model, files)}
     print(f"evaluated {name} ({model_dir}) in {time.time() - t0:.0f}s", flush=True)
     return res
 
@@ -316,12 +321,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not folder:
             p.error(f"--ablation needs NAME=DIR, got {spec!r}")
         models[name] = Path(folder)
-    results = {name: evaluate_model(name, folder, files, work / "embedding_cache", args.workers)
+    meta = read_video_meta(files["meta"])
+    results = {name: evaluate_model(name, folder, files, meta, work / "embedding_cache", args.workers)
                for name, folder in models.items()}
     print()
-    ceil = ceilings(files)
-    rows = [json.loads(line) for line in files["meta"].read_text().splitlines() if line.strip()]
-    words = {"chance": attribute_chance(rows), "tower": text_tower_reference(files)}
+    ceil = ceilings(meta, files)
+    words = {"chance": attribute_chance(list(meta.values())), "tower": text_tower_reference(files, meta)}
     print(tables(results, args.videos, args.images, ceil))
     print(wording_table(results["default"], words))
     if args.json:

@@ -35,16 +35,14 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         weight = weight * (1 / (in_ch * kh * kw) ** 0.5 / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    dcoefs = None
     if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
+                            flip_weight=flip_weight, impl=impl)
         if demodulate:
             # sum_{i,k} (w_oik s_ni)^2 = sum_i s_ni^2 sum_k w_oik^2: one [N, I] x [I, O] product instead of
             # materialising the [N, O, I, kh, kw] modulated weights (which dominated CPU training time).
             dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
-        x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
-                            flip_weight=flip_weight, impl=impl)
-        if dcoefs is not None:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
         return x if noise is None else x + noise.to(x.dtype)
 
