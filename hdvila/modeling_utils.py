@@ -176,3 +176,29 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, map_location: 
         raise CheckpointError(f"{path} does not match {type(model).__name__} as configured: " + "; ".join(parts)
                               + ". Check that config.json belongs to these weights.")
     model.load_state_dict(state, strict=False)
+
+
+def export_lean(model_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a saved model folder with its floating-point weights stored as ``dtype`` (for bundling:
+    half the bytes). BatchNorm running statistics stay fp32; :func:`load_weights` casts everything
+    back to the model's fp32 parameters. Files are written beside ``out_dir`` and moved in, weights
+    first and config last, so an interrupted export never leaves a config without its weights."""
+    from safetensors.torch import load_file, save_file
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (model_dir / name).is_file():
+            raise CheckpointError(f"{model_dir / name} is missing: {model_dir} is not a saved model folder.")
+    state = load_file(str(model_dir / WEIGHTS_NAME))
+    lean = {k: (v.to(dtype) if v.is_floating_point() and "running_" not in k else v) for k, v in state.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(lean, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        shutil.copyfile(model_dir / CONFIG_NAME, tmp / CONFIG_NAME)
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            os.chmod(tmp / name, 0o666 & ~_umask())
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

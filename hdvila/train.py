@@ -58,7 +58,6 @@ import time
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hdvila.configuration_hdvila import VIDEO_INPUTS, HDVILAConfig
@@ -573,22 +572,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
-
-
-def export_lean(model_dir: str | Path, out_dir: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Copy a saved model folder with floating-point weights stored as ``dtype`` (BatchNorm running
-    statistics stay fp32). The loader casts them back to the model's fp32 parameters."""
-    from safetensors.torch import load_file, save_file
-
-    from hdvila.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
-
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    state = load_file(str(model_dir / WEIGHTS_NAME))
-    lean = {k: (v.to(dtype) if v.is_floating_point() and "running_" not in k else v) for k, v in state.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(lean, str(out_dir / WEIGHTS_NAME), metadata={"format": "pt"})
-    shutil.copyfile(model_dir / CONFIG_NAME, out_dir / CONFIG_NAME)
-    return out_dir
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ How the models were trained (``hdvila/train.py``; batch 32 videos + 16 images in
 
     # the default model (6000 steps: started with 2400, extended at step 1400 by rerunning with 4000 and
     # at step 4000 by rerunning with 6000; the linear decay follows the last --max_train_steps),
-    # then copied lean (fp16) with hdvila.train.export_lean to checkpoints/hdvila-mini
+    # then copied lean (fp16) with hdvila.modeling_utils.export_lean to checkpoints/hdvila-mini
     accelerate launch --num_processes 1 --mixed_precision bf16 --cpu hdvila/train.py --stage 1 --data demo \
         --output_dir runs/hdvila-mini --max_train_steps 6000 --train_batch_size 32 --image_ratio 0.5 \
         --group_size 4 --learning_rate 1e-3 --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 \

@@ -7,7 +7,8 @@
    (the independent referee: it plays no part in training or checkpoint choice). Reported: the share
    whose every attribute is read with confidence > 0.9, and the total-variation distance between the
    judged attribute distribution and the training distribution (the judge's labels of the same number
-   of training renders), per attribute.
+   of training renders), per attribute. The training renders' own confident share is the ceiling.
+   Also FD-HDVILA (:mod:`generation.stylegan2.metrics`), with the real-vs-real floor.
 2. Inversion: ``--invert`` held-out test renders (unseen attribute combinations) projected into W+
    (``--spaces w+,w`` adds W) with :func:`generation.stylegan2.projector.project`; PSNR (RGB, 8-bit) and seconds per image.
 3. A sample grid PNG (``--grid``).
@@ -24,36 +25,16 @@ from pathlib import Path
 import torch
 
 from generation.stylegan2.convert import load_stylegan2
+from generation.stylegan2.metrics import (REAL_SEED, frechet_distance, generator_samples, image_features,
+                                         load_feature_model, real_images)
 from generation.stylegan2.projector import project
 from hdvila.demo.attributes import ATTRIBUTES
 from hdvila.demo.dataset import DemoImageDataset
 from hdvila.imageio import save_image
 from hdvila.judge import ATTRIBUTE_NAMES, load_judge
+from hdvila.judge.evaluate import judge_images, total_variation
 from hdvila.paths import bundled
 from hdvila.tensors import image_grid
-
-
-@torch.no_grad()
-def sample_images(G, n: int, batch: int = 100, psi: float = 1.0) -> torch.Tensor:
-    """[n, 3, R, R] in [-1, 1]: seeds 0..n-1, one z per seed."""
-    out = []
-    for start in range(0, n, batch):
-        z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s))
-                         for s in range(start, min(start + batch, n))])
-        out.append(G(z, truncation_psi=psi, noise_mode="const").clamp(-1, 1))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def judge_images(judge, images: torch.Tensor, batch: int = 200) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    preds = [judge.predict(images[i: i + batch]) for i in range(0, len(images), batch)]
-    return {k: (torch.cat([p[k][0] for p in preds]), torch.cat([p[k][1] for p in preds])) for k in ATTRIBUTE_NAMES}
-
-
-def total_variation(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
-    pa = torch.bincount(a, minlength=classes).float() / len(a)
-    pb = torch.bincount(b, minlength=classes).float() / len(b)
-    return 0.5 * float((pa - pb).abs().sum())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,15 +52,21 @@ def main(argv: list[str] | None = None) -> None:
     res: dict = {"generator": a.generator}
 
     t0 = time.perf_counter()
-    fake = sample_images(G, a.samples)
+    fake = generator_samples(G, range(a.samples))
     res["sample_s_per_image"] = (time.perf_counter() - t0) / a.samples
     save_image(image_grid(fake[:64], nrow=8), a.grid)
-    real_ds = DemoImageDataset("train", a.samples, resolution=G.img_resolution, seed=123)
-    real = torch.stack([real_ds[i]["image"] for i in range(a.samples)])
+    real = real_images(a.samples, G.img_resolution)
+    feats = load_feature_model()
+    res["fd_hdvila"] = frechet_distance(image_features(feats, fake), image_features(feats, real))
+    res["fd_hdvila_real_floor"] = frechet_distance(
+        image_features(feats, real_images(a.samples, G.img_resolution, seed=REAL_SEED + 1)), image_features(feats, real))
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
     confident = torch.stack([pf[k][1] > 0.9 for k in ATTRIBUTE_NAMES]).all(0)
     res["confident_all_attributes"] = float(confident.float().mean())
     res["confident_per_attribute"] = {k: float((pf[k][1] > 0.9).float().mean()) for k in ATTRIBUTE_NAMES}
+    # The same reading of the training renders themselves: the ceiling a perfect generator reaches.
+    res["real_confident_all_attributes"] = float(
+        torch.stack([pr[k][1] > 0.9 for k in ATTRIBUTE_NAMES]).all(0).float().mean())
     res["tv_distance"] = {k: total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) for k in ATTRIBUTE_NAMES}
 
     spaces = [x.strip() for x in a.spaces.split(",") if x.strip()]
@@ -97,10 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         res["inversion"] = {s: {"psnr_mean": statistics.mean(inv[s]), "psnr_median": statistics.median(inv[s]),
                                 "s_per_image": statistics.mean(times[s]), "loss": r.loss} for s in inv}
     print(f"\n| metric ({a.samples} samples, truncation 1.0) | value |\n|---|---|")
-    print(f"| judge confidence > 0.9 on every attribute | {100 * res['confident_all_attributes']:.1f}% |")
+    print(f"| judge confidence > 0.9 on every attribute | {100 * res['confident_all_attributes']:.1f}% "
+          f"(training renders: {100 * res['real_confident_all_attributes']:.1f}%) |")
     for k in ATTRIBUTE_NAMES:
         print(f"| {k}: confident share / TV distance to training | "
               f"{100 * res['confident_per_attribute'][k]:.1f}% / {res['tv_distance'][k]:.3f} |")
+    print(f"| FD-HDVILA (real-vs-real floor) | {res['fd_hdvila']:.4f} ({res['fd_hdvila_real_floor']:.4f}) |")
     if a.invert:
         print(f"\n| inversion of {a.invert} test renders ({a.invert_steps} steps) | PSNR mean (median) | s/image |\n|---|---|---|")
         for s, v in res["inversion"].items():

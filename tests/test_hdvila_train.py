@@ -199,7 +199,7 @@ def test_two_cpu_processes_gather_features(tmp_path):
 
 
 def test_lean_fp16_export_loads_and_embeds_alike(stage1, tmp_path):
-    from hdvila.train import export_lean
+    from hdvila.modeling_utils import export_lean
 
     lean = export_lean(stage1 / "model", tmp_path / "lean")
     stored = _weights(lean)

@@ -29,6 +29,21 @@ def judge_accuracy(judge: AttributeJudge, n: int = 2000, split: str = "test", se
     return {k: float(correct[j]) / n for j, k in enumerate(ATTRIBUTE_NAMES)}
 
 
+@torch.no_grad()
+def judge_images(judge: AttributeJudge, images: torch.Tensor, batch: int = 200) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The judge's reading of ``images`` [N, 3, H, W] in [-1, 1]: attribute -> (class index [N],
+    confidence [N]), in batches of ``batch``."""
+    preds = [judge.predict(images[i: i + batch]) for i in range(0, len(images), batch)]
+    return {k: (torch.cat([p[k][0] for p in preds]), torch.cat([p[k][1] for p in preds])) for k in ATTRIBUTE_NAMES}
+
+
+def total_variation(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
+    """Total-variation distance between the class histograms of index tensors ``a`` and ``b``."""
+    pa = torch.bincount(a, minlength=classes).float() / len(a)
+    pb = torch.bincount(b, minlength=classes).float() / len(b)
+    return 0.5 * float((pa - pb).abs().sum())
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)

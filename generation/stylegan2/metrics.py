@@ -1,0 +1,96 @@
+"""Judge-free sample-quality metric for choosing checkpoints and training settings.
+
+The attribute judge (:mod:`hdvila.judge`) is the referee of the demo-domain results and must not
+steer training. Choices made while training (which run, which checkpoint, which R1 weight) use this
+instead: the Fréchet distance between generated and real images in the image-embedding space of the
+bundled HD-VILA model (``FD-HDVILA``, the FID recipe with HD-VILA's image tower in place of
+Inception, which cannot be downloaded here). Lower is better; real-vs-real sets of the same size
+give the noise floor.
+
+    python -m generation.stylegan2.metrics runs/a/checkpoint-4750/generator_ema runs/b/checkpoint-4750/generator_ema
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+REAL_SEED = 4242
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` [N, D] and ``b`` [M, D]:
+    ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2)``, in float64."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = torch.atleast_2d(torch.cov(a.T)), torch.atleast_2d(torch.cov(b.T))
+    ea, va = torch.linalg.eigh(ca)
+    sqrt_a = (va * ea.clamp_min(0).sqrt()) @ va.T
+    cross = torch.linalg.eigvalsh(sqrt_a @ cb @ sqrt_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + ca.trace() + cb.trace() - 2 * cross)
+
+
+@torch.no_grad()
+def image_features(model, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """HD-VILA image embeddings [N, D] of ``images`` [N, 3, H, W] in [-1, 1]."""
+    return torch.cat([model.get_image_features(images[i: i + batch].clamp(-1, 1), unit_range=True)
+                      for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def generator_samples(G, seeds: Sequence[int], batch: int = 100, psi: float = 1.0) -> torch.Tensor:
+    """[len(seeds), 3, R, R] in [-1, 1], constant noise; seed ``s`` gives
+    ``z = randn(z_dim, generator=manual_seed(s))``, so a sample does not depend on its batch."""
+    seeds = list(seeds)
+    out = []
+    for start in range(0, len(seeds), batch):
+        z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s))
+                         for s in seeds[start: start + batch]])
+        out.append(G(z, truncation_psi=psi, noise_mode="const").clamp(-1, 1))
+    return torch.cat(out)
+
+
+def real_images(n: int, resolution: int, seed: int = REAL_SEED) -> torch.Tensor:
+    """[n, 3, R, R] in [-1, 1]: demo-domain training renders (a stream the generator never saw)."""
+    from hdvila.demo.dataset import DemoImageDataset
+
+    data = DemoImageDataset("train", n, resolution=resolution, seed=seed)
+    return torch.stack([data[i]["image"] for i in range(n)])
+
+
+def load_feature_model(path: str | Path | None = None):
+    from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.retrieval.evaluate import resolve_model_dir
+
+    return HDVILAModel.from_pretrained(resolve_model_dir(None if path is None else str(path))).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from generation.stylegan2.convert import load_stylegan2
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("generators", nargs="+", help="generator folders, NVlabs .pkl or rosinality .pt files")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--model", default=None, help="HD-VILA model folder (default: the bundled hdvila-mini)")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    model = load_feature_model(a.model)
+    first = load_stylegan2(a.generators[0])
+    res = first.img_resolution
+    real = image_features(model, real_images(a.samples, res))
+    floor = image_features(model, real_images(a.samples, res, seed=REAL_SEED + 1))
+    print(f"| generator | FD-HDVILA ({a.samples} samples) |\n|---|---|")
+    print(f"| real renders (noise floor) | {frechet_distance(floor, real):.4f} |")
+    for path in a.generators:
+        G = first if path == a.generators[0] else load_stylegan2(path)
+        fake = image_features(model, generator_samples(G.eval(), range(a.samples)))
+        print(f"| {path} | {frechet_distance(fake, real):.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
