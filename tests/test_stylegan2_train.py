@@ -119,6 +119,23 @@ def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
     assert sorted(tmp_path.joinpath("samples").iterdir())[-1].name == "step-000001.png"
 
 
+def test_fd_hdvila_is_tracked_on_the_ema_generator(tmp_path):
+    import json
+
+    from generation.data import UInt8ImageDataset, render_demo_images
+    from generation.stylegan2.metrics import FDTracker
+
+    _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "3", "--fd_steps", "2",
+           "--fd_samples", "8", "--checkpointing_steps", "0", "--validation_steps", "0", "--report_to", "none")
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
+    assert all(math.isfinite(r["fd_hdvila"]) and r["fd_hdvila"] > 0 for r in rows)
+    # The last row is the saved EMA generator against the (evenly spaced) training images.
+    data = UInt8ImageDataset(render_demo_images(8, 16, seed=0, cache_file=None))
+    again = FDTracker(data, 8)(Generator.from_pretrained(tmp_path / "generator"))
+    assert again == pytest.approx(rows[-1]["fd_hdvila"], rel=1e-4)
+
+
 def test_image_folder_bad_files(tmp_path):
     data = tmp_path / "images"
     (data / "sub").mkdir(parents=True)

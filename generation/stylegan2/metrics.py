@@ -42,13 +42,14 @@ def image_features(model, images: torch.Tensor, batch: int = 100) -> torch.Tenso
 
 @torch.no_grad()
 def generator_samples(G, seeds: Sequence[int], batch: int = 100, psi: float = 1.0) -> torch.Tensor:
-    """[len(seeds), 3, R, R] in [-1, 1], constant noise; seed ``s`` gives
+    """[len(seeds), 3, R, R] in [-1, 1] on G's device, constant noise; seed ``s`` gives
     ``z = randn(z_dim, generator=manual_seed(s))``, so a sample does not depend on its batch."""
     seeds = list(seeds)
+    device = next(G.parameters()).device
     out = []
     for start in range(0, len(seeds), batch):
         z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s))
-                         for s in seeds[start: start + batch]])
+                         for s in seeds[start: start + batch]]).to(device)
         out.append(G(z, truncation_psi=psi, noise_mode="const").clamp(-1, 1))
     return torch.cat(out)
 
@@ -66,6 +67,28 @@ def load_feature_model(path: str | Path | None = None):
     from hdvila.retrieval.evaluate import resolve_model_dir
 
     return HDVILAModel.from_pretrained(resolve_model_dir(None if path is None else str(path))).eval()
+
+
+class FDTracker:
+    """FD-HDVILA of a generator against a fixed set of real images, for tracking during training.
+
+    dataset: items are float [3, R, R] in [-1, 1]; ``n`` of them, evenly spaced, are embedded once.
+    Calling the tracker with a generator embeds ``n`` samples from fixed seeds 0..n-1 (so successive
+    measurements differ only by the generator) and returns the distance.
+    """
+
+    def __init__(self, dataset, n: int, model_dir: str | Path | None = None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = load_feature_model(model_dir).to(self.device)
+        self.n = n
+        idx = torch.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().long().unique().tolist()
+        real = torch.stack([dataset[i] for i in idx]).to(self.device)
+        self.real = image_features(self.model, real)
+
+    @torch.no_grad()
+    def __call__(self, G) -> float:
+        fake = generator_samples(G, range(self.n)).to(self.device)  # G may sit on another device
+        return frechet_distance(image_features(self.model, fake).cpu(), self.real.cpu())
 
 
 def main(argv: list[str] | None = None) -> None:
