@@ -1,0 +1,77 @@
+"""The bundled 64 px demo-domain generator: it loads from its lean (fp16-stored) folder, its samples
+read as demo scenes to the judge, and `hdvila invert` uses it when no --generator is given.
+
+The full evidence (1,000 samples, 100 inversions) is `scripts/eval_stylegan2_default.py`; these
+tests re-check the shipped file on other seeds, with margins, so a damaged or swapped checkpoint fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from generation.stylegan2.convert import load_stylegan2
+from generation.stylegan2.metrics import generator_samples, real_images
+from generation.stylegan2.projector import BUNDLED_GENERATOR, LATENT_FILE, load_latent
+from hdvila.demo import DemoImageDataset
+from hdvila.imageio import save_image
+from hdvila.demo.attributes import ATTRIBUTES
+from hdvila.judge import ATTRIBUTE_NAMES, load_judge
+from hdvila.judge.evaluate import judge_images, total_variation
+from hdvila.paths import bundled
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+@pytest.fixture(scope="module")
+def G():
+    return load_stylegan2(bundled(BUNDLED_GENERATOR)).eval()
+
+
+def test_bundled_generator_loads_as_float32_64px(G):
+    assert G.img_resolution == 64 and G.img_channels == 3
+    assert all(p.dtype == torch.float32 for p in G.parameters())
+    with torch.no_grad():
+        a = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), noise_mode="const")
+        b = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), noise_mode="const")
+    assert a.shape == (2, 3, 64, 64) and torch.equal(a, b) and torch.isfinite(a).all()
+    assert float((a[0] - a[1]).abs().mean()) > 0.05  # two seeds, two different scenes
+
+
+def test_bundled_generator_samples_read_as_demo_scenes(G):
+    """Bounds from what the shipped file measures on these 200 seeds (docs/results.md has the full
+    evaluation): backgrounds are right, every colour appears, and it is far closer to the renders
+    than the same architecture untrained. Shapes are not yet right: that is the open target."""
+    from generation.stylegan2 import Generator
+    from generation.stylegan2.metrics import frechet_distance, image_features, load_feature_model
+
+    n = 200
+    fake = generator_samples(G, range(5000, 5000 + n))
+    real = real_images(n, 64, seed=77)
+    pf, pr = judge_images(load_judge(), fake), judge_images(load_judge(), real)
+    assert float((pf["background"][1] > 0.9).float().mean()) >= 0.85
+    assert total_variation(pf["background"][0], pr["background"][0], len(ATTRIBUTES["background"])) <= 0.3
+    assert len(set(pf["color"][0].tolist())) == len(ATTRIBUTES["color"])
+    for k in ATTRIBUTE_NAMES:
+        assert total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) <= 0.65, k
+
+    torch.manual_seed(0)
+    untrained = Generator(G.config).eval()
+    model = load_feature_model()
+    real_f = image_features(model, real)
+    fd = frechet_distance(image_features(model, fake), real_f)
+    fd_untrained = frechet_distance(image_features(model, generator_samples(untrained, range(n))), real_f)
+    assert fd * 4 < fd_untrained, (fd, fd_untrained)
+
+
+def test_invert_cli_defaults_to_bundled_generator(cli, tmp_path):
+    image = tmp_path / "render.png"
+    save_image(DemoImageDataset("test", 1, resolution=64, seed=31)[0]["image"], image)
+    out = tmp_path / "out"
+    proc = cli("invert", image, out, "--steps", "60", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    psnr = float(proc.stdout.split("PSNR ")[1].split(" dB")[0])
+    assert psnr >= 20.0, proc.stdout
+    ws, _, meta = load_latent(out / LATENT_FILE)
+    assert ws.shape[1:] == (10, 256) and BUNDLED_GENERATOR in meta["generator"]
+    assert Image.open(out / "reconstruction.png").size == (64, 64)
