@@ -48,7 +48,8 @@ def test_bundled_generator_samples_read_as_demo_scenes(G):
     n = 200
     fake = generator_samples(G, range(5000, 5000 + n))
     real = real_images(n, 64, seed=77)
-    pf, pr = judge_images(load_judge(), fake), judge_images(load_judge(), real)
+    judge = load_judge()
+    pf, pr = judge_images(judge, fake), judge_images(judge, real)
     assert float((pf["background"][1] > 0.9).float().mean()) >= 0.85
     assert total_variation(pf["background"][0], pr["background"][0], len(ATTRIBUTES["background"])) <= 0.3
     assert len(set(pf["color"][0].tolist())) == len(ATTRIBUTES["color"])

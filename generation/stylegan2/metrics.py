@@ -92,6 +92,18 @@ class FDTracker:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from hdvila.errors import UserError
+
+    try:
+        _run(argv)
+    except UserError as e:  # a missing or unreadable generator or model: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run(argv: list[str] | None) -> None:
     from generation.stylegan2.convert import load_stylegan2
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
