@@ -39,3 +39,44 @@ def test_fd_hdvila_separates_renders_from_noise():
     other = image_features(model, real_images(64, 64, seed=7))
     noise = image_features(model, torch.rand(64, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     assert frechet_distance(other, real) * 5 < frechet_distance(noise, real)
+
+
+def _plot_fd_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "plot_fd.py"
+    spec = importlib.util.spec_from_file_location("plot_fd", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plot_fd_draws_each_run_and_refuses_bad_logs(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    plot_fd = _plot_fd_module()
+    for name, fds in (("a", [0.4, 0.3, 0.25]), ("b", [0.2, 0.1])):
+        (tmp_path / name).mkdir()
+        rows = [{"step": 500 * (i + 1), "kimg": 8.0 * (i + 1), "fd_hdvila": fd} for i, fd in enumerate(fds)]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # a resumed run re-logs a step: the later value wins
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 1000, "kimg": 16.0, "fd_hdvila": 0.05}) + "\n")
+    assert plot_fd.read_series(tmp_path / "b") == [(8.0, 0.2), (16.0, 0.05)]
+
+    out = tmp_path / "fd.png"
+    assert plot_fd.main([str(tmp_path / "a"), f"{tmp_path / 'b'}:second", "--floor", "0.01", "--out", str(out)]) == 0
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (540, 900, 3)
+    for colour in plot_fd.COLOURS[:2]:  # both series are drawn
+        assert (img == np.array(colour, dtype=np.uint8)).all(-1).sum() > 50
+
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"kimg": 8}\n')
+    bad = tmp_path / "bad.png"
+    assert plot_fd.main([str(tmp_path / "a"), "--out", str(bad)]) == 2
+    assert "metrics.jsonl:1" in capsys.readouterr().err and not bad.exists()
+    assert plot_fd.main([str(tmp_path / "missing"), "--out", str(bad)]) == 2
+    assert "--fd_steps" in capsys.readouterr().err and not bad.exists()
