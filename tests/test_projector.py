@@ -9,7 +9,8 @@ from PIL import Image
 
 from generation.stylegan2 import Generator, StyleGAN2Config
 from generation.stylegan2.projector import (LATENT_FILE, RECONSTRUCTION_FILE, TARGET_FILE, load_latent,
-                                            multiscale_loss, noise_regularization, project, psnr, synthesize,
+                                            multiscale_loss, noise_regularization, project, project_batch, psnr,
+                                            synthesize,
                                             w_statistics)
 from hdvila.errors import UserError
 
@@ -73,6 +74,31 @@ def test_projection_recovers_generated_image(generated):
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())
 
 
+def test_batched_projection_equals_one_image_at_a_time(generated):
+    """project_batch runs independent optimisations: image i with seed s gives what project gives
+    for it alone with seed s, and the seeds matter."""
+    G = generated[0]
+    with torch.no_grad():
+        w = G.mapping(torch.randn(3, 32, generator=torch.Generator().manual_seed(7)), None)
+        targets = G.synthesis(w, noise_mode="const").clamp(-1, 1)
+    kw = dict(steps=25, perceptual="multiscale", w_avg_samples=2000)
+    batch = project_batch(G, targets, seeds=[0, 1, 2], **kw)
+    assert len(batch) == 3
+    for i, rb in enumerate(batch):
+        alone = project(G, targets[i:i + 1], seed=i, **kw)
+        assert rb.ws.shape == alone.ws.shape == (1, G.num_ws, 32) and rb.reconstruction.shape == (1, 3, 16, 16)
+        assert torch.allclose(rb.ws, alone.ws, atol=1e-4)
+        assert all(torch.allclose(rb.noise[k], alone.noise[k], atol=1e-4) for k in alone.noise)
+        assert rb.psnr == pytest.approx(alone.psnr, abs=0.01) and len(rb.history) == 25
+        assert psnr(synthesize(G, rb.ws, rb.noise).clamp(-1, 1), targets[i:i + 1]) == pytest.approx(rb.psnr, abs=1e-6)
+    other_seed = project(G, targets[:1], seed=5, **kw)
+    assert not torch.allclose(other_seed.ws, batch[0].ws, atol=1e-3)
+    with pytest.raises(UserError, match="2 seeds for 3 images"):
+        project_batch(G, targets, seeds=[0, 1], steps=1)
+    with pytest.raises(UserError, match="project_batch"):
+        project(G, targets, steps=1)
+
+
 def test_projection_input_checks(generated):
     G, _, target = generated
     with pytest.raises(UserError, match="must be \\[1, 3, 16, 16\\]"):
@@ -88,8 +114,16 @@ def test_loss_pieces():
     smooth = [torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=64, mode="bilinear")[0, 0]]
     smooth = [(s - s.mean()) / s.std() for s in smooth]
     assert noise_regularization(white) < 1e-3 < noise_regularization(smooth)
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
-    assert multiscale_loss(x, x) == 0 and multiscale_loss(x, x.flip(3)) > 0
+    # A batch of maps [N, H, W] gives each map's own value.
+    both = noise_regularization([torch.stack([white[0], smooth[0]])])
+    assert both.shape == (2,) and torch.allclose(both, torch.stack([noise_regularization(white),
+                                                                     noise_regularization(smooth)]))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    y = torch.stack([x[0], x[1].flip(2)])
+    assert multiscale_loss(x, x).tolist() == [0, 0]
+    per_image = multiscale_loss(x, y)
+    assert per_image.shape == (2,) and per_image[0] == 0 and per_image[1] > 0
+    x = x[:1]
     assert psnr(x, x) == float("inf")
     y = x.clone()
     y[0, 0, 0, 0] = -x[0, 0, 0, 0]  # one wrong value out of 3072

@@ -89,13 +89,18 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def noise_regularization(noise_maps: list[torch.Tensor]) -> torch.Tensor:
-    """Sum over noise maps [H, W] and over scales (halving down to 8 px) of the squared mean
-    products of each map with itself shifted by one pixel in x and in y: zero for white noise."""
-    total = noise_maps[0].new_zeros(())
+    """Sum over noise maps [..., H, W] and over scales (halving down to 8 px) of the squared mean
+    products of each map with itself shifted by one pixel in x and in y: zero for white noise.
+    Leading dimensions (e.g. one map per image of a batch) are kept: returns [...] (a scalar for
+    [H, W] maps)."""
+    lead = noise_maps[0].shape[:-2]
+    total = noise_maps[0].new_zeros(lead)
     for n in noise_maps:
-        v = n[None, None]
+        v = n.reshape(-1, 1, *n.shape[-2:])
         while True:
-            total = total + (v * v.roll(1, dims=3)).mean().square() + (v * v.roll(1, dims=2)).mean().square()
+            sx = (v * v.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+            sy = (v * v.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+            total = total + (sx + sy).reshape(lead)
             if v.shape[2] <= 8:
                 break
             v = F.avg_pool2d(v, 2)
@@ -103,15 +108,18 @@ def noise_regularization(noise_maps: list[torch.Tensor]) -> torch.Tensor:
 
 
 def multiscale_loss(x: torch.Tensor, y: torch.Tensor, min_size: int = 8) -> torch.Tensor:
-    """Mean over a pyramid (full size, halved down to ``min_size``) of L1 on pixels plus L1 on
-    horizontal and vertical differences. x, y: [N, C, H, W] -> scalar."""
+    """Per-image mean over a pyramid (full size, halved down to ``min_size``) of L1 on pixels plus
+    L1 on horizontal and vertical differences. x, y: [N, C, H, W] -> [N]."""
+    def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
     terms = []
     while True:
-        terms.append(F.l1_loss(x, y) + F.l1_loss(x.diff(dim=3), y.diff(dim=3)) + F.l1_loss(x.diff(dim=2), y.diff(dim=2)))
+        terms.append(l1(x, y) + l1(x.diff(dim=3), y.diff(dim=3)) + l1(x.diff(dim=2), y.diff(dim=2)))
         if min(x.shape[2:]) < 2 * min_size:
             break
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    return torch.stack(terms).mean()
+    return torch.stack(terms).mean(dim=0)
 
 
 def lpips_trunk_path(net: str = "alex") -> Path:
@@ -123,7 +131,7 @@ def lpips_trunk_path(net: str = "alex") -> Path:
 
 
 def make_perceptual(kind: str, device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, str]:
-    """-> (loss(x, y) on [1, 3, H, W] in [-1, 1] -> scalar, or None for 'none'; its description).
+    """-> (loss(x, y) on [N, 3, H, W] in [-1, 1] -> per-image [N], or None for 'none'; its description).
 
     ``auto`` uses LPIPS when the AlexNet trunk weights exist locally, else the multi-scale loss;
     ``lpips`` without the weights is a :class:`~hdvila.errors.UserError`.
@@ -147,7 +155,7 @@ def make_perceptual(kind: str, device: torch.device) -> tuple[Callable[[torch.Te
             if x.shape[-1] < 64:  # AlexNet's strides need at least ~64 px
                 x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
                 y = F.interpolate(y, size=(64, 64), mode="bilinear", align_corners=False)
-            return model(x, y).mean()
+            return model(x, y).flatten()
 
         return lpips_loss, "mse + LPIPS (AlexNet)"
     note = "" if kind == "multiscale" else f"; LPIPS unavailable: no AlexNet weights at {trunk}"
@@ -211,19 +219,39 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000, seed: int = 0, ch
 # Projection
 
 
-def project(G: torch.nn.Module, target: torch.Tensor, *, space: str = "w+", steps: int = 300, lr: float = 0.1,
-            lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
-            noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
-            mse_weight: float = 1.0, perceptual: str = "auto", perceptual_weight: float = 1.0,
-            w_avg_samples: int = 10000, seed: int = 0, device: str | torch.device | None = None,
-            progress: bool = False) -> ProjectionResult:
-    """Find ws (and noise maps) with which ``G`` reproduces ``target``.
+def project(G: torch.nn.Module, target: torch.Tensor, *, seed: int = 0, **kwargs) -> ProjectionResult:
+    """Find ws (and noise maps) with which ``G`` reproduces one ``target`` image.
+
+    target: [1, 3, R, R] (or [3, R, R]) float in [-1, 1] with R = G's resolution. The other
+    arguments are :func:`project_batch`'s. Returns the image's :class:`ProjectionResult`.
+    """
+    if target.ndim == 3:
+        target = target.unsqueeze(0)
+    if target.ndim == 4 and target.shape[0] != 1:
+        from hdvila.errors import UserError
+
+        raise UserError(f"project takes one image [1, C, H, W]; use project_batch for {target.shape[0]} images")
+    return project_batch(G, target, seeds=[seed], **kwargs)[0]
+
+
+def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+", steps: int = 300, lr: float = 0.1,
+                  lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
+                  noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
+                  mse_weight: float = 1.0, perceptual: str = "auto", perceptual_weight: float = 1.0,
+                  w_avg_samples: int = 10000, seeds: list[int] | None = None,
+                  device: str | torch.device | None = None, progress: bool = False) -> list[ProjectionResult]:
+    """Project N images at once: N independent optimisations run as one batch (faster per image).
 
     G: a StyleGAN2 :class:`~generation.stylegan2.Generator` (not modified: a copy is optimised);
-    target: [1, 3, R, R] (or [3, R, R]) float in [-1, 1] with R = G's resolution; space: ``'w'``
-    (one w for all layers) or ``'w+'`` (one w per layer); steps >= 1. Other arguments: see the module
-    docstring. ``seed`` fixes the initial noise maps and the latent noise. Returns a
-    :class:`ProjectionResult`; ``result.ws`` is [1, num_ws, w_dim] in both spaces.
+    targets: [N, 3, R, R] float in [-1, 1] with R = G's resolution; space: ``'w'`` (one w for all
+    layers) or ``'w+'`` (one w per layer); steps >= 1; seeds: one per image (default all 0), fixing
+    that image's initial noise maps and latent noise. Other arguments: see the module docstring.
+
+    The loss is the sum of the images' own losses and Adam's update is elementwise, so each image's
+    optimisation is independent of the others: image i with seed s here gives what
+    :func:`project` gives for it alone with seed s (up to float rounding). Returns one
+    :class:`ProjectionResult` per image (``ws`` [1, num_ws, w_dim], noise maps [res, res]);
+    ``time_s`` is the batch's wall time divided by N.
     """
     from hdvila.device import get_device
     from hdvila.errors import UserError
@@ -232,45 +260,57 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, space: str = "w+", step
         raise UserError(f"space must be 'w' or 'w+', got {space!r}")
     if steps < 1:
         raise UserError(f"steps must be >= 1, got {steps}")
-    if target.ndim == 3:
-        target = target.unsqueeze(0)
     res, ch = G.img_resolution, G.img_channels
-    if target.ndim != 4 or tuple(target.shape) != (1, ch, res, res):
-        raise UserError(f"target must be [1, {ch}, {res}, {res}] for this generator, got {tuple(target.shape)}; "
-                        f"resize the image to the generator's resolution first.")
-    if not torch.isfinite(target).all():
+    if targets.ndim != 4 or tuple(targets.shape[1:]) != (ch, res, res) or targets.shape[0] < 1:
+        raise UserError(f"target must be [1, {ch}, {res}, {res}] (or [N, {ch}, {res}, {res}] for a batch) for this "
+                        f"generator, got {tuple(targets.shape)}; resize the image to the generator's resolution first.")
+    if not torch.isfinite(targets).all():
         raise UserError("target contains NaN or infinity")
+    n = targets.shape[0]
+    seeds = [0] * n if seeds is None else [int(x) for x in seeds]
+    if len(seeds) != n:
+        raise UserError(f"{len(seeds)} seeds for {n} images")
     device = get_device(device)
     t_start = time.perf_counter()
 
     G = copy.deepcopy(G).eval().requires_grad_(False).float().to(device)
-    target = target.to(device, torch.float32)
-    w_avg, w_std = w_statistics(G, w_avg_samples, seed)
+    targets = targets.to(device, torch.float32)
+    w_avg, w_std = w_statistics(G, w_avg_samples)
     perceptual_fn, loss_name = make_perceptual(perceptual, device)
 
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # One random stream per image, so that its result does not depend on the rest of the batch.
+    gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     num_ws = G.num_ws
-    w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(1, num_ws if space == "w+" else 1, 1).requires_grad_(True)
+    w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(n, num_ws if space == "w+" else 1, 1).requires_grad_(True)
     layers = noise_layers(G)
-    noise = {name: torch.randn(layer.noise_const.shape, generator=gen).to(device) for name, layer in layers}
+    noise = {name: torch.stack([torch.randn(layer.noise_const.shape, generator=g) for g in gens]).to(device)
+             for name, layer in layers}  # [N, res, res] per layer
     for name, layer in layers:
-        layer.noise_const = noise[name]
+        layer.noise_const = noise[name].unsqueeze(1)  # [N, 1, res, res]: broadcast over channels, one per image
         noise[name].requires_grad_(optimize_noise)
     params = [w_opt] + (list(noise.values()) if optimize_noise else [])
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=lr)
 
     def normalize_noise() -> None:
         with torch.no_grad():
-            for n in noise.values():
-                n.sub_(n.mean()).mul_(n.square().mean().rsqrt())
+            for m in noise.values():
+                m.sub_(m.mean(dim=(1, 2), keepdim=True)).mul_(m.square().mean(dim=(1, 2), keepdim=True).rsqrt())
+
+    def per_image_loss(synth: torch.Tensor) -> torch.Tensor:
+        loss = mse_weight * (synth - targets).square().mean(dim=(1, 2, 3))
+        if perceptual_fn is not None and perceptual_weight:
+            loss = loss + perceptual_weight * perceptual_fn(synth, targets)
+        if optimize_noise and noise_reg_weight:
+            loss = loss + noise_reg_weight * noise_regularization(list(noise.values()))
+        return loss  # [N]
 
     normalize_noise()
-    history: list[float] = []
+    history = torch.empty(steps, n)
     iterator = range(steps)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc=f"projecting into {space.upper()}", unit="step")
+        iterator = tqdm(iterator, desc=f"projecting {n} image(s) into {space.upper()}", unit="step")
     for step in iterator:
         t = step / steps
         w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
@@ -279,30 +319,28 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, space: str = "w+", step
         for group in optimizer.param_groups:
             group["lr"] = lr * ramp
 
-        w_noise = torch.randn(w_opt.shape, generator=gen).to(device) * w_noise_scale
-        ws = (w_opt + w_noise).expand(1, num_ws, -1)
-        synth = G.synthesis(ws, noise_mode="const", force_fp32=True)
-        loss = mse_weight * F.mse_loss(synth, target)
-        if perceptual_fn is not None and perceptual_weight:
-            loss = loss + perceptual_weight * perceptual_fn(synth, target)
-        if optimize_noise and noise_reg_weight:
-            loss = loss + noise_reg_weight * noise_regularization(list(noise.values()))
+        w_noise = torch.stack([torch.randn(w_opt.shape[1:], generator=g) for g in gens]).to(device) * w_noise_scale
+        ws = (w_opt + w_noise).expand(n, num_ws, -1)
+        # The shared-weight form of the modulated convolution: 2-4x faster forward+backward on CPU.
+        loss = per_image_loss(G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         optimizer.step()
         if optimize_noise:
             normalize_noise()
-        history.append(loss.item())
+        history[step] = loss.detach().cpu()
         if progress:
-            iterator.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
+            iterator.set_postfix(loss=f"{float(history[step].mean()):.4f}", refresh=False)
 
     with torch.no_grad():
-        ws_final = w_opt.detach().expand(1, num_ws, -1).contiguous()
+        ws_final = w_opt.detach().expand(n, num_ws, -1).contiguous()
         recon = G.synthesis(ws_final, noise_mode="const", force_fp32=True).float().clamp(-1, 1)
-    return ProjectionResult(
-        ws=ws_final.cpu(), noise={k: v.detach().cpu() for k, v in noise.items()}, reconstruction=recon.cpu(),
-        psnr=psnr(recon, target.clamp(-1, 1)), loss=loss_name, space=space, steps=steps,
-        time_s=time.perf_counter() - t_start, history=history)
+    time_s = (time.perf_counter() - t_start) / n
+    clean = targets.clamp(-1, 1)
+    return [ProjectionResult(
+        ws=ws_final[i:i + 1].cpu(), noise={k: v[i].detach().cpu() for k, v in noise.items()},
+        reconstruction=recon[i:i + 1].cpu(), psnr=psnr(recon[i:i + 1], clean[i:i + 1]), loss=loss_name, space=space,
+        steps=steps, time_s=time_s, history=history[:, i].tolist()) for i in range(n)]
 
 
 # ------------------------------------------------------------------------------------------------
