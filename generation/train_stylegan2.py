@@ -171,6 +171,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--resume_from_checkpoint", default=None,
                    help="'latest' (the newest checkpoint in --output_dir; a new run if there is none) or a "
                         "checkpoint folder.")
+    g.add_argument("--init_from", default=None,
+                   help="start from a checkpoint's weights (G, D, EMA G) and counters with fresh optimizer states: "
+                        "for a checkpoint copied without its optimizer files (e.g. to a GPU machine). Needs "
+                        "model.safetensors, model_1.safetensors, generator_ema/ and training_state.json. Ignored when "
+                        "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own).")
     g.add_argument("--validation_steps", type=int, default=500,
                    help="write a sample grid every N steps (0: only at the end).")
     g.add_argument("--num_validation_images", type=int, default=16)
@@ -475,15 +480,30 @@ def train(args: argparse.Namespace) -> dict:
     resume = resolve_resume(output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and resume is None:
         logger.info("no checkpoint in %s; starting a new run", output_dir)
-    if resume is not None:
-        saved = json.loads((resume / STATE_FILE).read_text())
-        diff = {k: (saved.get("model", {}).get(k), v) for k, v in state.model.items() if saved.get("model", {}).get(k) != v}
+    def check_model_settings(folder: Path) -> None:
+        saved = json.loads((folder / STATE_FILE).read_text()).get("model", {})
+        diff = {k: (saved.get(k), v) for k, v in state.model.items() if saved.get(k) != v}
         if diff:
-            raise UserError(f"{resume} was trained with different model settings: "
+            raise UserError(f"{folder} was trained with different model settings: "
                             + ", ".join(f"--{k} {old} (now {new})" for k, (old, new) in diff.items())
-                            + ". Pass the same model flags to resume.")
+                            + ". Pass the same model flags to go on from it.")
+
+    if resume is not None:
+        check_model_settings(resume)
         logger.info("resuming from %s", resume)
         accelerator.load_state(str(resume))
+    elif args.init_from:
+        init = Path(args.init_from)
+        needed = [init / STATE_FILE, init / "model.safetensors", init / "model_1.safetensors",
+                  init / EMA_FOLDER / "model.safetensors"]
+        absent = [str(f.relative_to(init)) for f in needed if not f.is_file()]
+        if absent:
+            raise UserError(f"--init_from {init}: not a checkpoint of this script (missing {', '.join(absent)}).")
+        check_model_settings(init)
+        logger.info("starting from the weights and counters of %s (fresh optimizer states)", init)
+        load_weights(G_raw, init / "model.safetensors", map_location=str(device))
+        load_weights(D_raw, init / "model_1.safetensors", map_location=str(device))
+        load_hook([], init)  # EMA G and the counters
     global_step = state.global_step
     pl_mean = torch.tensor(state.pl_mean, dtype=torch.float32, device=device)
 

@@ -108,6 +108,37 @@ def test_resume_refuses_other_model_settings(tmp_path):
                "--resume_from_checkpoint", "checkpoint-99", "--report_to", "none")
 
 
+def test_init_from_weights_without_optimizer_states(tmp_path):
+    """--init_from: a checkpoint copied without its optimizer files starts a new run from its
+    weights and counters (fresh Adam states); a folder missing weights is refused."""
+    import shutil
+
+    common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none"]
+    _train(*common, "--output_dir", tmp_path / "a", "--max_train_steps", "3", "--checkpointing_steps", "3")
+    init = tmp_path / "carried"
+    init.mkdir()
+    for name in ("model.safetensors", "model_1.safetensors", "training_state.json", "generator_ema"):
+        src = tmp_path / "a" / "checkpoint-3" / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, init / name)
+
+    result = _train(*common, "--output_dir", tmp_path / "b", "--max_train_steps", "3", "--checkpointing_steps", "0",
+                    "--init_from", init)
+    assert result["global_step"] == 3 and result["history"] == []  # the counters came along: nothing left to do
+    assert _same_tensors(tmp_path / "b" / "generator" / "model.safetensors",
+                         init / "generator_ema" / "model.safetensors")
+    assert _same_tensors(tmp_path / "b" / "discriminator" / "model.safetensors", tmp_path / "a" / "discriminator" /
+                         "model.safetensors")
+    more = _train(*common, "--output_dir", tmp_path / "c", "--max_train_steps", "5", "--checkpointing_steps", "0",
+                  "--init_from", init)
+    assert [h["step"] for h in more["history"]] == [4, 5] and more["history"][-1]["kimg"] == pytest.approx(0.02)
+    assert not _same_tensors(tmp_path / "c" / "generator" / "model.safetensors",
+                             init / "generator_ema" / "model.safetensors")
+
+    (init / "model_1.safetensors").unlink()
+    with pytest.raises(UserError, match="missing model_1.safetensors"):
+        _train(*common, "--output_dir", tmp_path / "d", "--max_train_steps", "4", "--init_from", init)
+
+
 def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
     result = _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "50",
                     "--max_train_minutes", "1e-6", "--checkpointing_steps", "10", "--validation_steps", "0",
