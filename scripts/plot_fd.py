@@ -83,6 +83,7 @@ def plot(series: list[tuple[str, list[tuple[float, float]]]], out: Path, floor: 
             draw.line([(sx, py), (min(sx + 6, width - right), py)], fill=(90, 90, 90))
         draw.text((width - right - 4, py - 4), f"real vs real floor {floor:g}", fill=(90, 90, 90), font=font,
                   anchor="rb")
+    legend_x = width - right - 45 - max(draw.textlength(label, font=font) for label, _ in series)
     for i, (label, pts) in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
         coords = [to_px(x, y) for x, y in pts]
@@ -91,8 +92,8 @@ def plot(series: list[tuple[str, list[tuple[float, float]]]], out: Path, floor: 
         for cx, cy in coords:
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
         ly = top + 14 + 16 * i
-        draw.line([(width - right - 190, ly), (width - right - 165, ly)], fill=colour, width=3)
-        draw.text((width - right - 158, ly), label, fill="black", font=font, anchor="lm")
+        draw.line([(legend_x, ly), (legend_x + 25, ly)], fill=colour, width=3)
+        draw.text((legend_x + 32, ly), label, fill="black", font=font, anchor="lm")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.png")
     img.save(tmp)
