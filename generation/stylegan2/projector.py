@@ -321,7 +321,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
 
         w_noise = torch.stack([torch.randn(w_opt.shape[1:], generator=g) for g in gens]).to(device) * w_noise_scale
         ws = (w_opt + w_noise).expand(n, num_ws, -1)
-        # The shared-weight form of the modulated convolution: 2-4x faster forward+backward on CPU.
+        # The shared-weight form of the modulated convolution: faster forward+backward on CPU than the
+        # grouped form, also for one image (benchmarks/bench_projector.py times the projector).
         loss = per_image_loss(G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False))
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
