@@ -236,6 +236,12 @@ def test_impl_policy(monkeypatch):
     monkeypatch.setattr(_build, "CPU_PREFERS_COMPILED", frozenset({"upfirdn2d"}))
     assert _build.resolve("auto", "upfirdn2d", x) is _build._modules["cpu"]
     assert _build.resolve("auto", "bias_act", x) is None
+    # bf16 (autocast) and channels-last tensors take the reference on CPU; 'compiled' still forces the kernel.
+    assert _build.resolve("auto", "upfirdn2d", x.bfloat16()) is None
+    x_cl = torch.zeros(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    assert _build.resolve("auto", "upfirdn2d", x_cl) is None
+    assert _build.resolve("auto", "upfirdn2d", x_cl.contiguous()) is _build._modules["cpu"]
+    assert _build.resolve("compiled", "upfirdn2d", x_cl) is _build._modules["cpu"]
     monkeypatch.setenv("HDVILA_OPS_IMPL", "ref")
     assert _build.resolve("auto", "upfirdn2d", x) is None
 

@@ -342,3 +342,49 @@ def test_d_input_blur_fades_and_is_twice_differentiable():
     # R1 differentiates D's input gradient through the blur.
     inp = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda t: gaussian_blur(t, 0.8), (inp,))
+
+
+def test_resolve_mixed_precision(monkeypatch):
+    import generation.train_stylegan2 as T
+
+    assert T.resolve_mixed_precision("no", cuda=False) == "no"
+    assert T.resolve_mixed_precision("fp16", cuda=True) == "fp16"
+    with pytest.warns(UserWarning, match="fp16 needs CUDA"):
+        assert T.resolve_mixed_precision("fp16", cuda=False) == "no"
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: True)
+    assert T.resolve_mixed_precision("bf16", cuda=False) == "bf16"
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="native bf16"):
+        assert T.resolve_mixed_precision("bf16", cuda=False) == "no"
+
+
+def test_bf16_channels_last_training_saves_and_resumes(tmp_path):
+    """bf16 autocast with channels-last weights: checkpoints save (safetensors needs dense tensors)
+    and resume, the first losses are those of float32 up to bf16 rounding, and the saved weights
+    are ordinary row-major tensors."""
+    from generation.train_stylegan2 import cpu_has_native_bf16
+
+    common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none", "--seed", "5"]
+    fast = [*common, "--mixed_precision", "bf16", "--channels_last"]
+    fp32 = _train(*common, "--output_dir", tmp_path / "fp32", "--max_train_steps", "1", "--checkpointing_steps", "0")
+    if cpu_has_native_bf16():
+        first = _train(*fast, "--output_dir", tmp_path / "bf16", "--max_train_steps", "2", "--checkpointing_steps", "2")
+    else:
+        with pytest.warns(UserWarning, match="native bf16"):
+            first = _train(*fast, "--output_dir", tmp_path / "bf16", "--max_train_steps", "2",
+                           "--checkpointing_steps", "2")
+    a, b = fp32["history"][0], first["history"][0]
+    for key in ("loss_G", "loss_D_fake", "loss_D_real"):
+        assert math.isfinite(b[key])
+        assert b[key] == pytest.approx(a[key], rel=0.05, abs=0.02), key
+    if cpu_has_native_bf16():  # the autocast really ran: bf16 rounding changes the losses
+        assert any(b[k] != a[k] for k in ("loss_G", "loss_D_fake", "loss_D_real"))
+    ckpt = tmp_path / "bf16" / "checkpoint-2"
+    weights = load_file(str(ckpt / "model.safetensors"))
+    assert weights and all(t.is_contiguous() and t.dtype == torch.float32 for t in weights.values())
+    resumed = _train(*fast, "--output_dir", tmp_path / "bf16", "--max_train_steps", "3", "--checkpointing_steps", "0",
+                     "--resume_from_checkpoint", "latest")
+    assert [h["step"] for h in resumed["history"]] == [3] and math.isfinite(resumed["history"][0]["loss_G"])
+    G = Generator.from_pretrained(tmp_path / "bf16" / "generator")
+    with torch.no_grad():
+        assert torch.isfinite(G(torch.randn(2, 32))).all()

@@ -14,7 +14,8 @@ Which path runs (``impl``):
 - ``'ref'``: the PyTorch reference (always correct, any device, any order of gradients);
 - ``'compiled'``: the kernel for the tensor's device (CPU C++ or CUDA), else the reference;
 - ``'auto'`` (default): CUDA tensors use the CUDA kernel; CPU tensors use the C++ kernel only for
-  the ops listed in :data:`CPU_PREFERS_COMPILED`, chosen by measurement (see that constant).
+  the ops listed in :data:`CPU_PREFERS_COMPILED` and dense float32/float64 tensors, chosen by
+  measurement (see that constant).
 
 The environment variable ``HDVILA_OPS_IMPL`` (``auto``/``ref``/``compiled``) replaces ``'auto'``,
 e.g. ``HDVILA_OPS_IMPL=ref`` to never build anything.
@@ -55,7 +56,12 @@ CUDA_CFLAGS = ["-O3"]
 #: 1.0-5x faster except plain lrelu bias_act forward (0.7-1.5x, noisy) and the FIR passes'
 #: backward (0.8-0.9x), and the generator is 1.0-1.25x faster. The reference convolves the
 #: inserted zeros and the dropped samples of up/downsampling; the kernel skips them.
+#: Only for dense row-major float32/float64 tensors: for bfloat16 (autocast) and channels-last
+#: tensors the oneDNN-backed reference is faster (the kernels are scalar and need a row-major
+#: copy): a bf16 channels-last training step of the 64 px default config takes 320 ms with the
+#: reference ops against 485 ms with the kernels (benchmarks/bench_train_step.py, 2 threads).
 CPU_PREFERS_COMPILED: frozenset[str] = frozenset({"upfirdn2d", "bias_act"})
+CPU_COMPILED_DTYPES = (torch.float32, torch.float64)
 
 IMPLS = ("auto", "ref", "compiled")
 
@@ -209,6 +215,7 @@ def resolve(impl: str, op: str, x: torch.Tensor) -> ModuleType | None:
     kind = x.device.type
     if kind not in ("cpu", "cuda"):
         return None
-    if impl == "auto" and kind == "cpu" and op not in CPU_PREFERS_COMPILED:
+    if impl == "auto" and kind == "cpu" and (op not in CPU_PREFERS_COMPILED or x.dtype not in CPU_COMPILED_DTYPES
+                                             or not x.is_contiguous()):
         return None
     return get_extension(kind)
