@@ -10,7 +10,8 @@ Separately, one R1 step (D forward, double backward). Variants are timed interle
 so load from other processes hits them alike; report the ratio, not the absolute times.
 
 bfloat16 on CPU is only fast where oneDNN has native bf16 kernels (AVX512-BF16 / AMX); the script
-prints the CPU capability it found.
+prints the CPU capability it found. The ops follow the 'auto' policy of
+``generation/stylegan2/ops/_build.py`` (``HDVILA_OPS_IMPL=ref`` or ``compiled`` to force one path).
 """
 
 from __future__ import annotations
@@ -103,11 +104,13 @@ def main() -> None:
     r1_fns = [lambda d=d, m=models[f]: r1_step(m[1], m[2], d, device) for d, f in variants.values()]
     main_t, r1_t = timed(main_fns, device, a.repeats), timed(r1_fns, device, a.repeats)
     res = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "cpu_native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
            "threads": torch.get_num_threads(), "batch": a.batch, "resolution": a.resolution,
            "main_step_s": dict(zip(variants, main_t)), "r1_step_s": dict(zip(variants, r1_t)),
            "main_speedup": {k: main_t[0] / t for k, t in zip(variants, main_t)},
            "r1_speedup": {k: r1_t[0] / t for k, t in zip(variants, r1_t)}}
-    print(f"device {device} ({res['cpu_capability']}), {res['threads']} threads, batch {a.batch}, {a.resolution} px")
+    print(f"device {device} ({res['cpu_capability']}, native bf16: {res['cpu_native_bf16']}), {res['threads']} threads, "
+          f"batch {a.batch}, {a.resolution} px")
     print(f"  {'variant':24s} {'main step':>10s} {'speed-up':>8s} {'R1 step':>10s} {'speed-up':>8s}")
     for name, t, r in zip(variants, main_t, r1_t):
         print(f"  {name:24s} {t * 1e3:8.1f}ms {main_t[0] / t:7.2f}x {r * 1e3:8.1f}ms {r1_t[0] / r:7.2f}x")
