@@ -36,7 +36,7 @@ G and D are wrapped separately by ``accelerator.prepare`` (one DDP wrapper each)
 
 Precision: float32 by default. ``--mixed_precision bf16`` autocasts G and D to bfloat16 on CUDA
 and on CPUs with native bf16 kernels (AVX512-BF16/AMX); with ``--channels_last`` as well, a step of
-the 64 px default config runs 2.2x faster on 2 CPU threads (benchmarks/bench_train_step.py).
+the 64 px default config runs about 2x faster on 2 CPU threads (benchmarks/bench_train_step.py).
 Weights, Adam states, losses and penalties stay float32; checkpoints hold float32 row-major tensors,
 so a run can switch precision or memory format when it resumes.
 
@@ -154,7 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "optimiser state, losses and penalties stay float32.")
     g.add_argument("--channels_last", action="store_true",
                    help="keep G's and D's weights and the real images in channels-last memory format "
-                        "(with bf16 on CPU: about 1.4x faster per step, benchmarks/bench_train_step.py).")
+                        "(with bf16 on CPU: about 1.3x faster per step than bf16 alone, "
+                        "benchmarks/bench_train_step.py).")
     g.add_argument("--seed", type=int, default=0)
 
     g = p.add_argument_group("augmentation")

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     res["real_confident_all_attributes"] = float(
         torch.stack([pr[k][1] > 0.9 for k in ATTRIBUTE_NAMES]).all(0).float().mean())
     res["tv_distance"] = {k: total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) for k in ATTRIBUTE_NAMES}
+    # The class shares behind each TV distance: attribute -> class -> [generated, training renders].
+    res["class_shares"] = {k: {name: [float((pf[k][0] == i).float().mean()), float((pr[k][0] == i).float().mean())]
+                               for i, name in enumerate(ATTRIBUTES[k])} for k in ATTRIBUTE_NAMES}
 
     spaces = [x.strip() for x in a.spaces.split(",") if x.strip()]
     inv = {s: [] for s in spaces}
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {k}: confident share / TV distance to training | "
               f"{100 * res['confident_per_attribute'][k]:.1f}% / {res['tv_distance'][k]:.3f} |")
     print(f"| FD-HDVILA (real-vs-real floor) | {res['fd_hdvila']:.4f} ({res['fd_hdvila_real_floor']:.4f}) |")
+    print("\n| attribute | class shares, generated / training renders (%) |\n|---|---|")
+    for k, shares in res["class_shares"].items():
+        print(f"| {k} | " + ", ".join(f"{name} {100 * g:.0f}/{100 * r:.0f}" for name, (g, r) in shares.items()) + " |")
     if a.invert:
         print(f"\n| inversion of {a.invert} test renders ({a.invert_steps} steps) | PSNR mean (median) | s/image |\n|---|---|---|")
         for s, v in res["inversion"].items():
