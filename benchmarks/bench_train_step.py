@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 
 import torch
 
 from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
 from generation.stylegan2 import losses as L
+from generation.train_stylegan2 import cpu_has_native_bf16
+
+from bench_stylegan2 import timed  # sibling script (benchmarks/ is on sys.path when run as a script)
 
 
 def build(resolution: int, channel_base: int, channel_max: int, z_dim: int, mapping_layers: int, device):
@@ -58,22 +59,6 @@ def r1_step(D, reals, dtype, device) -> None:
     L.r1_penalty(real, logits).mean().backward()
 
 
-def timed(fns, device, repeats: int) -> list[float]:
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, acc in zip(fns, times):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            acc.append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -104,7 +89,7 @@ def main() -> None:
     r1_fns = [lambda d=d, m=models[f]: r1_step(m[1], m[2], d, device) for d, f in variants.values()]
     main_t, r1_t = timed(main_fns, device, a.repeats), timed(r1_fns, device, a.repeats)
     res = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-           "cpu_native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+           "cpu_native_bf16": cpu_has_native_bf16(),
            "threads": torch.get_num_threads(), "batch": a.batch, "resolution": a.resolution,
            "main_step_s": dict(zip(variants, main_t)), "r1_step_s": dict(zip(variants, r1_t)),
            "main_speedup": {k: main_t[0] / t for k, t in zip(variants, main_t)},
