@@ -30,11 +30,10 @@ from generation.stylegan2.convert import load_stylegan2
 from generation.stylegan2.metrics import (REAL_SEED, frechet_distance, generator_samples, image_features,
                                          load_feature_model, real_images)
 from generation.stylegan2.projector import project_batch
-from hdvila.demo.attributes import ATTRIBUTES
 from hdvila.demo.dataset import DemoImageDataset
 from hdvila.imageio import save_image
 from hdvila.judge import ATTRIBUTE_NAMES, load_judge
-from hdvila.judge.evaluate import judge_images, total_variation
+from hdvila.judge.evaluate import sample_report
 from hdvila.paths import bundled
 from hdvila.tensors import image_grid
 
@@ -66,17 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     res["fd_hdvila"] = frechet_distance(image_features(feats, fake), real_f)
     res["fd_hdvila_real_floor"] = frechet_distance(
         image_features(feats, real_images(a.samples, G.img_resolution, seed=REAL_SEED + 1)), real_f)
-    pf, pr = judge_images(judge, fake), judge_images(judge, real)
-    confident = torch.stack([pf[k][1] > 0.9 for k in ATTRIBUTE_NAMES]).all(0)
-    res["confident_all_attributes"] = float(confident.float().mean())
-    res["confident_per_attribute"] = {k: float((pf[k][1] > 0.9).float().mean()) for k in ATTRIBUTE_NAMES}
-    # The same reading of the training renders themselves: the ceiling a perfect generator reaches.
-    res["real_confident_all_attributes"] = float(
-        torch.stack([pr[k][1] > 0.9 for k in ATTRIBUTE_NAMES]).all(0).float().mean())
-    res["tv_distance"] = {k: total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) for k in ATTRIBUTE_NAMES}
-    # The class shares behind each TV distance: attribute -> class -> [generated, training renders].
-    res["class_shares"] = {k: {name: [float((pf[k][0] == i).float().mean()), float((pr[k][0] == i).float().mean())]
-                               for i, name in enumerate(ATTRIBUTES[k])} for k in ATTRIBUTE_NAMES}
+    res.update(sample_report(judge, fake, real))
 
     spaces = [x.strip() for x in a.spaces.split(",") if x.strip()]
     inv = {s: [] for s in spaces}

@@ -48,7 +48,7 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
 
 
 def plot(series: list[tuple[str, list[tuple[float, float]]]], out: Path, floor: float | None = None,
-         title: str = "FD-HDVILA by training progress (lower is better)", size: tuple[int, int] = (900, 540)) -> None:
+         floor_label: str | None = None, title: str = "FD-HDVILA by training progress (lower is better)", size: tuple[int, int] = (900, 540)) -> None:
     width, height = size
     left, right, top, bottom = 80, 30, 50, 60
     img = Image.new("RGB", size, "white")
@@ -81,8 +81,8 @@ def plot(series: list[tuple[str, list[tuple[float, float]]]], out: Path, floor: 
         _, py = to_px(x0, floor)
         for sx in range(left, width - right, 12):
             draw.line([(sx, py), (min(sx + 6, width - right), py)], fill=(90, 90, 90))
-        draw.text((width - right - 4, py - 4), f"real vs real floor {floor:g}", fill=(90, 90, 90), font=font,
-                  anchor="rb")
+        draw.text((left + 4, py - 4), floor_label or f"real vs real floor {floor:g}", fill=(90, 90, 90), font=font,
+                  anchor="lb")
     legend_x = width - right - 45 - max(draw.textlength(label, font=font) for label, _ in series)
     for i, (label, pts) in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]

@@ -8,7 +8,7 @@ from hdvila.demo import DemoImageDataset
 from hdvila.imageio import save_image
 from hdvila.judge import ATTRIBUTE_NAMES, load_judge
 from hdvila.judge.augment import degrade
-from hdvila.judge.evaluate import judge_accuracy
+from hdvila.judge.evaluate import judge_accuracy, sample_report
 from hdvila.judge.train import train_judge
 
 
@@ -25,6 +25,23 @@ def test_bundled_judge_reads_degraded_images():
     pred = judge.predict(degrade(images, torch.Generator().manual_seed(0)))
     for j, k in enumerate(ATTRIBUTE_NAMES):
         assert (pred[k][0] == labels[:, j]).float().mean() >= 0.95, k
+
+
+def test_sample_report_compares_judged_distributions():
+    judge = load_judge()
+    data = DemoImageDataset("train", 120, seed=3)
+    real = torch.stack([data[i]["image"] for i in range(120)])
+    same = sample_report(judge, real, real)
+    assert same["confident_all_attributes"] == same["real_confident_all_attributes"] > 0.8
+    assert all(v == 0.0 for v in same["tv_distance"].values())
+    # Flat grey images: one background class, no confident reading of the object, a far distribution.
+    grey = torch.zeros_like(real)
+    far = sample_report(judge, grey, real)
+    assert far["confident_all_attributes"] < 0.05
+    assert far["tv_distance"]["background"] > 0.5
+    shares = far["class_shares"]["background"]
+    assert max(g for g, _ in shares.values()) == 1.0  # every grey image lands in one class
+    assert abs(sum(r for _, r in shares.values()) - 1.0) < 1e-6
 
 
 def test_judge_cli_reports_bad_file_and_continues(cli, tmp_path):

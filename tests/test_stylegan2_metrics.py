@@ -80,3 +80,37 @@ def test_plot_fd_draws_each_run_and_refuses_bad_logs(tmp_path, capsys):
     assert "metrics.jsonl:1" in capsys.readouterr().err and not bad.exists()
     assert plot_fd.main([str(tmp_path / "missing"), "--out", str(bad)]) == 2
     assert "--fd_steps" in capsys.readouterr().err and not bad.exists()
+
+
+def test_judge_curve_reads_each_snapshot(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from generation.stylegan2 import Generator, StyleGAN2Config
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    monkeypatch.syspath_prepend(str(scripts))
+    spec = importlib.util.spec_from_file_location("judge_curve", scripts / "judge_curve.py")
+    judge_curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judge_curve)
+
+    ema = tmp_path / "ema"
+    for step in (2000, 3000, 4000):
+        torch.manual_seed(step)
+        G = Generator(StyleGAN2Config(z_dim=16, w_dim=16, img_resolution=64, mapping_layers=2,
+                                      channel_base=256, channel_max=16))
+        G.save_pretrained(ema / f"step-{step}")
+    (ema / "notes").mkdir()
+    assert [s for s, _ in judge_curve.snapshots(ema, 2000)] == [2000, 4000]
+
+    out, js = tmp_path / "curve.png", tmp_path / "curve.jsonl"
+    argv = [str(ema), "--batch", "16", "--every", "2000", "--samples", "24", "--json", str(js), "--out", str(out)]
+    assert judge_curve.main(argv) == 0
+    rows = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [(r["step"], r["kimg"]) for r in rows] == [(2000, 32.0), (4000, 64.0)]
+    assert all(0.0 <= r["confident_all_attributes"] <= 1.0 and set(r["tv_distance"]) == set(r["class_shares"])
+               for r in rows)
+    assert out.is_file()
+    assert judge_curve.main([str(ema), "--batch", "16", "--every", "5000", "--json", str(js), "--out", str(out)]) == 2
+    assert "no step-N folders" in capsys.readouterr().err

@@ -44,6 +44,30 @@ def total_variation(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
     return 0.5 * float((pa - pb).abs().sum())
 
 
+def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor, threshold: float = 0.9) -> dict:
+    """How the judge reads generated images ``fake`` against real renders ``real`` (both
+    [N, 3, H, W] in [-1, 1]): ``confident_all_attributes`` (share of ``fake`` read with confidence
+    > ``threshold`` on every attribute), ``confident_per_attribute``, ``real_confident_all_attributes``
+    (the same for ``real``: the ceiling a perfect generator reaches), ``tv_distance`` per attribute
+    between the two judged class distributions, and ``class_shares``: attribute -> class ->
+    [generated share, real share]."""
+    from hdvila.demo.attributes import ATTRIBUTES
+
+    pf, pr = judge_images(judge, fake), judge_images(judge, real)
+
+    def all_confident(preds) -> float:
+        return float(torch.stack([preds[k][1] > threshold for k in ATTRIBUTE_NAMES]).all(0).float().mean())
+
+    return {
+        "confident_all_attributes": all_confident(pf),
+        "confident_per_attribute": {k: float((pf[k][1] > threshold).float().mean()) for k in ATTRIBUTE_NAMES},
+        "real_confident_all_attributes": all_confident(pr),
+        "tv_distance": {k: total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) for k in ATTRIBUTE_NAMES},
+        "class_shares": {k: {name: [float((pf[k][0] == i).float().mean()), float((pr[k][0] == i).float().mean())]
+                             for i, name in enumerate(ATTRIBUTES[k])} for k in ATTRIBUTE_NAMES},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
