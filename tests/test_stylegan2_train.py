@@ -386,3 +386,24 @@ def test_bf16_channels_last_training_saves_and_resumes(tmp_path):
     G = Generator.from_pretrained(tmp_path / "bf16" / "generator")
     with torch.no_grad():
         assert torch.isfinite(G(torch.randn(2, 32))).all()
+
+
+def test_d_logits_script_compares_training_fresh_and_samples(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("d_logits", REPO / "scripts" / "d_logits.py")
+    d_logits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(d_logits)
+    _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "1",
+           "--checkpointing_steps", "1", "--validation_steps", "0", "--report_to", "none")
+    capsys.readouterr()
+    assert d_logits.main([str(tmp_path / "checkpoint-1"), "--n", "8"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "logit" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["training images", "fresh renders", "EMA samples"]
+    for r in rows:
+        mean, std, share = (float(c) for c in r.split("|")[2:5])
+        assert math.isfinite(mean) and std >= 0 and 0 <= share <= 1
+    assert d_logits.main([str(tmp_path)]) == 2
+    assert "not a checkpoint" in capsys.readouterr().err
+    assert d_logits.main([str(tmp_path / "checkpoint-1"), "--n", "6"]) == 2  # not a multiple of the group
+    assert "group size (4)" in capsys.readouterr().err
