@@ -476,15 +476,17 @@ def train(args: argparse.Namespace) -> dict:
     G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
     G_train = GeneratorForTraining(G)
 
-    def adam(params, lr: float, interval: int) -> torch.optim.Adam:
+    def adam_settings(lr: float, interval: int) -> dict:
+        """Adam's hyperparameters with the lazy-regularisation correction (NVlabs: lr and betas ** c)."""
         c = L.lazy_regularization_ratio(interval)
-        return torch.optim.Adam(params, lr=lr * c, betas=(args.adam_beta1 ** c, args.adam_beta2 ** c),
-                                eps=args.adam_epsilon)
+        return {"lr": lr * c, "betas": (args.adam_beta1 ** c, args.adam_beta2 ** c), "eps": args.adam_epsilon}
 
     pl_active = args.pl_weight > 0 and args.pl_interval > 0
     r1_active = r1_gamma > 0 and args.r1_interval > 0
-    opt_G = adam(G_train.parameters(), args.g_lr or args.learning_rate, args.pl_interval if pl_active else 0)
-    opt_D = adam(D.parameters(), args.d_lr or args.learning_rate, args.r1_interval if r1_active else 0)
+    adam_G = adam_settings(args.g_lr or args.learning_rate, args.pl_interval if pl_active else 0)
+    adam_D = adam_settings(args.d_lr or args.learning_rate, args.r1_interval if r1_active else 0)
+    opt_G = torch.optim.Adam(G_train.parameters(), **adam_G)
+    opt_D = torch.optim.Adam(D.parameters(), **adam_D)
     G_ddp, D_ddp, opt_G, opt_D = accelerator.prepare(G_train, D, opt_G, opt_D)
     G_raw, D_raw = accelerator.unwrap_model(G_ddp), accelerator.unwrap_model(D_ddp)
 
@@ -527,6 +529,12 @@ def train(args: argparse.Namespace) -> dict:
         check_model_settings(resume)
         logger.info("resuming from %s", resume)
         accelerator.load_state(str(resume))
+        # Loading restores the saved hyperparameters with the moments; this command's flags win.
+        for name, opt, settings in (("G", opt_G, adam_G), ("D", opt_D, adam_D)):
+            for group in opt.param_groups:
+                if group["lr"] != settings["lr"]:
+                    logger.info("%s learning rate: %g in the checkpoint, %g now", name, group["lr"], settings["lr"])
+                group.update(settings)
     elif args.init_from:
         init = Path(args.init_from)
         needed = [init / STATE_FILE, init / "model.safetensors", init / "model_1.safetensors",

@@ -109,6 +109,21 @@ def test_resume_refuses_other_model_settings(tmp_path):
                "--resume_from_checkpoint", "checkpoint-99", "--report_to", "none")
 
 
+def test_resume_takes_the_new_learning_rate(tmp_path):
+    """The saved optimizer states come back with their moments, but this command's rates apply."""
+    common = [*TINY, "--train_size", "8", "--output_dir", tmp_path, "--checkpointing_steps", "1",
+              "--validation_steps", "0", "--report_to", "none"]
+    _train(*common, "--max_train_steps", "1")
+    _train(*common, "--max_train_steps", "2", "--resume_from_checkpoint", "latest", "--learning_rate", "0.001",
+           "--d_lr", "0.0005")
+    for name, lr, interval in (("optimizer.bin", 0.001, 4), ("optimizer_1.bin", 0.0005, 16)):
+        saved = torch.load(tmp_path / "checkpoint-2" / name, weights_only=True)
+        c = L.lazy_regularization_ratio(interval)
+        assert saved["state"], name  # the moments were kept
+        for group in saved["param_groups"]:
+            assert group["lr"] == pytest.approx(lr * c) and tuple(group["betas"]) == pytest.approx((0.0, 0.99 ** c))
+
+
 def test_init_from_weights_without_optimizer_states(tmp_path):
     """--init_from: a checkpoint copied without its optimizer files starts a new run from its
     weights and counters (fresh Adam states); a folder missing weights is refused."""
