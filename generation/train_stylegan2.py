@@ -348,14 +348,19 @@ def resolve_resume(output_dir: Path, spec: str | None) -> Path | None:
     return path
 
 
+def demo_cache_file(data_cache_dir: str | None, output_dir: Path, seed: int, resolution: int, train_size: int) -> Path:
+    """Where a --data demo run caches its rendered training images (uint8 .npy)."""
+    cache_dir = Path(data_cache_dir) if data_cache_dir else output_dir / "data_cache"
+    return cache_dir / f"demo-train-seed{seed}-{resolution}px-{train_size}.npy"
+
+
 def build_dataset(args: argparse.Namespace, accelerator, output_dir: Path):
     """-> (dataset whose items are float [3, R, R] in [-1, 1], description)."""
     from generation.data import ImageFolderDataset, UInt8ImageDataset, render_demo_images, scan_image_folder
 
     show = accelerator.is_local_main_process
     if args.data == "demo":
-        cache_dir = Path(args.data_cache_dir) if args.data_cache_dir else output_dir / "data_cache"
-        cache = cache_dir / f"demo-train-seed{args.seed}-{args.resolution}px-{args.train_size}.npy"
+        cache = demo_cache_file(args.data_cache_dir, output_dir, args.seed, args.resolution, args.train_size)
         with accelerator.main_process_first():  # the main process renders and caches; the others read
             pixels = render_demo_images(args.train_size, args.resolution, seed=args.seed, cache_file=cache,
                                         num_workers=args.dataloader_num_workers, progress=show)

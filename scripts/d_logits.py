@@ -4,8 +4,8 @@ renders of the demo domain it never saw, and on EMA samples, for one checkpoint 
 A D that has memorised its training images scores them clearly above fresh renders of the same
 distribution (the ADA paper's over-fitting signal); equal scores mean more data would not help, and
 the gap to the samples is what G still has to close. The widths come from the run's
-``training_args.json``; the training images from its demo cache (the first ``train_size`` renders of
-the train split, seed 0), so ``--n`` training images and ``--n`` renders after them are compared.
+``training_args.json``; ``--n`` of its training images (the first ``train_size`` renders of the train
+split, read from the run's cache when present) are compared with the ``--n`` renders after them.
 
     .venv/bin/python scripts/d_logits.py runs/sg2-v7g2/checkpoint-38000 --n 1024
 """
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from generation.data import render_demo_images
+    from generation.data import _DemoUInt8, render_demo_images
+    from generation.train_stylegan2 import demo_cache_file
+    from hdvila.demo import DemoImageDataset
     from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator
     from hdvila.modeling_utils import load_weights
 
@@ -53,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     G = Generator.from_pretrained(ckpt / "generator_ema").eval()
     n_train = t["train_size"]
     rng = np.random.default_rng(1)
-    pixels = render_demo_images(n_train + a.n, t["resolution"], seed=t["seed"])
+    # The run's training images (its cache, when present); fresh renders: the train split after them.
+    cache = demo_cache_file(t.get("data_cache_dir"), Path(t["output_dir"]),
+                            t["seed"], t["resolution"], n_train)
+    pixels = render_demo_images(n_train, t["resolution"], seed=t["seed"],
+                                cache_file=cache if cache.is_file() else None)
     train = pixels[np.sort(rng.choice(n_train, a.n, replace=False))]
-    fresh = pixels[n_train:]
+    stream = _DemoUInt8(DemoImageDataset("train", n_train + a.n, resolution=t["resolution"], seed=t["seed"]))
+    fresh = torch.stack([stream[i] for i in range(n_train, n_train + a.n)]).numpy()
 
     def to_float(x):
         return torch.from_numpy(np.ascontiguousarray(x)).float() / 127.5 - 1
