@@ -4,8 +4,9 @@ For each snapshot folder ``step-N`` (a ``generator_ema`` copy, as ``runs/keep_em
 docs/results.md keeps them) of RUN_EMA_DIR, ``--samples`` images at truncation 1.0 (seeds 0..N-1,
 constant noise) are read by the judge against as many training renders, with
 :func:`hdvila.judge.evaluate.sample_report`. Written: one JSON object per snapshot (``step``,
-``kimg`` = step x ``--batch`` / 1000, and the report) to ``--json``, and a plot of the share confident
-on every attribute and per attribute, by kimg, to ``--out``.
+``kimg`` = step x ``--batch`` / 1000, ``samples`` and the report) to ``--json``, and a plot of the share
+confident on every attribute and per attribute, by kimg, to ``--out``. Rows already in ``--json`` for
+the same step and ``--samples`` are kept, not recomputed, so a growing run is read incrementally.
 
     .venv/bin/python scripts/judge_curve.py runs/sg2-v7g2-ema --batch 16 --every 2000 --samples 500 \\
         --json runs/judge_curve.jsonl --out docs/images/stylegan2_judge_by_kimg.png
@@ -53,16 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     if not snaps:
         print(f"error: no step-N folders (N a multiple of {a.every}) in {a.ema_dir}", file=sys.stderr)
         return 2
+    kept = {}
+    if Path(a.json).is_file():
+        for line in Path(a.json).read_text().splitlines():
+            r = json.loads(line)
+            if r.get("samples") == a.samples:
+                kept[r["step"]] = r
     judge = load_judge()
     real = None
     rows = []
     for step, folder in snaps:
+        if step in kept:
+            rows.append(kept[step])
+            continue
         G = load_stylegan2(folder).eval()
         if real is None:
             real = real_images(a.samples, G.img_resolution)
         with torch.no_grad():
             fake = generator_samples(G, range(a.samples))
-        row = {"step": step, "kimg": step * a.batch / 1000, **sample_report(judge, fake, real)}
+        row = {"step": step, "kimg": step * a.batch / 1000, "samples": a.samples, **sample_report(judge, fake, real)}
         rows.append(row)
         print(f"step {step} ({row['kimg']:g} kimg): all attributes confident {100 * row['confident_all_attributes']:.1f}%, "
               + ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["confident_per_attribute"].items()), flush=True)

@@ -112,5 +112,19 @@ def test_judge_curve_reads_each_snapshot(tmp_path, monkeypatch, capsys):
     assert all(0.0 <= r["confident_all_attributes"] <= 1.0 and set(r["tv_distance"]) == set(r["class_shares"])
                for r in rows)
     assert out.is_file()
+
+    # rows already in the file for the same --samples are kept (a marked row survives), new steps added
+    rows[0]["confident_all_attributes"] = 0.123
+    js.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert judge_curve.main([*argv[:4], "1000", *argv[5:]]) == 0
+    again = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [r["step"] for r in again] == [2000, 3000, 4000]
+    assert again[0]["confident_all_attributes"] == 0.123 and again[2] == rows[1]
+    printed = capsys.readouterr().out
+    assert "step 3000" in printed and "step 2000" not in printed and "step 4000" not in printed
+    # another --samples recomputes every row
+    assert judge_curve.main([*argv[:6], "16", *argv[7:]]) == 0
+    assert all(r["samples"] == 16 for r in map(json.loads, js.read_text().splitlines()))
     assert judge_curve.main([str(ema), "--batch", "16", "--every", "5000", "--json", str(js), "--out", str(out)]) == 2
     assert "no step-N folders" in capsys.readouterr().err
