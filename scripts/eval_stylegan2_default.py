@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| judge confidence > 0.9 on every attribute | {100 * res['confident_all_attributes']:.1f}% "
           f"(training renders: {100 * res['real_confident_all_attributes']:.1f}%) |")
     for k in ATTRIBUTE_NAMES:
-        print(f"| {k}: confident share / TV distance to training | "
-              f"{100 * res['confident_per_attribute'][k]:.1f}% / {res['tv_distance'][k]:.3f} |")
+        print(f"| {k}: confident share (training renders) / TV distance to training | "
+              f"{100 * res['confident_per_attribute'][k]:.1f}% ({100 * res['real_confident_per_attribute'][k]:.1f}%)"
+              f" / {res['tv_distance'][k]:.3f} |")
     print(f"| FD-HDVILA (real-vs-real floor) | {res['fd_hdvila']:.4f} ({res['fd_hdvila_real_floor']:.4f}) |")
     print("\n| attribute | class shares, generated / training renders (%) |\n|---|---|")
     for k, shares in res["class_shares"].items():

@@ -33,11 +33,15 @@ def test_sample_report_compares_judged_distributions():
     real = torch.stack([data[i]["image"] for i in range(120)])
     same = sample_report(judge, real, real)
     assert same["confident_all_attributes"] == same["real_confident_all_attributes"] > 0.8
+    assert same["confident_per_attribute"] == same["real_confident_per_attribute"]
+    assert all(v >= same["real_confident_all_attributes"] for v in same["real_confident_per_attribute"].values())
     assert all(v == 0.0 for v in same["tv_distance"].values())
     # Flat grey images: one background class, no confident reading of the object, a far distribution.
     grey = torch.zeros_like(real)
     far = sample_report(judge, grey, real)
     assert far["confident_all_attributes"] < 0.05
+    assert far["real_confident_per_attribute"] == same["real_confident_per_attribute"]
+    assert far["confident_per_attribute"]["shape"] < 0.5 < far["real_confident_per_attribute"]["shape"]
     assert far["tv_distance"]["background"] > 0.5
     shares = far["class_shares"]["background"]
     assert max(g for g, _ in shares.values()) == 1.0  # every grey image lands in one class

@@ -48,7 +48,8 @@ def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor,
     """How the judge reads generated images ``fake`` against real renders ``real`` (both
     [N, 3, H, W] in [-1, 1]): ``confident_all_attributes`` (share of ``fake`` read with confidence
     > ``threshold`` on every attribute), ``confident_per_attribute``, ``real_confident_all_attributes``
-    (the same for ``real``: the ceiling a perfect generator reaches), ``tv_distance`` per attribute
+    and ``real_confident_per_attribute`` (the same for ``real``: the ceiling a perfect generator
+    reaches), ``tv_distance`` per attribute
     between the two judged class distributions, and ``class_shares``: attribute -> class ->
     [generated share, real share]."""
     from hdvila.demo.attributes import ATTRIBUTES
@@ -58,10 +59,14 @@ def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor,
     def all_confident(preds) -> float:
         return float(torch.stack([preds[k][1] > threshold for k in ATTRIBUTE_NAMES]).all(0).float().mean())
 
+    def per_attribute(preds) -> dict[str, float]:
+        return {k: float((preds[k][1] > threshold).float().mean()) for k in ATTRIBUTE_NAMES}
+
     return {
         "confident_all_attributes": all_confident(pf),
-        "confident_per_attribute": {k: float((pf[k][1] > threshold).float().mean()) for k in ATTRIBUTE_NAMES},
+        "confident_per_attribute": per_attribute(pf),
         "real_confident_all_attributes": all_confident(pr),
+        "real_confident_per_attribute": per_attribute(pr),
         "tv_distance": {k: total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) for k in ATTRIBUTE_NAMES},
         "class_shares": {k: {name: [float((pf[k][0] == i).float().mean()), float((pr[k][0] == i).float().mean())]
                              for i, name in enumerate(ATTRIBUTES[k])} for k in ATTRIBUTE_NAMES},
