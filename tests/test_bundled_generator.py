@@ -39,10 +39,11 @@ def test_bundled_generator_loads_as_float32_64px(G):
 
 
 def test_bundled_generator_samples_read_as_demo_scenes(G):
-    """Bounds from what the shipped file (848 kimg) measures on these 200 seeds, with margins
-    (docs/results.md has the full evaluation): 29% confident on every attribute (the 480 kimg file
-    read about 5%), shape 51%, background 98%, every TV distance <= 0.17; every colour appears; and it
-    is far closer to the renders than the same architecture untrained. The 90% target is still open."""
+    """Bounds from what the shipped file (1,024 kimg) measures on these 200 seeds, with margins
+    (docs/results.md has the full evaluation): 42% confident on every attribute (the 480 kimg file
+    read 1.5%, the 848 kimg one 29%), shape 62%, background 98%, every TV distance <= 0.14; every
+    colour appears; and it is far closer to the renders than the same architecture untrained. The 90%
+    target is still open."""
     from generation.stylegan2 import Generator
     from generation.stylegan2.metrics import frechet_distance, image_features, load_feature_model
 
@@ -52,12 +53,12 @@ def test_bundled_generator_samples_read_as_demo_scenes(G):
     judge = load_judge()
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
     confident = torch.stack([pf[k][1] > 0.9 for k in ATTRIBUTE_NAMES])
-    assert float(confident.all(0).float().mean()) >= 0.2
-    assert float(confident[ATTRIBUTE_NAMES.index("shape")].float().mean()) >= 0.4
+    assert float(confident.all(0).float().mean()) >= 0.32
+    assert float(confident[ATTRIBUTE_NAMES.index("shape")].float().mean()) >= 0.5
     assert float(confident[ATTRIBUTE_NAMES.index("background")].float().mean()) >= 0.9
     assert len(set(pf["color"][0].tolist())) == len(ATTRIBUTES["color"])
     for k in ATTRIBUTE_NAMES:
-        assert total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) <= 0.3, k
+        assert total_variation(pf[k][0], pr[k][0], len(ATTRIBUTES[k])) <= 0.25, k
 
     torch.manual_seed(0)
     untrained = Generator(G.config).eval()
