@@ -49,9 +49,8 @@ def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor,
     [N, 3, H, W] in [-1, 1]): ``confident_all_attributes`` (share of ``fake`` read with confidence
     > ``threshold`` on every attribute), ``confident_per_attribute``, ``real_confident_all_attributes``
     and ``real_confident_per_attribute`` (the same for ``real``: the ceiling a perfect generator
-    reaches), ``tv_distance`` per attribute
-    between the two judged class distributions, and ``class_shares``: attribute -> class ->
-    [generated share, real share]."""
+    reaches), ``tv_distance`` per attribute between the two judged class distributions, and
+    ``class_shares``: attribute -> class -> [generated share, real share]."""
     from hdvila.demo.attributes import ATTRIBUTES
 
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
