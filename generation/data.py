@@ -102,11 +102,12 @@ def scan_image_folder(folder: str | os.PathLike, resolution: int, *, skip_bad: b
 
 
 def render_demo_images(num_images: int, resolution: int, *, seed: int = 0, split: str = "train",
-                       cache_file: str | os.PathLike | None = None, num_workers: int = 0,
+                       start: int = 0, cache_file: str | os.PathLike | None = None, num_workers: int = 0,
                        progress: bool = False) -> np.ndarray:
-    """Render the first ``num_images`` images of the demo domain's ``split`` at ``resolution``:
-    uint8 [N, 3, R, R]. With ``cache_file`` (``.npy``), a matching cache is read instead of
-    rendering, and a fresh render is written there (atomically)."""
+    """Render images ``start`` .. ``start + num_images - 1`` of the demo domain's ``split`` at
+    ``resolution``: uint8 [N, 3, R, R]. With ``cache_file`` (``.npy``, named by the caller for what it
+    holds), a matching cache is read instead of rendering, and a fresh render is written there
+    (atomically)."""
     from hdvila.atomic import atomic_path
     from hdvila.demo import DemoImageDataset
 
@@ -118,8 +119,8 @@ def render_demo_images(num_images: int, resolution: int, *, seed: int = 0, split
                 return arr
         except (OSError, ValueError):
             pass  # damaged or foreign cache: render again
-    ds = DemoImageDataset(split, num_images, resolution=resolution, seed=seed)
-    loader = torch.utils.data.DataLoader(_DemoUInt8(ds), batch_size=64, num_workers=num_workers)
+    ds = DemoImageDataset(split, start + num_images, resolution=resolution, seed=seed)
+    loader = torch.utils.data.DataLoader(_DemoUInt8(ds, start), batch_size=64, num_workers=num_workers)
     if progress:
         from tqdm.auto import tqdm
 
@@ -133,14 +134,16 @@ def render_demo_images(num_images: int, resolution: int, *, seed: int = 0, split
 
 
 class _DemoUInt8(Dataset):
-    def __init__(self, ds):
-        self.ds = ds
+    """Items ``start``.. of a demo dataset as uint8 [3, R, R]."""
+
+    def __init__(self, ds, start: int = 0):
+        self.ds, self.start = ds, start
 
     def __len__(self) -> int:
-        return len(self.ds)
+        return len(self.ds) - self.start
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return ((self.ds[index]["image"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return ((self.ds[self.start + index]["image"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class UInt8ImageDataset(Dataset):

@@ -27,9 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from generation.data import _DemoUInt8, render_demo_images
+    from generation.data import render_demo_images
     from generation.train_stylegan2 import demo_cache_file
-    from hdvila.demo import DemoImageDataset
     from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator
     from hdvila.modeling_utils import load_weights
 
@@ -61,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     pixels = render_demo_images(n_train, t["resolution"], seed=t["seed"],
                                 cache_file=cache if cache.is_file() else None)
     train = pixels[np.sort(rng.choice(n_train, a.n, replace=False))]
-    stream = _DemoUInt8(DemoImageDataset("train", n_train + a.n, resolution=t["resolution"], seed=t["seed"]))
-    fresh = torch.stack([stream[i] for i in range(n_train, n_train + a.n)]).numpy()
+    fresh = render_demo_images(a.n, t["resolution"], seed=t["seed"], start=n_train)
 
     def to_float(x):
         return torch.from_numpy(np.ascontiguousarray(x)).float() / 127.5 - 1
