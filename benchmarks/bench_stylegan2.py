@@ -16,9 +16,12 @@ as a share of the same machine's fp32 matmul FLOP/s measured in the same run.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -62,8 +65,8 @@ def matmul_flops(device: torch.device, repeats: int) -> float:
 
 
 def generator_rows(device: torch.device, resolutions: list[int], batch: int, repeats: int, impls: list[str],
-                   peak: float) -> list[tuple]:
-    rows = []
+                   peak: float) -> Iterator[tuple]:
+    """One row per resolution and impl, yielded as measured (a stall shows where it is)."""
     for res in resolutions:
         torch.manual_seed(0)
         G = Generator(StyleGAN2Config(**CONFIGS[res])).eval().to(device)
@@ -73,9 +76,8 @@ def generator_rows(device: torch.device, resolutions: list[int], batch: int, rep
         flops = counter.get_total_flops() / batch
         for impl, sec in zip(impls, timed([_runner(G, z, i) for i in impls], device, repeats)):
             sec /= batch
-            rows.append((res, _describe(CONFIGS[res]), impl, batch, sec * 1e3, 1 / sec, flops / 1e9,
-                         flops / sec / 1e9, 100 * flops / sec / peak))
-    return rows
+            yield (res, _describe(CONFIGS[res]), impl, batch, sec * 1e3, 1 / sec, flops / 1e9,
+                   flops / sec / 1e9, 100 * flops / sec / peak)
 
 
 def _runner(G: Generator, z: torch.Tensor, impl: str):
@@ -103,7 +105,8 @@ def _describe(cfg: dict) -> str:
     return "config-f" if (base, cmax) == (32768, 512) else f"base {base}, max {cmax}"
 
 
-def op_rows(device: torch.device, repeats: int) -> list[tuple]:
+def op_rows(device: torch.device, repeats: int) -> Iterator[tuple]:
+    """One row per op case, yielded as measured."""
     f = setup_filter([1, 3, 3, 1], device=device)
     b256 = torch.randn(256, device=device)
     cases = [
@@ -114,7 +117,6 @@ def op_rows(device: torch.device, repeats: int) -> list[tuple]:
         ("bias_act lrelu", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", impl=i)),
         ("bias_act lrelu + clamp 256", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", clamp=256, impl=i)),
     ]
-    rows = []
     for name, shape, fn in cases:
         x = torch.randn(*shape, device=device)
         xg = x.clone().requires_grad_(True)
@@ -124,8 +126,7 @@ def op_rows(device: torch.device, repeats: int) -> list[tuple]:
 
         ref, comp = timed([lambda: fn(x, "ref"), lambda: fn(x, "compiled")], device, repeats)
         ref_b, comp_b = timed([lambda: fwd_bwd("ref"), lambda: fwd_bwd("compiled")], device, repeats)
-        rows.append((name, "x".join(map(str, shape)), ref * 1e3, comp * 1e3, ref / comp, ref_b * 1e3, comp_b * 1e3, ref_b / comp_b))
-    return rows
+        yield (name, "x".join(map(str, shape)), ref * 1e3, comp * 1e3, ref / comp, ref_b * 1e3, comp_b * 1e3, ref_b / comp_b)
 
 
 def main() -> None:
@@ -135,7 +136,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 8 on CUDA")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--watchdog", type=float, default=0,
+                        help="every S seconds, print every thread's Python stack to stderr (0: off), to see where a "
+                             "run that is stopped by a timeout was")
     args = parser.parse_args()
+    if args.watchdog > 0:
+        faulthandler.dump_traceback_later(args.watchdog, repeat=True, file=sys.stderr)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,12 +158,14 @@ def main() -> None:
     print("| op | shape | ref fwd ms | compiled fwd ms | speedup | ref fwd+bwd ms | compiled fwd+bwd ms | speedup |")
     print("|---|---|---|---|---|---|---|---|")
     for r in op_rows(device, args.repeats):
-        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.1f}x |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.1f}x |",
+              flush=True)
 
     print("\n| px | channels | ops | batch | ms/img | img/s | GFLOP/img | GFLOP/s | % of matmul |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in generator_rows(device, args.resolutions, batch, args.repeats, ["ref", "compiled"], peak):
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f}% |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f}% |",
+              flush=True)
 
 
 if __name__ == "__main__":

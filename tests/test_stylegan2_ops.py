@@ -36,12 +36,12 @@ def cpu_extension():
 @pytest.fixture
 def isolated_build_cache():
     """Let a test break the build without affecting the others."""
-    saved_modules, saved_errors = dict(_build._modules), dict(_build._errors)
+    saved = [(cache, dict(cache)) for cache in (_build._modules, _build._errors, _build._loaded)]
     _build.reset_cache()
     yield
     _build.reset_cache()
-    _build._modules.update(saved_modules)
-    _build._errors.update(saved_errors)
+    for cache, content in saved:
+        cache.update(content)
 
 
 def ramp() -> torch.Tensor:
@@ -223,6 +223,33 @@ def test_conv2d_resample_with_identity_weight_is_plain_resampling():
 
 def test_cpu_extension_is_cached_under_extensions_dir(cpu_extension):
     assert extensions_dir().resolve() in Path(cpu_extension.__file__).resolve().parents
+
+
+def test_a_loaded_build_is_not_loaded_again(monkeypatch):
+    """A second build_extension of the same build in one process returns the loaded module without
+    calling the loader again (on the GPU machine a second load of the CUDA build stalled the benchmark)."""
+    from torch.utils import cpp_extension
+
+    first = build_extension("cpu")
+
+    def no_second_load(*args, **kwargs):
+        raise AssertionError("cpp_extension.load called again for a loaded build")
+
+    monkeypatch.setattr(cpp_extension, "load", no_second_load)
+    assert build_extension("cpu") is first
+    x = torch.randn(1, 2, 4, 4)
+    torch.testing.assert_close(upsample2d(x, setup_filter([1, 3, 3, 1]), impl="compiled"),
+                               upsample2d(x, setup_filter([1, 3, 3, 1]), impl="ref"))
+
+
+def test_loading_leaves_the_build_key_alone(isolated_build_cache):
+    """cpp_extension.load appends to the flag lists it is given; the cache key must not change with
+    them, or the next build_extension in the process rebuilds into another folder."""
+    sources = [_build.CSRC / name for name in _build.SOURCES["cpu"]]
+    before = _build._build_key("cpu", sources)
+    build_extension("cpu")
+    assert _build._build_key("cpu", sources) == before
+    assert list(_build._loaded) == [extensions_dir() / f"hdvila_stylegan2_ops_cpu_{before}"]
 
 
 def test_impl_policy(monkeypatch):

@@ -45,9 +45,12 @@ HEADERS = ["sg2_math.h"]
 # -fopenmp makes at::parallel_for in the CPU kernels use torch's OpenMP threads (without it the
 # pragma is ignored and the kernels run on one thread); libgomp is the one torch already loaded.
 # -fno-trapping-math lets GCC turn the activations' selects (lrelu, clamp) into vector code.
-CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]
-LDFLAGS = ["-fopenmp"]
-CUDA_CFLAGS = ["-O3"]
+# Tuples, passed to the loader as fresh lists: cpp_extension.load appends its own flags to the lists
+# it is given, which changed the cache key of the next build in the same process (a full rebuild
+# into another folder; on the GPU machine a killed rebuild's lock then stalled the next process).
+CFLAGS = ("-O3", "-fopenmp", "-fno-trapping-math")
+LDFLAGS = ("-fopenmp",)
+CUDA_CFLAGS = ("-O3",)
 
 #: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors.
 #: Measured with benchmarks/bench_stylegan2.py (x86-64, 2 shared cores, interleaved medians):
@@ -68,6 +71,7 @@ IMPLS = ("auto", "ref", "compiled")
 _lock = threading.Lock()
 _modules: dict[str, ModuleType | None] = {}
 _errors: dict[str, BaseException] = {}
+_loaded: dict[Path, ModuleType] = {}  # build folder -> module: each build is loaded once per process
 
 
 class ExtensionBuildError(RuntimeError):
@@ -85,7 +89,7 @@ def _build_key(kind: str, sources: list[Path]) -> str:
     for path in sources + [CSRC / name for name in HEADERS]:
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.exists() else b"<missing>")
-    flags = CFLAGS + LDFLAGS + (CUDA_CFLAGS if kind == "cuda" else [])
+    flags = [*CFLAGS, *LDFLAGS, *(CUDA_CFLAGS if kind == "cuda" else ())]
     meta = [torch.__version__, str(torch.version.cuda), sys.version, sysconfig.get_platform(), *flags]
     if kind == "cuda":
         meta.append(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
@@ -144,7 +148,8 @@ def _remove_stale_lock(build_dir: Path, cpp_extension) -> None:
 
 def build_extension(kind: str) -> ModuleType:
     """Compile (or load from the cache) the ``kind`` ('cpu' or 'cuda') extension; raises
-    :class:`ExtensionBuildError` with the compiler's message on failure. No caching of failures."""
+    :class:`ExtensionBuildError` with the compiler's message on failure. A build loaded once in this
+    process is returned again without calling the loader (no caching of failures)."""
     cpp_extension = _cpp_extension()
 
     if kind not in SOURCES:
@@ -152,17 +157,21 @@ def build_extension(kind: str) -> ModuleType:
     sources = [CSRC / name for name in SOURCES[kind]]
     name = f"hdvila_stylegan2_ops_{kind}"
     build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
+    if build_dir in _loaded:
+        return _loaded[build_dir]
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_lock(build_dir, cpp_extension)
         _ensure_ninja_on_path()
-        return cpp_extension.load(
+        module = cpp_extension.load(
             name=name, sources=[str(s) for s in sources], build_directory=str(build_dir),
-            extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, extra_cuda_cflags=CUDA_CFLAGS if kind == "cuda" else None,
-            extra_include_paths=[str(CSRC)], with_cuda=(kind == "cuda"), verbose=False)
+            extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+            extra_cuda_cflags=list(CUDA_CFLAGS) if kind == "cuda" else None, extra_include_paths=[str(CSRC)], with_cuda=(kind == "cuda"), verbose=False)
     except Exception as e:  # compiler errors surface as RuntimeError, missing tools as OSError etc.
         raise ExtensionBuildError(f"building the StyleGAN2 {kind} ops in {build_dir} failed: "
                                   f"{type(e).__name__}: {_tail(str(e))}") from e
+    _loaded[build_dir] = module
+    return module
 
 
 def _tail(message: str, lines: int = 12) -> str:
@@ -199,6 +208,7 @@ def reset_cache() -> None:
     with _lock:
         _modules.clear()
         _errors.clear()
+        _loaded.clear()
 
 
 def resolve(impl: str, op: str, x: torch.Tensor) -> ModuleType | None:
