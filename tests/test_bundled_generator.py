@@ -39,9 +39,10 @@ def test_bundled_generator_loads_as_float32_64px(G):
 
 
 def test_bundled_generator_samples_read_as_demo_scenes(G):
-    """Bounds from what the shipped file (1,136 kimg) measures on these 200 seeds, with margins
-    (docs/results.md has the full evaluation): 46% confident on every attribute (the 480 kimg file
-    read 1.5%, the 848 kimg one 29%), shape 68%, background 96%, every TV distance <= 0.14; every
+    """Bounds from what the shipped file (1,264 kimg) measures on these 200 seeds, with margins
+    (docs/results.md has the full evaluation): 59% confident on every attribute (the 480 kimg file
+    read 1.5%, the 848 kimg one 29%, the 1,136 kimg one 46%), shape 76%, background 98.5%, every TV
+    distance <= 0.16; every
     colour appears; and it is far closer to the renders than the same architecture untrained. The 90%
     target is still open."""
     from generation.stylegan2 import Generator
@@ -53,7 +54,7 @@ def test_bundled_generator_samples_read_as_demo_scenes(G):
     judge = load_judge()
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
     confident = torch.stack([pf[k][1] > 0.9 for k in ATTRIBUTE_NAMES])
-    assert float(confident.all(0).float().mean()) >= 0.32
+    assert float(confident.all(0).float().mean()) >= 0.40
     assert float(confident[ATTRIBUTE_NAMES.index("shape")].float().mean()) >= 0.5
     assert float(confident[ATTRIBUTE_NAMES.index("background")].float().mean()) >= 0.9
     assert len(set(pf["color"][0].tolist())) == len(ATTRIBUTES["color"])
@@ -73,10 +74,13 @@ def test_invert_cli_defaults_to_bundled_generator(cli, tmp_path):
     image = tmp_path / "render.png"
     save_image(DemoImageDataset("test", 1, resolution=64, seed=31)[0]["image"], image)
     out = tmp_path / "out"
-    proc = cli("invert", image, out, "--steps", "60", "--seed", "0")
+    # The CLI's default 300 steps: 60-step runs land in local minima by chance (19.9 dB for the
+    # 1,264 kimg file on this image, 27.4 dB for the 1,136 kimg one). The render's flat mean colour
+    # scores 19.4 dB here, so the bound sits well above a trivial reconstruction.
+    proc = cli("invert", image, out, "--seed", "0")
     assert proc.returncode == 0, proc.stderr
     psnr = float(proc.stdout.split("PSNR ")[1].split(" dB")[0])
-    assert psnr >= 20.0, proc.stdout
+    assert psnr >= 24.0, proc.stdout
     ws, _, meta = load_latent(out / LATENT_FILE)
     assert ws.shape[1:] == (10, 256) and BUNDLED_GENERATOR in meta["generator"]
     assert Image.open(out / "reconstruction.png").size == (64, 64)
