@@ -42,9 +42,8 @@ def test_bundled_generator_samples_read_as_demo_scenes(G):
     """Bounds from what the shipped file (1,264 kimg) measures on these 200 seeds, with margins
     (docs/results.md has the full evaluation): 59% confident on every attribute (the 480 kimg file
     read 1.5%, the 848 kimg one 29%, the 1,136 kimg one 46%), shape 76%, background 98.5%, every TV
-    distance <= 0.16; every
-    colour appears; and it is far closer to the renders than the same architecture untrained. The 90%
-    target is still open."""
+    distance <= 0.16; every colour appears; and it is far closer to the renders than the same
+    architecture untrained. The 90% target is still open."""
     from generation.stylegan2 import Generator
     from generation.stylegan2.metrics import frechet_distance, image_features, load_feature_model
 

@@ -227,7 +227,8 @@ def test_cpu_extension_is_cached_under_extensions_dir(cpu_extension):
 
 def test_a_loaded_build_is_not_loaded_again(monkeypatch):
     """A second build_extension of the same build in one process returns the loaded module without
-    calling the loader again (on the GPU machine a second load of the CUDA build stalled the benchmark)."""
+    calling the loader again (on the GPU machine the second call rebuilt the CUDA ops, and a killed
+    rebuild's lock stalled the next benchmark)."""
     from torch.utils import cpp_extension
 
     first = build_extension("cpu")
