@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from generation.stylegan2.metrics import generator_samples, real_images
     from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.judge import ATTRIBUTE_NAMES, load_judge
-    from hdvila.judge.evaluate import judge_images
+    from hdvila.judge.evaluate import confident_on_every_attribute, judge_images
     from hdvila.tensors import image_grid, to_pil
 
     if a.attribute not in ATTRIBUTE_NAMES:
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             fake = generator_samples(G, range(a.samples))
     preds = judge_images(judge, fake)
     names = {k: list(ATTRIBUTES[k]) for k in ATTRIBUTE_NAMES}
-    every = torch.ones(a.samples, dtype=torch.bool)
-    for k in ATTRIBUTE_NAMES:
-        every &= preds[k][1] > a.threshold
+    every = confident_on_every_attribute(preds, a.threshold)
     print(f"{a.generator}: {int(every.sum())} of {a.samples} samples confident on every attribute")
     for k in ATTRIBUTE_NAMES:
         bad = preds[k][1] <= a.threshold

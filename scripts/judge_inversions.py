@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from generation.stylegan2.projector import project_batch
     from hdvila.demo import DemoImageDataset
     from hdvila.judge import ATTRIBUTE_NAMES, load_judge
-    from hdvila.judge.evaluate import judge_images
+    from hdvila.judge.evaluate import confident_on_every_attribute, judge_images
 
     G = load_stylegan2(a.generator).eval()
     test = DemoImageDataset("test", a.images, resolution=G.img_resolution, seed=9)
@@ -50,12 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     judge = load_judge()
     pr, pt = judge_images(judge, recon), judge_images(judge, targets)
 
-    def every(preds) -> torch.Tensor:
-        ok = torch.ones(a.images, dtype=torch.bool)
-        for k in ATTRIBUTE_NAMES:
-            ok &= preds[k][1] > a.threshold
-        return ok
-
     same_all = torch.ones(a.images, dtype=torch.bool)
     print(f"\n{a.generator}: {a.images} test renders projected into {a.space} ({a.steps} steps, noise "
           f"{'optimised' if a.optimize_noise else 'constant'}), PSNR mean {sum(psnrs) / len(psnrs):.2f} dB")
@@ -66,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         same_all &= same
         print(f"| {k} | {float((pt[k][1] > a.threshold).float().mean()):.0%} | "
               f"{float((pr[k][1] > a.threshold).float().mean()):.0%} | {float(same.float().mean()):.0%} |")
-    print(f"| every attribute | {float(every(pt).float().mean()):.0%} | {float(every(pr).float().mean()):.0%} | "
+    every_t, every_r = confident_on_every_attribute(pt, a.threshold), confident_on_every_attribute(pr, a.threshold)
+    print(f"| every attribute | {float(every_t.float().mean()):.0%} | {float(every_r.float().mean()):.0%} | "
           f"{float(same_all.float().mean()):.0%} |")
     return 0
 

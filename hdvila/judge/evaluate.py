@@ -37,6 +37,12 @@ def judge_images(judge: AttributeJudge, images: torch.Tensor, batch: int = 200) 
     return {k: (torch.cat([p[k][0] for p in preds]), torch.cat([p[k][1] for p in preds])) for k in ATTRIBUTE_NAMES}
 
 
+def confident_on_every_attribute(preds: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                                 threshold: float = 0.9) -> torch.Tensor:
+    """bool [N]: which images :func:`judge_images` read with confidence > ``threshold`` on every attribute."""
+    return torch.stack([preds[k][1] > threshold for k in ATTRIBUTE_NAMES]).all(0)
+
+
 def total_variation(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
     """Total-variation distance between the class histograms of index tensors ``a`` and ``b``."""
     pa = torch.bincount(a, minlength=classes).float() / len(a)
@@ -56,7 +62,7 @@ def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor,
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
 
     def all_confident(preds) -> float:
-        return float(torch.stack([preds[k][1] > threshold for k in ATTRIBUTE_NAMES]).all(0).float().mean())
+        return float(confident_on_every_attribute(preds, threshold).float().mean())
 
     def per_attribute(preds) -> dict[str, float]:
         return {k: float((preds[k][1] > threshold).float().mean()) for k in ATTRIBUTE_NAMES}
