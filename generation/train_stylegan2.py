@@ -187,7 +187,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from a checkpoint's weights (G, D, EMA G) and counters with fresh optimizer states: "
                         "for a checkpoint copied without its optimizer files (e.g. to a GPU machine). Needs "
                         "model.safetensors, model_1.safetensors, generator_ema/ and training_state.json. Ignored when "
-                        "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own).")
+                        "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own). A checkpoint "
+                        "with a smaller --channel_base/--channel_max is widened to this run's, computing the same "
+                        "function (generation/stylegan2/widen.py).")
     g.add_argument("--validation_steps", type=int, default=500,
                    help="write a sample grid every N steps (0: only at the end).")
     g.add_argument("--num_validation_images", type=int, default=16)
@@ -348,6 +350,47 @@ def resolve_resume(output_dir: Path, spec: str | None) -> Path | None:
     return path
 
 
+def network_configs(model: dict):
+    """(generator config, discriminator config) for a run's MODEL_KEYS settings."""
+    from generation.stylegan2 import DiscriminatorConfig, StyleGAN2Config
+
+    g = StyleGAN2Config(z_dim=model["z_dim"], w_dim=model["w_dim"], img_resolution=model["resolution"],
+                        mapping_layers=model["mapping_layers"], channel_base=model["channel_base"],
+                        channel_max=model["channel_max"], num_fp16_res=model["num_fp16_res"],
+                        conv_clamp=model["conv_clamp"])
+    d = DiscriminatorConfig(img_resolution=model["resolution"], channel_base=model["channel_base"],
+                            channel_max=model["channel_max"], mbstd_group_size=model["mbstd_group_size"],
+                            num_fp16_res=model["num_fp16_res"], conv_clamp=model["conv_clamp"])
+    return g, d
+
+
+def widened_settings(saved: dict, now: dict) -> dict:
+    """The widening from a checkpoint's model settings to this run's: {key: new value} when the two differ
+    only by larger ``channel_base``/``channel_max`` (generation/stylegan2/widen.py), else {}."""
+    from generation.stylegan2.widen import WIDENABLE
+
+    diff = {k: v for k, v in now.items() if saved.get(k) != v}
+    if diff and set(diff) <= set(WIDENABLE) and all(saved.get(k) is not None and v > saved[k] for k, v in diff.items()):
+        return diff
+    return {}
+
+
+def load_widened(folder: Path, saved: dict, widening: dict, seed: int):
+    """A checkpoint's G, D and EMA G (CPU, float32), each widened by ``widening`` to the same function.
+    G and its EMA copy get the same initial values for their new channels."""
+    from generation.stylegan2 import Discriminator, Generator
+    from generation.stylegan2.widen import widen
+    from hdvila.modeling_utils import load_weights
+
+    g_cfg, d_cfg = network_configs(saved)
+    G, D, G_ema = GeneratorForTraining(Generator(g_cfg)), Discriminator(d_cfg), Generator(g_cfg)
+    load_weights(G, folder / "model.safetensors")
+    load_weights(D, folder / "model_1.safetensors")
+    load_weights(G_ema, folder / EMA_FOLDER / "model.safetensors")
+    return (widen(G.generator, seed=seed, **widening), widen(D, seed=seed + 1, **widening),
+            widen(G_ema, seed=seed, **widening))
+
+
 def demo_cache_file(data_cache_dir: str | None, output_dir: Path, seed: int, resolution: int, train_size: int) -> Path:
     """Where a --data demo run caches its rendered training images (uint8 .npy)."""
     cache_dir = Path(data_cache_dir) if data_cache_dir else output_dir / "data_cache"
@@ -430,7 +473,7 @@ def train(args: argparse.Namespace) -> dict:
     from accelerate.utils import ProjectConfiguration
     from tqdm.auto import tqdm
 
-    from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
+    from generation.stylegan2 import Discriminator, Generator
     from generation.stylegan2 import losses as L
     from generation.data import StepBatchSampler
     from hdvila.device import suggested_cpu_threads
@@ -468,12 +511,7 @@ def train(args: argparse.Namespace) -> dict:
 
     # ---- networks
     torch.manual_seed(args.seed)
-    g_cfg = StyleGAN2Config(z_dim=args.z_dim, w_dim=args.w_dim, img_resolution=args.resolution,
-                            mapping_layers=args.mapping_layers, channel_base=args.channel_base,
-                            channel_max=args.channel_max, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp)
-    d_cfg = DiscriminatorConfig(img_resolution=args.resolution, channel_base=args.channel_base,
-                                channel_max=args.channel_max, mbstd_group_size=args.mbstd_group_size,
-                                num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp)
+    g_cfg, d_cfg = network_configs({k: getattr(args, k) for k in MODEL_KEYS})
     G = Generator(g_cfg).train()
     D = Discriminator(d_cfg).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False).to(device)
@@ -509,9 +547,12 @@ def train(args: argparse.Namespace) -> dict:
             state.ada = ada.state_dict() if ada is not None else None
             atomic_write_text(Path(folder) / STATE_FILE, json.dumps(asdict(state), indent=2))
 
-    def load_hook(models, folder):
+    def load_hook(models, folder, ema: nn.Module | None = None):
         raw = json.loads((Path(folder) / STATE_FILE).read_text())
-        load_weights(G_ema, Path(folder) / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        if ema is None:
+            load_weights(G_ema, Path(folder) / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        else:
+            G_ema.load_state_dict(ema.state_dict())
         state.global_step, state.cur_nimg, state.pl_mean = raw["global_step"], raw["cur_nimg"], raw["pl_mean"]
         if ada is not None and raw.get("ada"):
             ada.load_state_dict(raw["ada"])
@@ -547,11 +588,21 @@ def train(args: argparse.Namespace) -> dict:
         absent = [str(f.relative_to(init)) for f in needed if not f.is_file()]
         if absent:
             raise UserError(f"--init_from {init}: not a checkpoint of this script (missing {', '.join(absent)}).")
-        check_model_settings(init)
-        logger.info("starting from the weights and counters of %s (fresh optimizer states)", init)
-        load_weights(G_raw, init / "model.safetensors", map_location=str(device))
-        load_weights(D_raw, init / "model_1.safetensors", map_location=str(device))
-        load_hook([], init)  # EMA G and the counters
+        saved = json.loads((init / STATE_FILE).read_text()).get("model", {})
+        widening = widened_settings(saved, state.model)
+        if widening:
+            logger.info("starting from the weights and counters of %s, widened (%s; fresh optimizer states)", init,
+                        ", ".join(f"{k} {saved[k]} -> {v}" for k, v in widening.items()))
+            G_init, D_init, G_ema_init = load_widened(init, saved, widening, args.seed)
+            G_raw.generator.load_state_dict(G_init.state_dict())
+            D_raw.load_state_dict(D_init.state_dict())
+            load_hook([], init, ema=G_ema_init)  # the counters; the EMA G is the widened one
+        else:
+            check_model_settings(init)
+            logger.info("starting from the weights and counters of %s (fresh optimizer states)", init)
+            load_weights(G_raw, init / "model.safetensors", map_location=str(device))
+            load_weights(D_raw, init / "model_1.safetensors", map_location=str(device))
+            load_hook([], init)  # EMA G and the counters
     global_step = state.global_step
     pl_mean = torch.tensor(state.pl_mean, dtype=torch.float32, device=device)
 

@@ -155,6 +155,35 @@ def test_init_from_weights_without_optimizer_states(tmp_path):
         _train(*common, "--output_dir", tmp_path / "d", "--max_train_steps", "4", "--init_from", init)
 
 
+def test_init_from_a_narrower_checkpoint_widens_it(tmp_path):
+    """--init_from a checkpoint with a smaller --channel_base: G, D and the EMA G are widened to the
+    same function (generation/stylegan2/widen.py) and training goes on; other changes are refused."""
+    from generation.stylegan2 import Generator
+
+    common = [*TINY[:2], *TINY[4:], "--train_size", "8", "--validation_steps", "0", "--report_to", "none",
+              "--checkpointing_steps", "0"]  # TINY without its --channel_base 256
+    _train(*common, "--channel_base", "256", "--output_dir", tmp_path / "a", "--max_train_steps", "3",
+           "--checkpointing_steps", "3")
+    init = tmp_path / "a" / "checkpoint-3"
+    result = _train(*common, "--channel_base", "512", "--output_dir", tmp_path / "b", "--max_train_steps", "3",
+                    "--init_from", init)
+    assert result["global_step"] == 3 and result["history"] == []
+    narrow = Generator.from_pretrained(init / "generator_ema").eval()
+    wide = Generator.from_pretrained(tmp_path / "b" / "generator").eval()
+    assert wide.config.channel_base == 512 and wide.synthesis.b16.conv1.weight.shape[0] == 32
+    assert narrow.synthesis.b16.conv1.weight.shape[0] == 16
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(z, None, noise_mode="const"), narrow(z, None, noise_mode="const"),
+                                   atol=1e-5, rtol=1e-4)
+    more = _train(*common, "--channel_base", "512", "--output_dir", tmp_path / "c", "--max_train_steps", "5",
+                  "--init_from", init)
+    assert [h["step"] for h in more["history"]] == [4, 5]
+    with pytest.raises(UserError, match="--w_dim 32 \\(now 16\\)"):
+        _train(*common, "--channel_base", "512", "--w_dim", "16", "--output_dir", tmp_path / "d",
+               "--max_train_steps", "4", "--init_from", init)
+
+
 def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
     result = _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "50",
                     "--max_train_minutes", "1e-6", "--checkpointing_steps", "10", "--validation_steps", "0",
