@@ -32,7 +32,7 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_stylegan2_ops.py
     -k "cuda" 2>&1 | tee -a "$OUT/log.txt"
 
 # 3. The demo generator. With a carried folder runs/gpu-init (a CPU checkpoint without its optimizer
-#    files, see below) it goes on from there at R1 gamma 2 with the CPU run's widths; otherwise a fresh
+#    files, see below) it goes on from there at R1 gamma 2 with the CPU run's width; otherwise a fresh
 #    run at batch 32, 2 mapping layers, no path length or style mixing (NVlabs' cifar settings), R1
 #    gamma 10 (the auto value, 0.026 here, collapses this flat-colour domain; see docs/results.md),
 #    256 channels up to 32 px and 128 at 64 px. To carry the current CPU checkpoint (38 MB; the
@@ -43,7 +43,9 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_stylegan2_ops.py
 #    The final checkpoint comes back as $OUT/ckpt (no optimizer files): evaluate $OUT/ckpt/generator_ema
 #    here, or go on here with --init_from.
 if [ -f runs/gpu-init/training_state.json ]; then
-    MODEL_ARGS="--init_from runs/gpu-init --channel_base 2048 --r1_gamma 2"
+    # the carried run's own width (2048 to session 8, 4096 for the widened run of session 9)
+    CB=$(python3 -c "import json; print(json.load(open('runs/gpu-init/training_state.json'))['model']['channel_base'])")
+    MODEL_ARGS="--init_from runs/gpu-init --channel_base $CB --r1_gamma 2"
 else
     MODEL_ARGS="--channel_base 8192 --r1_gamma 10"
 fi
