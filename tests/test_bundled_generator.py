@@ -39,11 +39,12 @@ def test_bundled_generator_loads_as_float32_64px(G):
 
 
 def test_bundled_generator_samples_read_as_demo_scenes(G):
-    """Bounds from what the shipped file (1,264 kimg) measures on these 200 seeds, with margins
-    (docs/results.md has the full evaluation): 59% confident on every attribute (the 480 kimg file
-    read 1.5%, the 848 kimg one 29%, the 1,136 kimg one 46%), shape 76%, background 98.5%, every TV
-    distance <= 0.16; every colour appears; and it is far closer to the renders than the same
-    architecture untrained. The 90% target is still open."""
+    """Bounds from what the shipped file (1,408 kimg, widened to channel_base 4096 at 1,328 kimg)
+    measures on these 200 seeds, with margins (docs/results.md has the full evaluation): 60.5%
+    confident on every attribute (the 480 kimg file read 1.5%, the 848 kimg one 29%, the 1,136 kimg
+    one 46%, the 1,264 kimg one 59%), shape 74%, background 99%, every TV distance <= 0.175; every
+    colour appears; and it is far closer to the renders than the same architecture untrained. The 90%
+    target is still open."""
     from generation.stylegan2 import Generator
     from generation.stylegan2.metrics import frechet_distance, image_features, load_feature_model
 
@@ -53,7 +54,7 @@ def test_bundled_generator_samples_read_as_demo_scenes(G):
     judge = load_judge()
     pf, pr = judge_images(judge, fake), judge_images(judge, real)
     confident = torch.stack([pf[k][1] > 0.9 for k in ATTRIBUTE_NAMES])
-    assert float(confident.all(0).float().mean()) >= 0.40
+    assert float(confident.all(0).float().mean()) >= 0.45
     assert float(confident[ATTRIBUTE_NAMES.index("shape")].float().mean()) >= 0.5
     assert float(confident[ATTRIBUTE_NAMES.index("background")].float().mean()) >= 0.9
     assert len(set(pf["color"][0].tolist())) == len(ATTRIBUTES["color"])
