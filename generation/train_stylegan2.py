@@ -380,6 +380,7 @@ def load_widened(folder: Path, saved: dict, widening: dict, seed: int):
     G and its EMA copy get the same initial values for their new channels."""
     from generation.stylegan2 import Discriminator, Generator
     from generation.stylegan2.widen import widen
+    from hdvila.errors import UserError
     from hdvila.modeling_utils import load_weights
 
     g_cfg, d_cfg = network_configs(saved)
@@ -387,8 +388,11 @@ def load_widened(folder: Path, saved: dict, widening: dict, seed: int):
     load_weights(G, folder / "model.safetensors")
     load_weights(D, folder / "model_1.safetensors")
     load_weights(G_ema, folder / EMA_FOLDER / "model.safetensors")
-    return (widen(G.generator, seed=seed, **widening), widen(D, seed=seed + 1, **widening),
-            widen(G_ema, seed=seed, **widening))
+    try:
+        return (widen(G.generator, seed=seed, **widening), widen(D, seed=seed + 1, **widening),
+                widen(G_ema, seed=seed, **widening))
+    except ValueError as e:
+        raise UserError(f"--init_from {folder}: cannot widen it to this run's settings: {e}.") from None
 
 
 def demo_cache_file(data_cache_dir: str | None, output_dir: Path, seed: int, resolution: int, train_size: int) -> Path:

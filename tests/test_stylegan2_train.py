@@ -179,6 +179,9 @@ def test_init_from_a_narrower_checkpoint_widens_it(tmp_path):
     more = _train(*common, "--channel_base", "512", "--output_dir", tmp_path / "c", "--max_train_steps", "5",
                   "--init_from", init)
     assert [h["step"] for h in more["history"]] == [4, 5]
+    with pytest.raises(UserError, match="cannot widen it.*minibatch-std"):  # D's 4x4 channels would change
+        _train(*common, "--channel_base", "512", "--channel_max", "64", "--output_dir", tmp_path / "e",
+               "--max_train_steps", "4", "--init_from", init)
     with pytest.raises(UserError, match="--w_dim 32 \\(now 16\\)"):
         _train(*common, "--channel_base", "512", "--w_dim", "16", "--output_dir", tmp_path / "d",
                "--max_train_steps", "4", "--init_from", init)
