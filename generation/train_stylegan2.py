@@ -551,12 +551,12 @@ def train(args: argparse.Namespace) -> dict:
             state.ada = ada.state_dict() if ada is not None else None
             atomic_write_text(Path(folder) / STATE_FILE, json.dumps(asdict(state), indent=2))
 
-    def load_hook(models, folder, ema: nn.Module | None = None):
+    def load_hook(models, folder):
+        load_weights(G_ema, Path(folder) / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        load_counters(folder)
+
+    def load_counters(folder):
         raw = json.loads((Path(folder) / STATE_FILE).read_text())
-        if ema is None:
-            load_weights(G_ema, Path(folder) / EMA_FOLDER / "model.safetensors", map_location=str(device))
-        else:
-            G_ema.load_state_dict(ema.state_dict())
         state.global_step, state.cur_nimg, state.pl_mean = raw["global_step"], raw["cur_nimg"], raw["pl_mean"]
         if ada is not None and raw.get("ada"):
             ada.load_state_dict(raw["ada"])
@@ -600,7 +600,8 @@ def train(args: argparse.Namespace) -> dict:
             G_init, D_init, G_ema_init = load_widened(init, saved, widening, args.seed)
             G_raw.generator.load_state_dict(G_init.state_dict())
             D_raw.load_state_dict(D_init.state_dict())
-            load_hook([], init, ema=G_ema_init)  # the counters; the EMA G is the widened one
+            G_ema.load_state_dict(G_ema_init.state_dict())
+            load_counters(init)
         else:
             check_model_settings(init)
             logger.info("starting from the weights and counters of %s (fresh optimizer states)", init)

@@ -81,8 +81,9 @@ def widen(src: Generator | Discriminator, seed: int = 0, **config_changes) -> Ge
         if v < getattr(src.config, k):
             raise ValueError(f"{k} {v} is narrower than the source's {getattr(src.config, k)}")
     config = dataclasses.replace(src.config, **config_changes)
-    torch.manual_seed(seed)
-    dst = type(src)(config).eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        dst = type(src)(config).eval()
     if isinstance(src, Discriminator) and src.b4.mbstd is not None and dst.b4.fc.weight.shape != src.b4.fc.weight.shape:
         raise ValueError("this widening changes the discriminator's 4x4 channels, and its minibatch-std feature is "
                          "a mean over those channels, so the output would change. Keep min(channel_base / 4, channel_max) "
