@@ -189,7 +189,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "model.safetensors, model_1.safetensors, generator_ema/ and training_state.json. Ignored when "
                         "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own). A checkpoint "
                         "with a smaller --channel_base/--channel_max is widened to this run's, computing the same "
-                        "function (generation/stylegan2/widen.py).")
+                        "function (generation/stylegan2/widen.py). Also takes a generator model folder (config.json + "
+                        "model.safetensors: checkpoints/stylegan2-demo64, a `hdvila convert stylegan2` output, a run's "
+                        "generator/) with the same settings: G and EMA G start from it, D from --init_discriminator, "
+                        "else from its discriminator/ subfolder, else fresh (see --d_warmup_steps); counters start at "
+                        "0 and the EMA ramp-up is off, as StyleGAN2-ADA does when it resumes from a pickle.")
+    g.add_argument("--init_discriminator", default=None,
+                   help="with --init_from GENERATOR_FOLDER: the discriminator model folder to start D from "
+                        "(e.g. a run's discriminator/ or `hdvila convert stylegan2 --which D` output).")
+    g.add_argument("--d_warmup_steps", type=int, default=0,
+                   help="after --init_from, hold G (and its EMA) still for this many steps while D trains: a "
+                        "fresh discriminator first learns to tell the generator's images from real ones, so "
+                        "its first, meaningless gradients never reach a trained G.")
     g.add_argument("--validation_steps", type=int, default=500,
                    help="write a sample grid every N steps (0: only at the end).")
     g.add_argument("--num_validation_images", type=int, default=16)
@@ -234,7 +245,7 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         if getattr(a, name) < 1:
             p.error(f"--{name} must be >= 1")
     for name in ("r1_interval", "pl_interval", "checkpointing_steps", "validation_steps", "dataloader_num_workers",
-                 "fd_steps"):
+                 "fd_steps", "d_warmup_steps"):
         if getattr(a, name) < 0:
             p.error(f"--{name} must be >= 0")
     group = min(a.mbstd_group_size, a.train_batch_size)
@@ -253,6 +264,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--blur_sigma and --blur_fade_kimg must be >= 0")
     if a.ada_target is not None and not 0 < a.ada_target < 1:
         p.error("--ada_target must be in (0, 1)")
+    if (a.init_discriminator or a.d_warmup_steps) and not a.init_from:
+        p.error("--init_discriminator and --d_warmup_steps go with --init_from")
     if a.ada_target is not None and not a.augment_ops:
         p.error("--ada_target needs --augment (which operations to apply)")
 
@@ -292,6 +305,8 @@ class TrainState:
     global_step: int = 0
     cur_nimg: int = 0
     pl_mean: float = 0.0
+    g_frozen_until: int = 0  # --d_warmup_steps: G is not updated before this step
+    ema_rampup: bool = True  # off for a run started from model folders (no image count to ramp over)
     ada: dict | None = None
     model: dict = field(default_factory=dict)  # MODEL_KEYS of the run, checked on resume
     format: int = STATE_FORMAT
@@ -393,6 +408,34 @@ def load_widened(folder: Path, saved: dict, widening: dict, seed: int):
                 widen(G_ema, seed=seed, **widening))
     except ValueError as e:
         raise UserError(f"--init_from {folder}: cannot widen it to this run's settings: {e}.") from None
+
+
+def load_model_folders(g_folder: Path, d_folder: Path | None, model: dict):
+    """(G, D or None) for ``--init_from GENERATOR_FOLDER``: the generator from ``g_folder``, the
+    discriminator from ``d_folder``, else from ``g_folder/discriminator`` if that holds a model, else
+    None (D starts fresh). Each must match the run's settings ``model`` (MODEL_KEYS); a mismatch is a
+    UserError naming the differing fields."""
+    from dataclasses import asdict as fields_of
+
+    from generation.stylegan2 import Discriminator, Generator
+    from hdvila.errors import UserError
+
+    if d_folder is None and (g_folder / "discriminator" / "config.json").is_file():
+        d_folder = g_folder / "discriminator"
+    nets = []
+    for cls, folder, want in zip((Generator, Discriminator), (g_folder, d_folder), network_configs(model)):
+        if folder is None:
+            nets.append(None)
+            continue
+        found = cls.read_config(folder)
+        if found != want:
+            diff = ", ".join(f"{k} {v} (this run: {fields_of(want)[k]})" for k, v in fields_of(found).items()
+                             if fields_of(want)[k] != v)
+            raise UserError(f"{folder}: its {cls.__name__.lower()} differs from this run's: {diff}. Pass the "
+                            f"same model flags (--resolution, --z_dim, --w_dim, --mapping_layers, --channel_base, "
+                            f"--channel_max, ...) to start from it.")
+        nets.append(cls.from_pretrained(folder))
+    return tuple(nets)
 
 
 def demo_cache_file(data_cache_dir: str | None, output_dir: Path, seed: int, resolution: int, train_size: int) -> Path:
@@ -558,6 +601,7 @@ def train(args: argparse.Namespace) -> dict:
     def load_counters(folder):
         raw = json.loads((Path(folder) / STATE_FILE).read_text())
         state.global_step, state.cur_nimg, state.pl_mean = raw["global_step"], raw["cur_nimg"], raw["pl_mean"]
+        state.g_frozen_until, state.ema_rampup = raw.get("g_frozen_until", 0), raw.get("ema_rampup", True)
         if ada is not None and raw.get("ada"):
             ada.load_state_dict(raw["ada"])
 
@@ -585,6 +629,22 @@ def train(args: argparse.Namespace) -> dict:
                 if group["lr"] != settings["lr"]:
                     logger.info("%s learning rate: %g in the checkpoint, %g now", name, group["lr"], settings["lr"])
                 group.update(settings)
+    elif args.init_from and not (Path(args.init_from) / STATE_FILE).is_file() \
+            and (Path(args.init_from) / "config.json").is_file():
+        init = Path(args.init_from)
+        G_init, D_init = load_model_folders(init, Path(args.init_discriminator) if args.init_discriminator else None,
+                                            state.model)
+        G_raw.generator.load_state_dict(G_init.state_dict())
+        G_ema.load_state_dict(G_init.state_dict())
+        if D_init is not None:
+            D_raw.load_state_dict(D_init.state_dict())
+        elif args.d_warmup_steps == 0:
+            logger.warning("--init_from %s: D starts fresh, and its first gradients may undo some of G's training; "
+                           "--d_warmup_steps (e.g. 1000) holds G still while D catches up", init)
+        state.ema_rampup = False
+        logger.info("starting from the model folder %s (G and EMA G) and %s (D); fresh optimizer states, "
+                    "counters at 0, no EMA ramp-up", init,
+                    args.init_discriminator or ("its discriminator/" if D_init is not None else "nothing: fresh"))
     elif args.init_from:
         init = Path(args.init_from)
         needed = [init / STATE_FILE, init / "model.safetensors", init / "model_1.safetensors",
@@ -608,6 +668,8 @@ def train(args: argparse.Namespace) -> dict:
             load_weights(G_raw, init / "model.safetensors", map_location=str(device))
             load_weights(D_raw, init / "model_1.safetensors", map_location=str(device))
             load_hook([], init)  # EMA G and the counters
+    if resume is None and args.init_from and args.d_warmup_steps:
+        state.g_frozen_until = state.global_step + args.d_warmup_steps
     global_step = state.global_step
     pl_mean = torch.tensor(state.pl_mean, dtype=torch.float32, device=device)
 
@@ -701,13 +763,14 @@ def train(args: argparse.Namespace) -> dict:
             sums[key] += float(values.detach().float().sum())
             counts[key] += values.numel()
 
-        do_pl = pl_active and global_step % args.pl_interval == 0
+        train_g = global_step >= state.g_frozen_until
+        do_pl = train_g and pl_active and global_step % args.pl_interval == 0
         do_r1 = r1_active and global_step % args.r1_interval == 0
 
         # -- G main: non-saturating loss through a frozen D
         D_raw.requires_grad_(False)
         opt_G.zero_grad(set_to_none=True)
-        for k in range(accum):
+        for k in range(accum if train_g else 0):
             z = torch.randn([batch, args.z_dim], device=device)
             with maybe_no_sync(accelerator, G_ddp, k == accum - 1):
                 with accelerator.autocast():
@@ -717,8 +780,9 @@ def train(args: argparse.Namespace) -> dict:
                 accelerator.backward(loss.mean() / accum)
             add("loss_G", loss)
             add("score_fake", logits)
-        clean_grads(G_raw.parameters(), clean)
-        opt_G.step()
+        if train_g:
+            clean_grads(G_raw.parameters(), clean)
+            opt_G.step()
 
         # -- G path-length regularisation (lazy)
         if do_pl:
@@ -783,8 +847,9 @@ def train(args: argparse.Namespace) -> dict:
         G_raw.requires_grad_(True)
 
         # -- EMA, counters, adaptive augmentation
-        beta = L.ema_beta(global_batch, state.cur_nimg, ema_kimg, args.ema_rampup)
-        L.update_ema(G_ema, G_raw.generator, beta)
+        beta = L.ema_beta(global_batch, state.cur_nimg, ema_kimg, args.ema_rampup if state.ema_rampup else 0)
+        if train_g:
+            L.update_ema(G_ema, G_raw.generator, beta)
         state.cur_nimg += global_batch
         global_step += 1
         state.global_step = global_step
@@ -807,7 +872,7 @@ def train(args: argparse.Namespace) -> dict:
         if report_to:
             accelerator.log({f"train/{k}": v for k, v in stats.items()}, step=global_step)
         progress.update(1)
-        progress.set_postfix(G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D_fake'] + stats['loss_D_real']:.3f}",
+        progress.set_postfix(G=f"{stats.get('loss_G', float('nan')):.3f}", D=f"{stats['loss_D_fake'] + stats['loss_D_real']:.3f}",
                              s_step=f"{stats['sec_per_step']:.2f}", refresh=False)
 
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:

@@ -187,6 +187,51 @@ def test_init_from_a_narrower_checkpoint_widens_it(tmp_path):
                "--max_train_steps", "4", "--init_from", init)
 
 
+def test_init_from_model_folders_with_d_warmup(tmp_path):
+    """--init_from a generator model folder (the bundled layout: D in its discriminator/ subfolder, or
+    --init_discriminator): G and EMA G start from it, counters at 0, no EMA ramp-up; --d_warmup_steps
+    holds G still while D trains, also across a resume; other settings are refused by name."""
+    import shutil
+
+    from generation.train_stylegan2 import load_model_folders
+
+    common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none"]
+    _train(*common, "--output_dir", tmp_path / "a", "--max_train_steps", "2", "--checkpointing_steps", "0")
+    gen, disc = tmp_path / "a" / "generator", tmp_path / "a" / "discriminator"
+    bundled = tmp_path / "bundled"
+    shutil.copytree(gen, bundled)
+    shutil.copytree(disc, bundled / "discriminator")
+
+    model = {"resolution": 16, "z_dim": 32, "w_dim": 32, "mapping_layers": 2, "channel_base": 256, "channel_max": 32,
+             "mbstd_group_size": 4, "num_fp16_res": 0, "conv_clamp": None}
+    G, D = load_model_folders(bundled, None, model)
+    assert torch.equal(D.state_dict()["b4.out.weight"], load_file(str(disc / "model.safetensors"))["b4.out.weight"])
+    assert load_model_folders(gen, None, model)[1] is None  # no discriminator/ there: D starts fresh
+
+    # Warm-up for 3 steps, stopped after 2 and resumed: G changes only from step 4 on.
+    warm = [*common, "--output_dir", tmp_path / "b", "--init_from", bundled, "--d_warmup_steps", "3",
+            "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest"]
+    first = _train(*warm, "--max_train_steps", "2")
+    assert [("loss_G" in h) for h in first["history"]] == [False, False]
+    assert _same_tensors(tmp_path / "b" / "generator" / "model.safetensors", gen / "model.safetensors")
+    assert not _same_tensors(tmp_path / "b" / "discriminator" / "model.safetensors", disc / "model.safetensors")
+    assert first["history"][0]["ema_beta"] == pytest.approx(0.5 ** (4 / (4 * 10 / 32 * 1000)))  # no ramp-up
+    second = _train(*warm, "--max_train_steps", "4")
+    assert [(h["step"], "loss_G" in h) for h in second["history"]] == [(3, False), (4, True)]
+    assert not _same_tensors(tmp_path / "b" / "generator" / "model.safetensors", gen / "model.safetensors")
+
+    other = _train(*common, "--output_dir", tmp_path / "c", "--max_train_steps", "1", "--checkpointing_steps", "0",
+                   "--init_from", gen, "--init_discriminator", disc)
+    assert "loss_G" in other["history"][0] and other["history"][0]["kimg"] == pytest.approx(0.004)
+
+    with pytest.raises(UserError, match="w_dim 32 \\(this run: 16\\)"):
+        _train(*common, "--w_dim", "16", "--output_dir", tmp_path / "d", "--max_train_steps", "1",
+               "--init_from", bundled)
+    with pytest.raises(UserError, match="holds a model of type 'stylegan2_generator'"):
+        _train(*common, "--output_dir", tmp_path / "e", "--max_train_steps", "1", "--init_from", gen,
+               "--init_discriminator", gen)
+
+
 def test_time_limit_stops_and_saves_a_checkpoint(tmp_path):
     result = _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "50",
                     "--max_train_minutes", "1e-6", "--checkpointing_steps", "10", "--validation_steps", "0",
