@@ -191,34 +191,44 @@ def test_init_from_model_folders_with_d_warmup(tmp_path):
     """--init_from a generator model folder (the bundled layout: D in its discriminator/ subfolder, or
     --init_discriminator): G and EMA G start from it, counters at 0, no EMA ramp-up; --d_warmup_steps
     holds G still while D trains, also across a resume; other settings are refused by name."""
-    import shutil
+    import importlib.util
 
     from generation.train_stylegan2 import load_model_folders
 
+    spec = importlib.util.spec_from_file_location("export_stylegan2", REPO / "scripts" / "export_stylegan2.py")
+    exporter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exporter)
+
     common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none"]
-    _train(*common, "--output_dir", tmp_path / "a", "--max_train_steps", "2", "--checkpointing_steps", "0")
+    _train(*common, "--output_dir", tmp_path / "a", "--max_train_steps", "2", "--checkpointing_steps", "2")
     gen, disc = tmp_path / "a" / "generator", tmp_path / "a" / "discriminator"
-    bundled = tmp_path / "bundled"
-    shutil.copytree(gen, bundled)
-    shutil.copytree(disc, bundled / "discriminator")
+    bundled = exporter.export(tmp_path / "a" / "checkpoint-2", tmp_path / "bundled")  # EMA G, D in discriminator/
+    assert load_file(str(bundled / "discriminator" / "model.safetensors"))["b4.out.weight"].dtype == torch.float16
 
     model = {"resolution": 16, "z_dim": 32, "w_dim": 32, "mapping_layers": 2, "channel_base": 256, "channel_max": 32,
              "mbstd_group_size": 4, "num_fp16_res": 0, "conv_clamp": None}
     G, D = load_model_folders(bundled, None, model)
-    assert torch.equal(D.state_dict()["b4.out.weight"], load_file(str(disc / "model.safetensors"))["b4.out.weight"])
+    for net, source in ((G, gen), (D, disc)):  # the final networks of run a, as stored in fp16
+        want = load_file(str(source / "model.safetensors"))
+        assert all(torch.equal(v, want[k].half().float()) for k, v in net.state_dict().items() if k in want)
     assert load_model_folders(gen, None, model)[1] is None  # no discriminator/ there: D starts fresh
+    with pytest.raises(UserError, match="not a checkpoint of train_stylegan2"):
+        exporter.export(gen, tmp_path / "x")
 
     # Warm-up for 3 steps, stopped after 2 and resumed: G changes only from step 4 on.
     warm = [*common, "--output_dir", tmp_path / "b", "--init_from", bundled, "--d_warmup_steps", "3",
             "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest"]
     first = _train(*warm, "--max_train_steps", "2")
     assert [("loss_G" in h) for h in first["history"]] == [False, False]
-    assert _same_tensors(tmp_path / "b" / "generator" / "model.safetensors", gen / "model.safetensors")
-    assert not _same_tensors(tmp_path / "b" / "discriminator" / "model.safetensors", disc / "model.safetensors")
+    held = load_file(str(tmp_path / "b" / "generator" / "model.safetensors"))
+    assert all(torch.equal(v, held[k]) for k, v in G.state_dict().items())
+    assert not torch.equal(load_file(str(tmp_path / "b" / "discriminator" / "model.safetensors"))["b4.out.weight"],
+                           D.state_dict()["b4.out.weight"])
     assert first["history"][0]["ema_beta"] == pytest.approx(0.5 ** (4 / (4 * 10 / 32 * 1000)))  # no ramp-up
     second = _train(*warm, "--max_train_steps", "4")
     assert [(h["step"], "loss_G" in h) for h in second["history"]] == [(3, False), (4, True)]
-    assert not _same_tensors(tmp_path / "b" / "generator" / "model.safetensors", gen / "model.safetensors")
+    moved = load_file(str(tmp_path / "b" / "generator" / "model.safetensors"))
+    assert not all(torch.equal(v, moved[k]) for k, v in G.state_dict().items())
 
     other = _train(*common, "--output_dir", tmp_path / "c", "--max_train_steps", "1", "--checkpointing_steps", "0",
                    "--init_from", gen, "--init_discriminator", disc)
