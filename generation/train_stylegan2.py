@@ -651,7 +651,11 @@ def train(args: argparse.Namespace) -> dict:
                   init / EMA_FOLDER / "model.safetensors"]
         absent = [str(f.relative_to(init)) for f in needed if not f.is_file()]
         if absent:
-            raise UserError(f"--init_from {init}: not a checkpoint of this script (missing {', '.join(absent)}).")
+            raise UserError(f"--init_from {init}: neither a checkpoint of this script (missing {', '.join(absent)}) "
+                            f"nor a generator model folder (config.json + model.safetensors).")
+        if args.init_discriminator:
+            raise UserError(f"--init_discriminator goes with --init_from GENERATOR_FOLDER; {init} is a training "
+                            f"checkpoint, whose own D is used.")
         saved = json.loads((init / STATE_FILE).read_text()).get("model", {})
         widening = widened_settings(saved, state.model)
         if widening:

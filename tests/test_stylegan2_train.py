@@ -237,6 +237,9 @@ def test_init_from_model_folders_with_d_warmup(tmp_path):
     with pytest.raises(UserError, match="w_dim 32 \\(this run: 16\\)"):
         _train(*common, "--w_dim", "16", "--output_dir", tmp_path / "d", "--max_train_steps", "1",
                "--init_from", bundled)
+    with pytest.raises(UserError, match="goes with --init_from GENERATOR_FOLDER"):
+        _train(*common, "--output_dir", tmp_path / "f", "--max_train_steps", "1",
+               "--init_from", tmp_path / "a" / "checkpoint-2", "--init_discriminator", disc)
     with pytest.raises(UserError, match="holds a model of type 'stylegan2_generator'"):
         _train(*common, "--output_dir", tmp_path / "e", "--max_train_steps", "1", "--init_from", gen,
                "--init_discriminator", gen)
