@@ -672,7 +672,7 @@ def train(args: argparse.Namespace) -> dict:
             load_weights(G_raw, init / "model.safetensors", map_location=str(device))
             load_weights(D_raw, init / "model_1.safetensors", map_location=str(device))
             load_hook([], init)  # EMA G and the counters
-    if resume is None and args.init_from and args.d_warmup_steps:
+    if resume is None and args.init_from:  # a new run: this command's warm-up, not the source run's
         state.g_frozen_until = state.global_step + args.d_warmup_steps
     global_step = state.global_step
     pl_mean = torch.tensor(state.pl_mean, dtype=torch.float32, device=device)

@@ -233,6 +233,10 @@ def test_init_from_model_folders_with_d_warmup(tmp_path):
     other = _train(*common, "--output_dir", tmp_path / "c", "--max_train_steps", "1", "--checkpointing_steps", "0",
                    "--init_from", gen, "--init_discriminator", disc)
     assert "loss_G" in other["history"][0] and other["history"][0]["kimg"] == pytest.approx(0.004)
+    # --init_from a checkpoint taken during a warm-up starts a new run with this command's warm-up (none)
+    after = _train(*common, "--output_dir", tmp_path / "g", "--max_train_steps", "3", "--checkpointing_steps", "0",
+                   "--init_from", tmp_path / "b" / "checkpoint-2")
+    assert [(h["step"], "loss_G" in h) for h in after["history"]] == [(3, True)]
 
     with pytest.raises(UserError, match="w_dim 32 \\(this run: 16\\)"):
         _train(*common, "--w_dim", "16", "--output_dir", tmp_path / "d", "--max_train_steps", "1",
