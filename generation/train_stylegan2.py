@@ -200,7 +200,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--d_warmup_steps", type=int, default=0,
                    help="after --init_from, hold G (and its EMA) still for this many steps while D trains: a "
                         "fresh discriminator first learns to tell the generator's images from real ones, so "
-                        "its first, meaningless gradients never reach a trained G.")
+                        "its first, meaningless gradients never reach a trained G. Against a good generator a fresh D "
+                        "needs thousands of steps and a small --r1_gamma (R1 flattens a D that has nothing to "
+                        "separate yet): docs/results.md, session 10.")
     g.add_argument("--validation_steps", type=int, default=500,
                    help="write a sample grid every N steps (0: only at the end).")
     g.add_argument("--num_validation_images", type=int, default=16)
@@ -640,7 +642,7 @@ def train(args: argparse.Namespace) -> dict:
             D_raw.load_state_dict(D_init.state_dict())
         elif args.d_warmup_steps == 0:
             logger.warning("--init_from %s: D starts fresh, and its first gradients may undo some of G's training; "
-                           "--d_warmup_steps (e.g. 1000) holds G still while D catches up", init)
+                           "--d_warmup_steps holds G still while D catches up (docs/results.md, session 10)", init)
         state.ema_rampup = False
         logger.info("starting from the model folder %s (G and EMA G) and %s (D); fresh optimizer states, "
                     "counters at 0, no EMA ramp-up", init,
