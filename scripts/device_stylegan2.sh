@@ -41,12 +41,20 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_stylegan2_ops.py
 #            generator_ema,training_state.json} runs/gpu-init/
 #        run(command="bash scripts/device_stylegan2.sh", carry=["runs/gpu-init"], timeout_s=600)
 #    The final checkpoint comes back as $OUT/ckpt (no optimizer files): evaluate $OUT/ckpt/generator_ema
-#    here, or go on here with --init_from.
+#    here, or go on here with --init_from. Without runs/gpu-init it goes on from the bundled
+#    checkpoints/stylegan2-demo64 (generator + discriminator/), D alone for D_WARMUP steps (default
+#    4000) first; FRESH=1 starts from scratch instead.
 if [ -f runs/gpu-init/training_state.json ]; then
     # the carried run's own width (2048 to session 8, 4096 for the widened run of session 9)
     CB=$(python3 -c "import json; print(json.load(open('runs/gpu-init/training_state.json'))['model']['channel_base'])")
     MODEL_ARGS="--init_from runs/gpu-init --channel_base $CB --r1_gamma 2"
-else
+elif [ -z "${FRESH:-}" ]; then
+    # the bundled generator and its discriminator (session 10: the D learns only with a small R1 gamma,
+    # and G fine-tuned against a young D loses shapes, so D trains alone first and G moves slowly)
+    CB=$(python3 -c "import json; print(json.load(open('checkpoints/stylegan2-demo64/config.json'))['channel_base'])")
+    MODEL_ARGS="--init_from checkpoints/stylegan2-demo64 --channel_base $CB --r1_gamma 0.1 --d_lr 0.0025 \
+        --learning_rate 0.0002 --d_warmup_steps ${D_WARMUP:-4000}"
+else  # FRESH=1: a new run from scratch
     MODEL_ARGS="--channel_base 8192 --r1_gamma 10"
 fi
 TRAIN_S=$((BUDGET_S - SECONDS - 90))
