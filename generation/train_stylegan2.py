@@ -426,17 +426,14 @@ def load_model_folders(g_folder: Path, d_folder: Path | None, model: dict):
         d_folder = g_folder / "discriminator"
     nets = []
     for cls, folder, want in zip((Generator, Discriminator), (g_folder, d_folder), network_configs(model)):
-        if folder is None:
-            nets.append(None)
-            continue
-        found = cls.read_config(folder)
-        if found != want:
-            diff = ", ".join(f"{k} {v} (this run: {fields_of(want)[k]})" for k, v in fields_of(found).items()
-                             if fields_of(want)[k] != v)
+        net = cls.from_pretrained(folder) if folder is not None else None
+        if net is not None and net.config != want:
+            found, wanted = fields_of(net.config), fields_of(want)
+            diff = ", ".join(f"{k} {v} (this run: {wanted[k]})" for k, v in found.items() if wanted[k] != v)
             raise UserError(f"{folder}: its {cls.__name__.lower()} differs from this run's: {diff}. Pass the "
                             f"same model flags (--resolution, --z_dim, --w_dim, --mapping_layers, --channel_base, "
                             f"--channel_max, ...) to start from it.")
-        nets.append(cls.from_pretrained(folder))
+        nets.append(net)
     return tuple(nets)
 
 

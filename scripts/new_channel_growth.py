@@ -10,9 +10,12 @@ D layers at each ``checkpoint-N`` of the run, beside the rms of the old block of
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 LAYERS = [("model.safetensors", "generator.synthesis.b64.conv1.weight", "G b64.conv1"),
           ("model.safetensors", "generator.synthesis.b32.conv1.weight", "G b32.conv1"),
@@ -28,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from safetensors.torch import load_file
 
+    from generation.train_stylegan2 import list_checkpoints
+
     old = {f: load_file(str(Path(a.narrow) / f)) for f in {f for f, _, _ in LAYERS}}
     print("step  " + "  ".join(f"{name} new (old)" for _, _, name in LAYERS))
-    ckpts = sorted((int(m.group(1)), d) for d in Path(a.run).iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", d.name)))
-    for step, d in ckpts:
+    for step, d in list_checkpoints(Path(a.run)):
         new = {f: load_file(str(d / f)) for f in old}
         cells = []
         for f, key, _ in LAYERS:
