@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -54,3 +55,48 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, merge: bool = False, last: tuple[str, ...] = ("config.json",)
+               ) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success its contents become ``path``.
+
+    - ``merge=False`` (a checkpoint, an exported folder): ``path`` is replaced as a whole. A folder
+      already there is first renamed aside and deleted only after the new one is in place, so at
+      every moment either the old or the new complete folder exists under some name.
+    - ``merge=True`` (a model saved into a folder that holds other things, e.g. a ``discriminator/``
+      subfolder): each top-level entry is moved in with ``os.replace``, names in ``last`` last, so a
+      folder with a ``config.json`` always has its matching weights. Other entries of ``path`` stay.
+
+    On error the temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        mode = 0o777 & ~_umask()
+        os.chmod(tmp, mode)  # mkdtemp creates 0700
+        for entry in tmp.rglob("*"):
+            if entry.is_file():
+                os.chmod(entry, 0o666 & ~_umask())  # mkstemp, safetensors and torch.save create private files
+        if merge:
+            path.mkdir(parents=True, exist_ok=True)
+            for name in sorted(os.listdir(tmp), key=lambda n: n in last):
+                dest = path / name
+                if dest.is_dir() and not dest.is_symlink():
+                    shutil.rmtree(dest)
+                os.replace(tmp / name, dest)
+        else:
+            old = None
+            if path.exists():
+                old = path.with_name(f".old-{path.name}.{os.getpid()}")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

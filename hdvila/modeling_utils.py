@@ -18,14 +18,13 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 
-from hdvila.atomic import _umask
+from hdvila.atomic import atomic_dir
 from hdvila.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
@@ -51,23 +50,13 @@ class PretrainedModel(torch.nn.Module, PyTorchModelHubMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:  # type: ignore[override]
         """Write ``config.json`` and ``model.safetensors`` to ``save_directory``.
 
-        Files are written to a temporary folder beside the target and moved in one by one with
-        ``os.replace``, so an interrupted save never leaves a truncated file under the final name.
+        Files are written to a temporary folder beside the target and moved in with ``os.replace``
+        (weights first, config last; :func:`hdvila.atomic.atomic_dir`), so an interrupted save never
+        leaves a truncated file under the final name. Other entries of the folder are kept.
         """
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
-        try:
+        with atomic_dir(save_directory, merge=True) as tmp:
             super().save_pretrained(tmp, config=dataclasses.asdict(self.config), **kwargs)
             (tmp / "README.md").unlink(missing_ok=True)  # the hub mixin's generic model card: noise here
-            target.mkdir(parents=True, exist_ok=True)
-            # Weights first, config last: a folder with a config always has its matching weights.
-            names = sorted(os.listdir(tmp), key=lambda n: n == CONFIG_NAME)
-            for name in names:
-                os.chmod(tmp / name, 0o666 & ~_umask())  # mkdtemp and safetensors create private files
-                os.replace(tmp / name, target / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write the weights (minus external ones), storing tensors shared by several names once."""
@@ -154,35 +143,23 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, map_location: 
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}). The download or copy "
                               f"may be truncated; save the model again.") from None
     own = model.state_dict()
-    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in state.items() if k in own and own[k].shape != v.shape]
-    unexpected = sorted(k for k in state if k not in own)
     # Tied tensors are saved under one name; any alias of a stored tensor counts as present.
     by_storage: dict[int, list[str]] = {}
     for k, v in own.items():
         by_storage.setdefault(v.untyped_storage().data_ptr() if v.numel() else id(v), []).append(k)
-    missing = []
-    for names in by_storage.values():
-        if not any(n in state for n in names):
-            missing.extend(n for n in names if not n.startswith(allow_missing))
-    if mismatched or unexpected or missing:
-        parts = []
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(mismatched[:5]))
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): " + ", ".join(sorted(missing)[:5]))
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:5]))
-        raise CheckpointError(f"{path} does not match {type(model).__name__} as configured: " + "; ".join(parts)
-                              + ". Check that config.json belongs to these weights.")
+    stored_alias = {n for names in by_storage.values() if any(a in state for a in names) for n in names}
+    diff = compare_state_dict(own, state, optional=lambda k: k in stored_alias or k.startswith(allow_missing))
+    if not diff.ok:
+        raise CheckpointError(f"{path} does not match {type(model).__name__} as configured: {diff.summary()}. "
+                              f"Check that config.json belongs to these weights.")
     model.load_state_dict(state, strict=False)
 
 
 def export_lean(model_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
     """Copy a saved model folder with its floating-point weights stored as ``dtype`` (for bundling:
     half the bytes). BatchNorm running statistics stay fp32; :func:`load_weights` casts everything
-    back to the model's fp32 parameters. Files are written beside ``out_dir`` and moved in, weights
-    first and config last, so an interrupted export never leaves a config without its weights."""
+    back to the model's fp32 parameters. Written through :func:`hdvila.atomic.atomic_dir` (weights
+    first, config last), so an interrupted export never leaves a config without its weights."""
     from safetensors.torch import load_file, save_file
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -191,14 +168,122 @@ def export_lean(model_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype:
             raise CheckpointError(f"{model_dir / name} is missing: {model_dir} is not a saved model folder.")
     state = load_file(str(model_dir / WEIGHTS_NAME))
     lean = {k: (v.to(dtype) if v.is_floating_point() and "running_" not in k else v) for k, v in state.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, merge=True) as tmp:
         save_file(lean, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         shutil.copyfile(model_dir / CONFIG_NAME, tmp / CONFIG_NAME)
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            os.chmod(tmp / name, 0o666 & ~_umask())
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+@dataclasses.dataclass
+class StateDictDiff:
+    """How a state dict differs from what a model expects (names only, shapes in ``mismatched``)."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]  # "name: file (shape) vs model (shape)"
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def mismatched_names(self) -> set[str]:
+        return {m.split(":", 1)[0] for m in self.mismatched}
+
+    def summary(self, limit: int = 5) -> str:
+        """One line: counts and the first ``limit`` names of each kind of difference."""
+        parts = []
+        for title, keys in (("shape mismatch(es)", self.mismatched), ("missing key(s)", self.missing),
+                            ("unexpected key(s)", self.unexpected)):
+            if keys:
+                more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+                parts.append(f"{len(keys)} {title}: " + ("; " if title.startswith("shape") else ", ").join(keys[:limit])
+                             + more)
+        return "; ".join(parts) if parts else "no differences"
+
+
+def compare_state_dict(expected: Mapping[str, Any], found: Mapping[str, Any], *,
+                       optional: Callable[[str], bool] = lambda name: False) -> StateDictDiff:
+    """Compare ``found`` (e.g. a file's tensors) with ``expected`` (e.g. ``model.state_dict()``).
+
+    Values need only a ``.shape``. Keys of ``expected`` for which ``optional(name)`` is true may be
+    absent from ``found`` without counting as missing. Lists are sorted, so reports are stable.
+    """
+    missing = sorted(k for k in expected if k not in found and not optional(k))
+    unexpected = sorted(k for k in found if k not in expected)
+    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                  for k, v in sorted(found.items()) if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    return StateDictDiff(missing, unexpected, mismatched)
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """``torch.load(weights_only=True)`` refused a global: the file holds pickled objects, not just
+    tensors. ``global_name`` is what it asked for (e.g. ``torch_utils.persistence...``), so callers
+    can say what kind of file it is."""
+
+    def __init__(self, message: str, global_name: str):
+        super().__init__(message)
+        self.global_name = global_name
+
+
+def safe_torch_load(path: str | os.PathLike, *, allowed_globals: tuple[type, ...] = (), what: str = "checkpoint"
+                    ) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with every failure a :class:`CheckpointError`.
+
+    Nothing in the file is executed: only tensors, containers and ``allowed_globals`` are rebuilt.
+    A missing, empty, truncated or foreign file (an HTML error page saved as ``.pt`` makes
+    ``torch.load`` raise ``KeyError``, ``IndexError`` or ``struct.error``) is "not a readable
+    PyTorch {what}"; a file that needs other Python objects raises :class:`UnsafeCheckpointError`.
+    """
+    import pickle
+    import re
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file not found." if not path.exists()
+                              else f"{path} is a folder, not a {what} file.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); download or copy it again.")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            with torch.serialization.safe_globals(list(allowed_globals)):
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if m is None:  # e.g. "Unsupported operand 60": not a pickle at all (an HTML page, random bytes)
+            raise CheckpointError(f"{path} is not a readable PyTorch {what}: its bytes are not a PyTorch pickle; it "
+                                  f"may be truncated or of another format (an HTML error page saved by a failed "
+                                  f"download looks like this).") from None
+        asked = re.sub(r"^(posix|nt)\.", "os.", m.group(1))
+        raise UnsafeCheckpointError(f"refusing to load {path}: it asks for {asked}, so it holds pickled Python objects, "
+                                    f"not only tensors. Nothing in it was run.", asked) from None
+    except Exception as e:  # torch.load on a foreign file raises almost anything (KeyError, struct.error, ...)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch {what} ({type(e).__name__}: {first}); it may be "
+                              f"truncated or of another format.") from None
+
+
+def unwrap_state_dict(obj: Any, wrapper_keys: tuple[str, ...] = ("state_dict", "model", "module"),
+                      prefix: str = "module.") -> dict[str, torch.Tensor] | None:
+    """The flat ``{name: tensor}`` dict inside ``obj``, or None when there is none.
+
+    Unwraps up to three levels of ``{"state_dict": {...}}``-style containers (first of
+    ``wrapper_keys`` present) and strips a ``prefix`` every name carries (DataParallel's
+    ``module.``). Non-tensor entries of the flat dict are dropped.
+    """
+    for _ in range(3):
+        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in wrapper_keys if isinstance(obj.get(k), dict)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, dict):
+        return None
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        return None
+    if prefix and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
