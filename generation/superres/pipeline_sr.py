@@ -1,0 +1,165 @@
+"""``SRPipeline``: text-conditioned super-resolution of frames, in one forward pass.
+
+Components: ``sr_model`` (:class:`~generation.superres.modeling_sr.SRModel`), ``generator`` (the
+StyleGAN2 latent bank it was trained with), ``hdvila`` and ``processor`` (the caption's text
+embedding; optional for a model without text). ``__call__`` reads like the algorithm::
+
+    lr = self.prepare_images(image)              # policy below
+    text = self.encode_prompt(prompt, len(lr))   # [N, D] HD-VILA text embeddings, or None
+    sr = self.sr_model(lr, self.generator, text) # [N, 3, R, R] in [-1, 1]
+
+Input policy (also in ``hdvila upscale --help`` and the README): an image whose side is not the
+model's LR size is centre-cropped to a square and resized to it (antialiased bicubic), with a
+warning saying so; an image larger than the model's *output* is refused (downscaling it to upscale
+again would lose detail the user already has), as are images under 4 px. The aspect is never
+distorted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from generation.pipeline_utils import Pipeline, PipelineOutput
+from hdvila.errors import CheckpointError, InputFileError, UserError
+
+MIN_SIDE = 4
+
+
+@dataclass
+class SRPipelineOutput(PipelineOutput):
+    """``images``: the SR outputs; ``lr_images``: the network's LR inputs after the input policy
+    [N, 3, r, r] in [-1, 1]; ``notes``: what the input policy did to each image (empty if nothing)."""
+
+    lr_images: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _as_tensor(image: Any, label: str) -> torch.Tensor:
+    """One image (PIL, path, uint8 HWC array, or [3, H, W] / [1, 3, H, W] tensor in [-1, 1]) ->
+    float [3, H, W] in [-1, 1]."""
+    from hdvila.imageio import load_image
+    from hdvila.tensors import pil_to_tensor
+
+    if isinstance(image, torch.Tensor):
+        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise InputFileError(f"{label}: a tensor image must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
+        return t.float()
+    image = load_image(image, name=label)  # PIL, path, bytes or uint8 array; any mode -> RGB
+    return pil_to_tensor(image)
+
+
+class SRPipeline(Pipeline):
+    """Text-conditioned SR (see the module docstring). Use :meth:`from_pretrained` on a pipeline
+    folder (the bundled ``checkpoints/sr-demo64-x4``) or pass the components."""
+
+    def __init__(self, sr_model, generator, hdvila=None, processor=None):
+        super().__init__()
+        self.register_modules(sr_model=sr_model, generator=generator, hdvila=hdvila, processor=processor)
+
+    # ---- components ---------------------------------------------------------------------------
+    def check_components(self) -> None:
+        """Refuse a generator or text model the SR model was not trained with."""
+        self.sr_model.check_generator(self.generator)
+        text_dim = self.sr_model.config.text_dim
+        if text_dim and self.hdvila is not None:
+            found = self.hdvila.config.projection_dim
+            if found != text_dim:
+                raise CheckpointError(f"the HD-VILA model gives {found}-d text embeddings, but this super-resolution "
+                                      f"model was trained on {text_dim}-d ones; use the HD-VILA model it was trained "
+                                      f"with.")
+
+    @property
+    def lr_resolution(self) -> int:
+        return self.sr_model.config.lr_resolution
+
+    @property
+    def out_resolution(self) -> int:
+        return self.sr_model.config.out_resolution
+
+    # ---- steps --------------------------------------------------------------------------------
+    def check_inputs(self, images: list, prompt, scale: int) -> None:
+        if scale != self.sr_model.config.scale:
+            raise UserError(f"this model upscales x{self.sr_model.config.scale} ({self.lr_resolution} -> "
+                            f"{self.out_resolution} px); it was not trained for x{scale}. Pass scale="
+                            f"{self.sr_model.config.scale} or load a model trained for x{scale}.")
+        if not images:
+            raise InputFileError("no image given.")
+        if isinstance(prompt, (list, tuple)) and len(prompt) != len(images):
+            raise UserError(f"{len(prompt)} prompts for {len(images)} images: give one prompt, or one per image.")
+
+    def prepare_images(self, images: Sequence[Any], labels: Sequence[str] | None = None
+                       ) -> tuple[torch.Tensor, list[str]]:
+        """Images -> LR batch [N, 3, r, r] in [-1, 1] by the input policy, and a note per image."""
+        r, out_res = self.lr_resolution, self.out_resolution
+        batch, notes = [], []
+        for i, image in enumerate(images):
+            label = labels[i] if labels else f"image {i + 1}"
+            t = _as_tensor(image, label)
+            h, w = t.shape[-2:]
+            if min(h, w) < MIN_SIDE:
+                raise InputFileError(f"{label} is {w}x{h} px: too small to upscale (at least {MIN_SIDE} px a side).")
+            if max(h, w) > out_res:
+                raise InputFileError(f"{label} is {w}x{h} px, larger than this model's {out_res}x{out_res} output: "
+                                     f"it upscales {r}x{r} frames x{self.sr_model.config.scale}. Pass a "
+                                     f"low-resolution frame (or downscale it to {r}x{r} yourself).")
+            note = ""
+            if (h, w) != (r, r):
+                side = min(h, w)
+                top, left = (h - side) // 2, (w - side) // 2
+                t = t[:, top:top + side, left:left + side]
+                t = F.interpolate(t[None], size=(r, r), mode="bicubic", antialias=True, align_corners=False)[0]
+                note = (f"{label}: {w}x{h} px is not the model's {r}x{r} input; "
+                        + (f"centre-cropped to {side}x{side} and " if h != w else "")
+                        + f"resized to {r}x{r}.")
+                warnings.warn(note, stacklevel=3)
+            batch.append(t.clamp(-1, 1))
+            notes.append(note)
+        return torch.stack(batch), notes
+
+    def encode_prompt(self, prompt: str | Sequence[str | None] | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Text embeddings [n, D] (rows without a caption are zeros) and keep [n] bool, or (None, all
+        False) when no image has a caption or the model has no text input."""
+        keep = torch.zeros(n, dtype=torch.bool)
+        prompts = [prompt] * n if prompt is None or isinstance(prompt, str) else list(prompt)
+        if not self.sr_model.config.text_dim or all(p is None or not str(p).strip() for p in prompts):
+            return None, keep
+        if self.hdvila is None or self.processor is None:
+            raise CheckpointError("a caption was given, but the pipeline has no HD-VILA model to embed it; load the "
+                                  "pipeline with its hdvila and processor components.")
+        rows = [i for i, p in enumerate(prompts) if p is not None and str(p).strip()]
+        tok = self.processor.tokenize([str(prompts[i]) for i in rows])
+        emb = self.hdvila.get_text_features(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+        text = torch.zeros(n, emb.shape[1], device=self.device, dtype=emb.dtype)
+        text[rows] = emb
+        keep[rows] = True
+        return text, keep
+
+    @torch.no_grad()
+    def __call__(self, image: Any | Sequence[Any], prompt: str | Sequence[str | None] | None = None, scale: int = 4,
+                 generator: torch.Generator | None = None, output_type: str = "pil", return_dict: bool = True,
+                 batch_size: int = 16, labels: Sequence[str] | None = None):
+        """Upscale one image or a list. ``prompt``: one caption for all, one per image (None or ""
+        for none), or None. ``generator`` is accepted for the pipeline convention; SR is
+        deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
+        (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1])."""
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        self.check_inputs(images, prompt, scale)
+        lr, notes = self.prepare_images(images, labels)
+        text, keep = self.encode_prompt(prompt, len(images))
+        outs = []
+        for start in self.progress_bar(range(0, len(lr), batch_size)):
+            sl = slice(start, start + batch_size)
+            t = None if text is None else text[sl]
+            outs.append(self.sr_model(lr[sl].to(self.device), self.generator, t,
+                                      keep_text=None if t is None else keep[sl].to(self.device)).float().cpu())
+        sr = torch.cat(outs).clamp(-1, 1)
+        result = self.postprocess(sr, output_type)
+        if not return_dict:
+            return (result,)
+        return SRPipelineOutput(images=result, lr_images=lr, notes=notes)
