@@ -1,5 +1,6 @@
-# Two entry points: `make app` (set up, then run the web UI on the bundled models) and
-# `make test` (set up, then run the test suite). Setup runs once; later calls reuse the venv.
+# Two entry points: `make app` (set up, then render demo-domain data: 8 test videos and 16 images with
+# their annotations, into outputs/demo) and `make test` (set up, then run the test suite). Setup runs
+# once; later calls reuse the venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	# torch 2.14.1 + torchvision 0.29.1: the pair that installs and imports here (docs: environment.md)
+	# torch 2.14.1 + torchvision 0.29.1: a matching pair (each torchvision release is built for one torch release)
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)

@@ -1,8 +1,8 @@
 """The ``hdvila`` command: one console entry point with subcommands.
 
-Each subcommand lives beside the feature it runs, in a module exposing ``add_arguments(parser)``
-and ``run(args)``; modules are imported only when their subcommand runs, so ``hdvila --help`` is
-instant. A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
+Each subcommand is one module of :mod:`apps.commands` exposing ``add_arguments(parser)`` and
+``run(args)``; it parses the options and calls library functions of ``hdvila`` / ``generation``.
+Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant. A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
 status 2, never as a traceback.
 """
 
@@ -14,12 +14,15 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo-data": ("hdvila.demo.export", "render demo-domain videos, images and annotations to files"),
-    "judge": ("hdvila.judge.cli", "read shape, colour, background, size and pattern off images"),
-    "convert": ("apps.convert", "convert official checkpoints (HD-VILA .pt, StyleGAN2 .pkl/.pt) to model folders"),
-    "eval-retrieval": ("hdvila.retrieval.evaluate", "text-video retrieval metrics on an annotated video set"),
-    "search": ("hdvila.retrieval.search", "text-to-video search over a folder of videos"),
-    "invert": ("generation.stylegan2.projector", "project an image into a StyleGAN2 generator's W or W+ space"),
+    "demo-data": ("apps.commands.demo_data", "render demo-domain videos, images and annotations to files"),
+    "judge": ("apps.commands.judge", "read shape, colour, background, size and pattern off images"),
+    "convert": ("apps.commands.convert", "convert official checkpoints (HD-VILA .pt, StyleGAN2 .pkl/.pt) to model folders"),
+    "export": ("apps.commands.export", "export a StyleGAN2 training checkpoint as a generator model folder"),
+    "eval-retrieval": ("apps.commands.eval_retrieval", "text-video retrieval metrics on an annotated video set"),
+    "search": ("apps.commands.search", "text-to-video search over a folder of videos"),
+    "invert": ("apps.commands.invert", "project an image into a StyleGAN2 generator's W or W+ space"),
+    "upscale": ("apps.commands.upscale", "text-conditioned x4 super-resolution of an image, a folder or a video"),
+    "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),
 }
 
 

@@ -24,7 +24,7 @@ import torch
 
 from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
 from generation.stylegan2 import losses as L
-from generation.train_stylegan2 import cpu_has_native_bf16
+from hdvila.training import cpu_has_native_bf16
 
 from bench_stylegan2 import timed  # sibling script (benchmarks/ is on sys.path when run as a script)
 

@@ -6,11 +6,11 @@
   :func:`hdvila.imageio.load_image`; unusable files are collected and reported together *before*
   training starts (or skipped with a warning).
 - :func:`render_demo_images`: the demo domain's training images, rendered once (optionally cached
-  in a ``.npy`` file, since rendering costs ~50 ms per 64 px image).
+  in a ``.npy`` file, so later runs skip the rendering).
 - :class:`UInt8ImageDataset` / :class:`ImageFolderDataset`: map-style datasets whose items are
   float images [3, R, R] in [-1, 1] (the project's tensor convention).
-- :class:`StepBatchSampler`: which data-set indices each training step and process reads, as a
-  pure function of ``(seed, step)``, so a resumed run reads exactly what an uninterrupted one would.
+
+Which indices each training step reads is :class:`hdvila.training.StepBatchSampler`'s business.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from hdvila.errors import InputFileError, UserError
 from hdvila.imageio import IMAGE_SUFFIXES, list_images, load_image
@@ -181,42 +181,3 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return uint8_to_unit(torch.from_numpy(load_training_image(self.files[index], self.resolution)))
-
-
-class StepBatchSampler(Sampler[list[int]]):
-    """Yields, for steps ``start_step, start_step + 1, ...``, the ``accumulation`` micro-batches of
-    ``batch_size`` indices that process ``rank`` of ``world_size`` reads in that step.
-
-    The stream of indices is a sequence of permutations of the data set (permutation ``e`` drawn
-    from ``(seed, e)``); step ``s`` consumes positions ``[s*G, (s+1)*G)`` with
-    ``G = batch_size * accumulation * world_size``, micro-batch ``k`` of rank ``r`` being the
-    ``(k * world_size + r)``-th slice. Infinite: stop by counting steps.
-    """
-
-    def __init__(self, num_items: int, batch_size: int, *, accumulation: int = 1, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, start_step: int = 0):
-        if num_items < 1:
-            raise ValueError("the data set is empty")
-        self.num_items, self.batch_size, self.accumulation = num_items, batch_size, accumulation
-        self.rank, self.world_size, self.seed, self.start_step = rank, world_size, seed, start_step
-        self._perm_epoch, self._perm = -1, None
-
-    def _index(self, position: int) -> int:
-        epoch, offset = divmod(position, self.num_items)
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-            self._perm_epoch = epoch
-        return int(self._perm[offset])
-
-    def indices(self, step: int, micro: int) -> list[int]:
-        """Indices of micro-batch ``micro`` of step ``step`` for this rank."""
-        per_step = self.batch_size * self.accumulation * self.world_size
-        start = step * per_step + (micro * self.world_size + self.rank) * self.batch_size
-        return [self._index(p) for p in range(start, start + self.batch_size)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step = self.start_step
-        while True:
-            for micro in range(self.accumulation):
-                yield self.indices(step, micro)
-            step += 1

@@ -1,7 +1,7 @@
 """HD-VILA: high-resolution video-language representation and its text-to-visual generation tasks.
 
 Layout: ``hdvila`` (the video-language model and shared plumbing), ``generation`` (StyleGAN2,
-editing, super-resolution), ``apps`` (web UI and command line). Data flows one way:
+super-resolution, the pipeline base), ``apps`` (the command line). Data flows one way:
 frames/text -> embeddings -> latents -> images.
 
 The main classes are importable from here; they load lazily so that ``import hdvila`` (and the

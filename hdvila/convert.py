@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError
 from hdvila.modeling_hdvila import HDVILAModel
+from hdvila.modeling_utils import StateDictDiff, UnsafeCheckpointError, compare_state_dict, safe_torch_load, unwrap_state_dict
 
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict", "net")
 _SHARED_BIAS = ("transformer.cls.predictions.bias", "transformer.cls.predictions.decoder.bias")
@@ -47,43 +46,30 @@ class ConversionReport:
 
 
 def load_official_state_dict(src: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` and return its flat state dict.
+    """Read a checkpoint with :func:`~hdvila.modeling_utils.safe_torch_load` and return its flat state dict.
 
-    Accepts a flat ``{name: tensor}`` dict, one wrapped under ``state_dict``/``model``/``module``, and
-    names prefixed with ``module.`` (DataParallel). Raises :class:`CheckpointError` for anything else.
+    Accepts a flat ``{name: tensor}`` dict, one wrapped under ``state_dict``/``model``/``module``/...,
+    and names prefixed with ``module.`` (DataParallel). Nothing in the file is executed. Raises
+    :class:`CheckpointError` for anything else (a file of pickled objects, a truncated download, an
+    HTML page saved as ``.pt``, a file without tensors).
     """
     path = Path(src)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found." if not path.exists()
-                              else f"{path} is a folder; pass the .pt file (e.g. hdvila_stage2.pt).")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes); download it again.")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the .pt file (e.g. hdvila_stage2.pt).")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} is not a plain PyTorch state dict: it does not load as tensors only (it holds "
-                              f"pickled Python objects such as a network, or is not a PyTorch file at all). HD-VILA "
-                              f"expects the released hdvila_stage2.pt; StyleGAN2 files go through "
+        obj = safe_torch_load(path)
+    except UnsafeCheckpointError as e:
+        raise CheckpointError(f"{path} is not a plain PyTorch state dict: it asks for {e.global_name}, so it holds "
+                              f"pickled Python objects (such as a whole network), not only tensors; nothing in it "
+                              f"was run. HD-VILA expects the released hdvila_stage2.pt; StyleGAN2 files go through "
                               f"`hdvila convert stylegan2`.") from None
-    except (RuntimeError, EOFError, ValueError, AttributeError, TypeError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first}); it may be truncated or of "
-                              f"another format. HD-VILA expects the released hdvila_stage2.pt.") from None
-    for _ in range(3):  # unwrap {"model": {...}} style containers, possibly nested
-        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict of named tensors.")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not state:
-        raise CheckpointError(f"{path} holds no tensors (keys: {list(obj)[:8]}); it is not a model checkpoint.")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} HD-VILA expects the released hdvila_stage2.pt.") from None
+    state = unwrap_state_dict(obj, _WRAPPER_KEYS)
+    if state is None:
+        what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else f"no tensors (keys: {list(obj)[:8]})"
+        raise CheckpointError(f"{path} holds {what}, not a state dict of named tensors; it is not a model "
+                              f"checkpoint. HD-VILA expects the released hdvila_stage2.pt.")
     return state
 
 
@@ -99,11 +85,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: HDVILAConfig, *, 
     with torch.device("meta"):
         skeleton = HDVILAModel(config)
     expected = skeleton.state_dict()
-    report = ConversionReport()
-    report.unexpected = sorted(k for k in state if k not in expected)
-    report.missing = sorted(k for k in expected if k not in state)
-    report.mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                         for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    diff = compare_state_dict(expected, state)
+    report = ConversionReport(missing=diff.missing, unexpected=diff.unexpected, mismatched=diff.mismatched)
     matching = len(expected) - len(report.missing) - len(report.mismatched)
     if matching < len(expected) / 2:
         raise CheckpointError(
@@ -111,10 +94,13 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: HDVILAConfig, *, 
             f"{len(expected)} expected tensors match by name and shape (file keys start with "
             f"{sorted(state)[:3]}). Check the file and --preset.")
     if strict and (report.missing or report.mismatched):
-        raise CheckpointError(f"{source} does not fit the model:\n{report.summary()}")
+        misfit = StateDictDiff(report.missing, [], report.mismatched)  # unexpected keys are ignored anyway
+        raise CheckpointError(f"{source} does not fit the model as configured ({misfit.summary(8)}); nothing was "
+                              f"written. Check --preset, or pass --non-strict (strict=False) to convert anyway: the "
+                              f"missing and mismatched tensors then keep their initialisation.")
 
     converted: dict[str, torch.Tensor] = {}
-    bad = {m.split(":")[0] for m in report.mismatched}
+    bad = diff.mismatched_names
     for k in expected:
         if k in state and k not in bad:
             t = state[k]
@@ -160,13 +146,16 @@ def convert_hdvila_checkpoint(src: str | os.PathLike, out_dir: str | os.PathLike
     file unless given. Prints (with ``verbose``) and returns the :class:`ConversionReport`. Nothing is
     written when conversion fails; the folder's files are replaced atomically when it succeeds.
     """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out} exists and is a file; pass a folder to write the model into.")
     state = load_official_state_dict(src)
     stage = detect_stage(state) if stage is None else stage
     config = HDVILAConfig.preset(preset) if config is None else config
     if config.stage != stage:
         config = dataclasses.replace(config, stage=stage)
     model, report = convert_state_dict(state, config, strict=strict, source=str(src))
+    model.save_pretrained(out)
     if verbose:
         print(f"{src} -> {out_dir} (stage {stage})\n{report.summary()}")
-    model.save_pretrained(out_dir)
     return report

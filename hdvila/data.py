@@ -1,9 +1,10 @@
 """Training data for HD-VILA: demo-domain batches rendered on the fly, and annotated video files.
 
 Both sources are *step-indexed*: micro-batch ``m`` of process ``rank`` (of ``world``) is a pure
-function of ``(seed, m, rank, world)``. Sample ``j`` of that micro-batch is global sample
-``p = (m * world + rank) * batch_size + j``. A resumed run therefore sees exactly the batches a
-straight run would (no sampler state to save), and any number of DataLoader workers may build them.
+function of ``(seed, m, rank, world)``, laid out by :mod:`hdvila.training.sampling` (sample ``j`` of
+that micro-batch is global sample ``p = (m * world + rank) * batch_size + j``). A resumed run
+therefore sees exactly the batches a straight run would (no sampler state to save), and any number
+of DataLoader workers may build them.
 
 A micro-batch is a dict:
 
@@ -40,6 +41,7 @@ from torch.utils.data import Dataset
 
 from hdvila.errors import InputFileError
 from hdvila.processing_hdvila import HDVILAProcessor
+from hdvila.training.sampling import EpochShuffle, batch_positions
 
 DEMO_VIDEO_FRAMES = 32       # frames of a demo video (DemoVideoDataset default)
 _HUGE = 10 ** 12             # "length" of the endless demo stream
@@ -66,8 +68,7 @@ class StepBatches(Dataset):
 
     def positions(self, m: int, per_batch: int) -> list[int]:
         """Global sample positions of micro-batch ``m`` of this process, ``per_batch`` per batch."""
-        base = (m * self.world_size + self.rank) * per_batch
-        return list(range(base, base + per_batch))
+        return list(batch_positions(m, per_batch, rank=self.rank, world_size=self.world_size))
 
     def __getitem__(self, m: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -211,17 +212,15 @@ class AnnotationStepBatches(StepBatches):
                                  f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
         self.paths = [found[v] for v in annotations.video_ids]
         self.image_rows = list(image_rows)
-        self._perms: dict[tuple[int, int], np.ndarray] = {}
+        self._streams: dict[tuple[int, int], EpochShuffle] = {}
 
     def _order(self, stream: int, n: int, position: int) -> int:
-        """Item index at global ``position`` of a stream of ``n`` items, shuffled anew every epoch."""
-        epoch, offset = divmod(position, n)
-        key = (stream, epoch)
-        if key not in self._perms:
-            if len(self._perms) > 4:
-                self._perms.clear()
-            self._perms[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(n)
-        return int(self._perms[key][offset])
+        """Item index at global ``position`` of stream ``stream`` (0: videos, 1: images) of ``n``
+        items, shuffled anew every epoch (:class:`hdvila.training.EpochShuffle`)."""
+        order = self._streams.get((stream, n))
+        if order is None:
+            order = self._streams[(stream, n)] = EpochShuffle(n, self.seed, stream=stream)
+        return order[position]
 
     def __getitem__(self, m: int) -> dict[str, Any]:
         hrs, lrs, captions = [], [], []

@@ -51,9 +51,9 @@ def suggested_cpu_threads(processes: int = 1) -> int:
     """Threads per process for CPU work: the cores this process may use, divided among ``processes``
     local processes, and no more than the cores other programs leave idle (1-minute load average).
 
-    Measured on a 2-core machine shared with other jobs (load ~6): a 64 px StyleGAN2 training step
-    took 0.9 s with 1 thread and 9.7 s with 2, because oversubscribed threads wait for each other at
-    every parallel region. On an idle machine this returns all cores.
+    Oversubscribed threads wait for each other at every parallel region, so on a machine busy with
+    other jobs fewer threads are faster; on an idle machine this returns all cores (speeds:
+    docs/results.md).
     """
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -65,3 +65,25 @@ def suggested_cpu_threads(processes: int = 1) -> int:
     except (AttributeError, OSError):
         idle = cpus
     return max(1, min(cpus // processes, int(idle + 0.5) // processes))
+
+
+#: Kinds of CPU work :func:`use_cpu_threads` knows.
+CPU_WORK = ("render", "compute")
+
+
+def use_cpu_threads(work: str = "compute", processes: int = 1) -> int:
+    """Set torch's intra-op thread count for this process by the kind of ``work``; returns it.
+
+    The one place that decides CPU threads for the commands:
+
+    - ``"render"``: 1 thread per rendering process. Rendering and encoding the demo domain works on
+      one small frame at a time, and the H.264 encoder runs its own threads beside torch's, so
+      more torch threads only add waiting (oversubscription);
+    - ``"compute"``: :func:`suggested_cpu_threads` for ``processes`` local processes (model
+      forward/backward passes on large tensors, where threads pay off while cores are idle).
+    """
+    if work not in CPU_WORK:
+        raise ValueError(f"work must be one of {CPU_WORK}, got {work!r}")
+    threads = 1 if work == "render" else suggested_cpu_threads(processes)
+    torch.set_num_threads(threads)
+    return threads

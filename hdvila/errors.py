@@ -1,8 +1,8 @@
 """User-facing errors.
 
 Every problem a user can fix (bad file, wrong checkpoint, bad argument) raises a subclass of
-:class:`UserError` whose message says what is wrong and what to do. The CLI and the web UI show the
-message alone, never a traceback.
+:class:`UserError` whose message says what is wrong and what to do. The CLI shows the message
+alone, never a traceback.
 """
 
 

@@ -42,7 +42,8 @@ from hdvila.models.timesformer import TimeSformer
 _UNUSED_MODULES = ("cnn_low.layer4", "timesformer.norm", "transformer.bert.visual_embeddings.position_embeddings",
                    "transformer.cls.seq_relationship")
 
-# Trained in stage 1 and frozen in stage 2 (paper; section 5 of hdvila-facts.md), besides the text layers.
+# Trained in stage 1 and frozen in stage 2 (the two-stage pre-training of the HD-VILA paper, Xue et al.,
+# CVPR 2022), besides the text layers.
 _STAGE1_MODULES = ("cnn", "cnn_low", "grid_encoder", "grid_encoder_low", "timesformer", "grid_encoder_combine",
                    "transformer.bert.embeddings", "transformer.bert.pooler1", "transformer.t_proj",
                    "transformer.v_proj")

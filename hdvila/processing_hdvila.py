@@ -8,31 +8,48 @@ of the full-resolution frame. Training also flips the whole clip horizontally wi
 Frames are resized with antialiased bilinear filtering (aspect ratio not kept, as released).
 Output pixels are normalised (:mod:`hdvila.models.pixels`).
 
-Video sources: a video file (decoded with decord, one ``get_batch`` of exactly the sampled frames),
-a folder of numbered images (``0001.jpg, 0002.jpg, ...``; any common prefix, no gaps), or an
-in-memory tensor [T, 3, H, W] (float in [-1, 1], or uint8 0-255).
+Video sources (read by :mod:`hdvila.videoio`): a video file (decoded with decord, one ``get_batch``
+of exactly the sampled frames), a folder of numbered images (``0001.jpg, 0002.jpg, ...``; any common
+prefix, no gaps), or an in-memory tensor [T, 3, H, W] (float in [-1, 1], or uint8 0-255).
+
+Saving: :meth:`HDVILAProcessor.save_pretrained` writes the tokenizer files and the sampling settings
+(``preprocessor_config.json``) to one folder, as transformers processors do, so a pipeline or a
+training run reloads the processor it was built with instead of rebuilding it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
-import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from hdvila.configuration_hdvila import HDVILAConfig
-from hdvila.errors import InputFileError, TextInputError
+from hdvila.atomic import atomic_dir
+from hdvila.errors import CheckpointError, InputFileError, TextInputError
 from hdvila.models.pixels import PIXEL_MEAN, PIXEL_STD, normalize_pixels, resize_crop
 from hdvila.sampling import ClipIndices, sample_clips
-
-VideoSource = Union[str, os.PathLike, torch.Tensor]
+from hdvila.videoio import VideoSource
+from hdvila.videoio import open_video as _open_video  # module-level, so a test can count the decoder openings
 MAX_TEXT_TOKENS = 50
 FLIP_PROBABILITY = 1 / 3
+PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
+# The settings preprocessor_config.json holds: the constructor's keyword arguments.
+_SETTINGS = ("hr_size", "lr_size", "resize_ratio", "num_frames", "sample_rate", "n_clips", "train_n_clips",
+             "max_length", "padding")
+
+
+class TextTruncationWarning(UserWarning):
+    """Texts longer than the processor's ``max_length`` were cut; ``count`` of them, to ``max_length``
+    tokens. One warning per :meth:`HDVILAProcessor.tokenize` call, however many texts were cut."""
+
+    def __init__(self, message: str, count: int, max_length: int) -> None:
+        super().__init__(message)
+        self.count, self.max_length = count, max_length
 
 
 def default_tokenizer():
@@ -54,7 +71,7 @@ class HDVILAProcessor:
                  hr_size: tuple[int, int] = (128, 128),   # HR middle-frame crop (H, W)
                  lr_size: tuple[int, int] = (32, 32),     # LR side-frame crop, hr_size / 4
                  resize_ratio: float = 9 / 8,             # resize to ratio * crop before cropping
-                 num_frm: int = 7,                         # frames per clip (odd)
+                 num_frames: int = 7,                         # frames per clip (odd)
                  sample_rate: int = 4,                     # frame step inside a clip
                  n_clips: int = 4,                         # clips per video at inference
                  train_n_clips: int | None = None,         # clips per video in training (default n_clips)
@@ -64,22 +81,22 @@ class HDVILAProcessor:
         self.hr_size, self.lr_size = tuple(hr_size), tuple(lr_size)
         if any(h != 4 * l for h, l in zip(self.hr_size, self.lr_size)):
             raise ValueError(f"hr_size {hr_size} must be 4x lr_size {lr_size}")
-        if num_frm < 1 or num_frm % 2 == 0:
-            raise ValueError(f"num_frm must be odd, got {num_frm}")
+        if num_frames < 1 or num_frames % 2 == 0:
+            raise ValueError(f"num_frames must be odd, got {num_frames}")
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         self.resize_ratio = resize_ratio
         self.lr_resize = tuple(int(round(v * resize_ratio)) for v in self.lr_size)
         self.hr_resize = tuple(4 * v for v in self.lr_resize)
-        self.num_frm, self.sample_rate = num_frm, sample_rate
+        self.num_frames, self.sample_rate = num_frames, sample_rate
         self.n_clips = n_clips
         self.train_n_clips = train_n_clips or n_clips
         self.max_length, self.padding = max_length, padding
 
     @classmethod
     def from_config(cls, config: HDVILAConfig, tokenizer: Any = None, **kwargs: Any) -> "HDVILAProcessor":
-        """Sizes from a model config; ``kwargs`` set the sampling (num_frm, sample_rate, n_clips, ...)."""
-        kwargs.setdefault("num_frm", config.num_frames)
+        """Sizes from a model config; ``kwargs`` set the sampling (num_frames, sample_rate, n_clips, ...)."""
+        kwargs.setdefault("num_frames", config.num_frames)
         return cls(tokenizer, hr_size=config.hr_size, lr_size=config.lr_size, resize_ratio=config.resize_ratio,
                    **kwargs)
 
@@ -87,6 +104,57 @@ class HDVILAProcessor:
     def from_preset(cls, name: str = "mini", tokenizer: Any = None, **kwargs: Any) -> "HDVILAProcessor":
         """Sizes of ``HDVILAConfig.preset(name)`` (mini: HR 128x128 / LR 32x32; large: 640x1024 / 160x256)."""
         return cls.from_config(HDVILAConfig.preset(name), tokenizer, **kwargs)
+
+    # ---- files --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The settings :meth:`save_pretrained` writes (the constructor's keyword arguments)."""
+        out = {k: getattr(self, k) for k in _SETTINGS}
+        out["hr_size"], out["lr_size"] = list(self.hr_size), list(self.lr_size)
+        return {"processor_class": type(self).__name__, **out}
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write the tokenizer files and ``preprocessor_config.json`` (sampling and geometry) to
+        ``save_directory``, atomically (:func:`hdvila.atomic.atomic_dir`; the config last, other
+        entries of the folder kept). Returns the folder."""
+        with atomic_dir(save_directory, merge=True, last=(PROCESSOR_CONFIG_NAME,)) as tmp:
+            self.tokenizer.save_pretrained(str(tmp))
+            (tmp / PROCESSOR_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> "HDVILAProcessor":
+        """Load a folder written by :meth:`save_pretrained` (local paths only); ``kwargs`` replace saved
+        settings. A missing or damaged folder raises :class:`~hdvila.errors.CheckpointError`."""
+        directory = Path(directory)
+        path = directory / PROCESSOR_CONFIG_NAME
+        if not directory.is_dir():
+            raise CheckpointError(f"processor folder not found: {directory}. Pass a folder written by "
+                                  f"HDVILAProcessor.save_pretrained ({PROCESSOR_CONFIG_NAME} and tokenizer files).")
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: {directory} is not a saved HD-VILA processor (write one "
+                                  f"with HDVILAProcessor.save_pretrained, or build one with "
+                                  f"HDVILAProcessor.from_config(model.config)).")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path} is not valid JSON ({e}); the processor folder is damaged.") from None
+        if not isinstance(raw, dict) or raw.pop("processor_class", cls.__name__) != cls.__name__:
+            raise CheckpointError(f"{path} does not describe an {cls.__name__}; pass a folder it saved.")
+        unknown = sorted(set(raw) - set(_SETTINGS))
+        if unknown:
+            raise CheckpointError(f"{path} has settings {unknown} that {cls.__name__} does not know; it was "
+                                  f"written by a different version.")
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except Exception as e:  # OSError / ValueError for absent or unreadable vocabulary files
+            raise CheckpointError(f"{directory}: cannot load the tokenizer files ({str(e).splitlines()[0][:200]}); "
+                                  f"the processor folder is incomplete.") from None
+        try:
+            return cls(tokenizer, **{**raw, **kwargs})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path} holds invalid settings: {e}") from None
 
     @property
     def tokenizer(self) -> Any:
@@ -100,7 +168,8 @@ class HDVILAProcessor:
         """One text or a list -> ``input_ids`` and ``attention_mask``, both int64 [B, L], L <= max_length.
 
         Empty or whitespace-only text raises :class:`~hdvila.errors.TextInputError`; texts longer than
-        ``max_length`` tokens are truncated (keeping [SEP] last) with a warning.
+        ``max_length`` tokens are truncated (keeping [SEP] last) with one :class:`TextTruncationWarning`
+        per call saying how many were cut and to how many tokens.
         """
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
@@ -110,26 +179,32 @@ class HDVILAProcessor:
                 raise TextInputError(f"Text {i} is a {type(t).__name__}, not a string.")
             if not t.strip():
                 raise TextInputError(f"Text {i} is empty or only whitespace; describe the video or image in words.")
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        for i, n in enumerate(lengths):
-            if n > self.max_length:
-                warnings.warn(f"text {i} ({texts[i][:40]!r}...) has {n} tokens; truncated to {self.max_length}",
-                              stacklevel=2)
+        # verbose=False: transformers would otherwise log "sequence length is longer than the specified
+        # maximum (2002 > 512) ... indexing errors" for this length-only pass, which never reaches the model.
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+        cut = [i for i, n in enumerate(lengths) if n > self.max_length]
+        if cut:
+            first = cut[0]
+            what = (f"text {first} ({texts[first][:40]!r}...) has {lengths[first]} tokens" if len(cut) == 1 else
+                    f"{len(cut)} texts are too long (text {first}: {lengths[first]} tokens)")
+            warnings.warn(TextTruncationWarning(f"{what}; truncated to {self.max_length} tokens (HD-VILA reads at most "
+                                                f"{self.max_length} tokens per text, [CLS] and [SEP] included).",
+                                                len(cut), self.max_length), stacklevel=2)
         enc = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+                             return_tensors="pt", verbose=False)
         return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
 
     # ---- videos -------------------------------------------------------------------------------------
     def sample(self, total_frames: int, *, training: bool = False, rng: random.Random | None = None) -> ClipIndices:
         """The clips of a ``total_frames``-frame video under this processor's sampling settings."""
-        return sample_clips(total_frames, num_frm=self.num_frm, sample_rate=self.sample_rate,
+        return sample_clips(total_frames, num_frames=self.num_frames, sample_rate=self.sample_rate,
                             n_clips=self.train_n_clips if training else self.n_clips, training=training, rng=rng)
 
     def load_video(self, source: VideoSource, *, training: bool = False,
                    rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample, read and preprocess one video.
 
-        Returns hr [n_clips, 3, Hh, Wh] and lr [n_clips, num_frm-1, 3, Hl, Wl], normalised pixels.
+        Returns hr [n_clips, 3, Hh, Wh] and lr [n_clips, num_frames-1, 3, Hl, Wl], normalised pixels.
         Raises :class:`~hdvila.errors.InputFileError` naming the source for a missing, empty, corrupt
         or too short video, or a frame folder with a gap.
         """
@@ -147,7 +222,7 @@ class HDVILAProcessor:
         """Crop, flip and normalise already decoded frames.
 
         frames: [K, 3, H, W], frame k being video frame ``clips.unique[k]``; uint8 (0-255) or float in
-        [-1, 1]. Returns hr [n_clips, 3, Hh, Wh] and lr [n_clips, num_frm-1, 3, Hl, Wl] (normalised).
+        [-1, 1]. Returns hr [n_clips, 3, Hh, Wh] and lr [n_clips, num_frames-1, 3, Hl, Wl] (normalised).
         """
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] != len(clips.unique):
             raise ValueError(f"frames must be [{len(clips.unique)}, 3, H, W] (one per clips.unique), "
@@ -229,7 +304,7 @@ class HDVILAProcessor:
         """Process any of text, videos and images.
 
         Returns a dict with, as applicable: ``input_ids``, ``attention_mask`` (int64 [B, L]);
-        ``hr_frames`` [B, n_clips, 3, Hh, Wh] and ``lr_frames`` [B, n_clips, num_frm-1, 3, Hl, Wl];
+        ``hr_frames`` [B, n_clips, 3, Hh, Wh] and ``lr_frames`` [B, n_clips, num_frames-1, 3, Hl, Wl];
         ``pixel_values`` [B, 3, Hh, Wh]. Pixels are normalised, float32. ``training`` selects random
         clip middles, random crops and flips (drawn from ``rng``).
         """
@@ -267,93 +342,3 @@ def _normalize_uint8(x: torch.Tensor) -> torch.Tensor:
     # NCHW first: the per-channel broadcast is several times slower on a channels-last layout.
     x = x.contiguous().to(torch.float32) if x.dtype == torch.uint8 else x
     return x.sub_(mean).mul_(inv_std)
-
-
-# ---- frame sources ----------------------------------------------------------------------------------
-class _TensorVideo:
-    def __init__(self, frames: torch.Tensor) -> None:
-        if frames.ndim != 4 or frames.shape[1] != 3:
-            raise InputFileError(f"In-memory videos must be [T, 3, H, W], got {tuple(frames.shape)}.")
-        self.frames, self.total_frames = frames, frames.shape[0]
-        self.label = f"<video tensor of {self.total_frames} frames>"
-
-    def read(self, indices: list[int]) -> torch.Tensor:
-        return self.frames[indices]
-
-
-class _DecordVideo:
-    def __init__(self, path: Path) -> None:
-        from decord import VideoReader, cpu
-
-        self.label = str(path)
-        try:
-            self.reader = VideoReader(str(path), ctx=cpu(0))
-            self.total_frames = len(self.reader)
-        except Exception as e:  # decord raises its own error types for unreadable containers
-            raise InputFileError(f"{path}: cannot decode the video ({_short(e)}); the file is corrupt or "
-                                 f"not a video.") from None
-        if self.total_frames == 0:
-            raise InputFileError(f"{path}: the video has no frames.")
-
-    def read(self, indices: list[int]) -> torch.Tensor:
-        try:
-            batch = self.reader.get_batch(indices).asnumpy()  # [K, H, W, 3] uint8
-        except Exception as e:
-            raise InputFileError(f"{self.label}: decoding frames {indices[:3]}... failed ({_short(e)}); the file "
-                                 f"is probably truncated or corrupt.") from None
-        return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
-
-
-class _FrameFolder:
-    _NUMBER = re.compile(r"^(.*?)(\d+)$")
-
-    def __init__(self, folder: Path) -> None:
-        from hdvila.imageio import list_images
-
-        self.label = str(folder)
-        numbered: dict[int, Path] = {}
-        prefixes = set()
-        for p in list_images(folder):
-            m = self._NUMBER.match(p.stem)
-            if m:
-                prefixes.add(m.group(1))
-                numbered[int(m.group(2))] = p
-        if not numbered:
-            raise InputFileError(f"{folder}: no numbered image frames (e.g. 0001.jpg) in the folder.")
-        if len(prefixes) > 1:
-            raise InputFileError(f"{folder}: frames with different name prefixes {sorted(prefixes)}; keep one "
-                                 f"video's frames per folder.")
-        numbers = sorted(numbered)
-        for a, b in zip(numbers, numbers[1:]):
-            if b != a + 1:
-                raise InputFileError(f"{folder}: frame {a + 1} is missing (the numbering jumps from "
-                                     f"{numbered[a].name} to {numbered[b].name}).")
-        self.files = [numbered[n] for n in numbers]
-        self.total_frames = len(self.files)
-
-    def read(self, indices: list[int]) -> torch.Tensor:
-        from hdvila.imageio import load_image
-
-        arrays = [np.asarray(load_image(self.files[i])) for i in indices]
-        if len({a.shape for a in arrays}) > 1:
-            raise InputFileError(f"{self.label}: frames have different sizes "
-                                 f"({sorted({a.shape[:2] for a in arrays})}).")
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-
-
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
-
-
-def _open_video(source: VideoSource):
-    if isinstance(source, torch.Tensor):
-        return _TensorVideo(source)
-    path = Path(source)
-    if not path.exists():
-        raise InputFileError(f"{path}: video not found.")
-    if path.is_dir():
-        return _FrameFolder(path)
-    if path.stat().st_size == 0:
-        raise InputFileError(f"{path}: the file is empty (0 bytes).")
-    return _DecordVideo(path)

@@ -40,27 +40,27 @@ def frame_number(pixels: torch.Tensor) -> float:
 
 # ---- sampling ----------------------------------------------------------------------------------------
 def test_worked_examples():
-    a = sample_clips(90, num_frm=7, sample_rate=4, n_clips=4)
+    a = sample_clips(90, num_frames=7, sample_rate=4, n_clips=4)
     assert a.middles == (12, 28, 44, 60) and a.sample_rate == 4
     assert a.clips[0] == (0, 4, 8, 12, 16, 20, 24) and a.side_frames[0] == (0, 4, 8, 16, 20, 24)
-    b = sample_clips(180, num_frm=11, sample_rate=2, n_clips=8)
+    b = sample_clips(180, num_frames=11, sample_rate=2, n_clips=8)
     assert b.middles == tuple(range(10, 151, 20))
     assert b.clips[-1] == tuple(range(140, 161, 2))
 
 
 def test_short_video_rate_fallback():
-    s = sample_clips(20, num_frm=7, sample_rate=4, n_clips=4)  # needs 2*3*4 + 4 = 28 frames
+    s = sample_clips(20, num_frames=7, sample_rate=4, n_clips=4)  # needs 2*3*4 + 4 = 28 frames
     assert s.sample_rate == (20 - 4) // 6 == 2
     assert s.middles == (6, 8, 10, 12)  # range(6, 14)[::2][:4]
     assert all(0 <= i < 20 for c in s.clips for i in c)
-    z = sample_clips(5, num_frm=7, sample_rate=4, n_clips=4)
+    z = sample_clips(5, num_frames=7, sample_rate=4, n_clips=4)
     assert z.sample_rate == 0 and z.middles == (0, 1, 2, 3) and z.clips[1] == (1,) * 7
     assert z.unique == (0, 1, 2, 3)
 
 
 def test_training_middles_random_distinct_and_seeded():
-    a = sample_clips(100, num_frm=7, sample_rate=4, n_clips=4, training=True, rng=random.Random(3))
-    b = sample_clips(100, num_frm=7, sample_rate=4, n_clips=4, training=True, rng=random.Random(3))
+    a = sample_clips(100, num_frames=7, sample_rate=4, n_clips=4, training=True, rng=random.Random(3))
+    b = sample_clips(100, num_frames=7, sample_rate=4, n_clips=4, training=True, rng=random.Random(3))
     assert a == b
     assert list(a.middles) == sorted(set(a.middles)) and all(12 <= m < 88 for m in a.middles)
     seen = {sample_clips(100, n_clips=4, training=True, rng=random.Random(s)).middles for s in range(5)}
@@ -69,7 +69,7 @@ def test_training_middles_random_distinct_and_seeded():
 
 def test_sampling_rejects_bad_arguments():
     with pytest.raises(ValueError, match="odd"):
-        sample_clips(90, num_frm=6)
+        sample_clips(90, num_frames=6)
     with pytest.raises(ValueError, match="fewer than the 4 clip"):
         sample_clips(3, n_clips=4)
 
@@ -212,7 +212,7 @@ def test_images_and_batched_call(proc):
 
 
 def test_large_preset_sizes():
-    p = HDVILAProcessor.from_preset("large", n_clips=1, num_frm=3)
+    p = HDVILAProcessor.from_preset("large", n_clips=1, num_frames=3)
     assert p.hr_size == (640, 1024) and p.lr_size == (160, 256) and p.lr_resize == (180, 288)
     hr, lr = p.load_video(torch.zeros(4, 3, 72, 128, dtype=torch.uint8))
     assert hr.shape == (1, 3, 640, 1024) and lr.shape == (1, 2, 3, 160, 256)

@@ -22,7 +22,7 @@ from hdvila.retrieval.index import (EmbeddingCache, encode_texts, find_videos, l
 from hdvila.retrieval.metrics import retrieval_metrics
 
 N_VIDEOS = 6
-SAMPLING = ["--num-frm", "3", "--sample-rate", "2", "--n-clips", "2"]
+SAMPLING = ["--num-frames", "3", "--sample-rate", "2", "--n-clips", "2"]
 
 
 def tiny_config():
@@ -43,7 +43,7 @@ def world(tmp_path_factory):
 
 
 def processor_for(model):
-    return HDVILAProcessor.from_config(model.config, num_frm=3, sample_rate=2, n_clips=2)
+    return HDVILAProcessor.from_config(model.config, num_frames=3, sample_rate=2, n_clips=2)
 
 
 def eval_args(world, *extra, cache=None, videos=None, annotations=None, fmt="jsonl"):

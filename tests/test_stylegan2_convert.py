@@ -534,7 +534,7 @@ def test_rosinality_refusals(ros_ckpt, tmp_path, marker):
     torch.save({"g_ema": g_ema}, data)
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(data.read_bytes()[:2000])
-    with pytest.raises(CheckpointError, match=r"trunc.pt is truncated or damaged: torch.load could not read it"):
+    with pytest.raises(CheckpointError, match=r"trunc.pt is not a readable PyTorch checkpoint .*it may be truncated"):
         load_stylegan2(trunc)
     with pytest.raises(CheckpointError, match=r"ok.pt has no D network \(rosinality key 'd'\); it holds G_ema"):
         load_stylegan2(data, which="D")

@@ -191,18 +191,13 @@ def test_init_from_model_folders_with_d_warmup(tmp_path):
     """--init_from a generator model folder (the bundled layout: D in its discriminator/ subfolder, or
     --init_discriminator): G and EMA G start from it, counters at 0, no EMA ramp-up; --d_warmup_steps
     holds G still while D trains, also across a resume; other settings are refused by name."""
-    import importlib.util
-
-    from generation.train_stylegan2 import load_model_folders
-
-    spec = importlib.util.spec_from_file_location("export_stylegan2", REPO / "scripts" / "export_stylegan2.py")
-    exporter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exporter)
+    from generation.stylegan2.export import export_checkpoint
+    from generation.stylegan2.training_init import load_model_folders
 
     common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none"]
     _train(*common, "--output_dir", tmp_path / "a", "--max_train_steps", "2", "--checkpointing_steps", "2")
     gen, disc = tmp_path / "a" / "generator", tmp_path / "a" / "discriminator"
-    bundled = exporter.export(tmp_path / "a" / "checkpoint-2", tmp_path / "bundled")  # EMA G, D in discriminator/
+    bundled = export_checkpoint(tmp_path / "a" / "checkpoint-2", tmp_path / "bundled").out  # EMA G, D in discriminator/
     assert load_file(str(bundled / "discriminator" / "model.safetensors"))["b4.out.weight"].dtype == torch.float16
 
     model = {"resolution": 16, "z_dim": 32, "w_dim": 32, "mapping_layers": 2, "channel_base": 256, "channel_max": 32,
@@ -213,7 +208,7 @@ def test_init_from_model_folders_with_d_warmup(tmp_path):
         assert all(torch.equal(v, want[k].half().float()) for k, v in net.state_dict().items() if k in want)
     assert load_model_folders(gen, None, model)[1] is None  # no discriminator/ there: D starts fresh
     with pytest.raises(UserError, match="not a checkpoint of train_stylegan2"):
-        exporter.export(gen, tmp_path / "x")
+        export_checkpoint(gen, tmp_path / "x")
 
     # Warm-up for 3 steps, stopped after 2 and resumed: G changes only from step 4 on.
     warm = [*common, "--output_dir", tmp_path / "b", "--init_from", bundled, "--d_warmup_steps", "3",
@@ -455,7 +450,7 @@ def test_d_input_blur_fades_and_is_twice_differentiable():
 
 
 def test_resolve_mixed_precision(monkeypatch):
-    import generation.train_stylegan2 as T
+    import hdvila.training.accelerator as T
 
     assert T.resolve_mixed_precision("no", cuda=False) == "no"
     assert T.resolve_mixed_precision("fp16", cuda=True) == "fp16"
@@ -472,7 +467,7 @@ def test_bf16_channels_last_training_saves_and_resumes(tmp_path):
     """bf16 autocast with channels-last weights: checkpoints save (safetensors needs dense tensors)
     and resume, the first losses are those of float32 up to bf16 rounding, and the saved weights
     are ordinary row-major tensors."""
-    from generation.train_stylegan2 import cpu_has_native_bf16
+    from hdvila.training import cpu_has_native_bf16
 
     common = [*TINY, "--train_size", "8", "--validation_steps", "0", "--report_to", "none", "--seed", "5"]
     fast = [*common, "--mixed_precision", "bf16", "--channels_last"]
@@ -495,24 +490,3 @@ def test_bf16_channels_last_training_saves_and_resumes(tmp_path):
     G = Generator.from_pretrained(tmp_path / "bf16" / "generator")
     with torch.no_grad():
         assert torch.isfinite(G(torch.randn(2, 32))).all()
-
-
-def test_d_logits_script_compares_training_fresh_and_samples(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("d_logits", REPO / "scripts" / "d_logits.py")
-    d_logits = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(d_logits)
-    _train(*TINY, "--train_size", "8", "--output_dir", tmp_path, "--max_train_steps", "1",
-           "--checkpointing_steps", "1", "--validation_steps", "0", "--report_to", "none")
-    capsys.readouterr()
-    assert d_logits.main([str(tmp_path / "checkpoint-1"), "--n", "8"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "logit" not in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["training images", "fresh renders", "EMA samples"]
-    for r in rows:
-        mean, std, share = (float(c) for c in r.split("|")[2:5])
-        assert math.isfinite(mean) and std >= 0 and 0 <= share <= 1
-    assert d_logits.main([str(tmp_path)]) == 2
-    assert "not a checkpoint" in capsys.readouterr().err
-    assert d_logits.main([str(tmp_path / "checkpoint-1"), "--n", "6"]) == 2  # not a multiple of the group
-    assert "group size (4)" in capsys.readouterr().err

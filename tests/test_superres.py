@@ -29,11 +29,14 @@ def test_shapes_and_start_as_bicubic(scale):
     sr = tiny_sr(G, scale)
     r = 32 // scale
     lr = torch.rand(3, 3, r, r) * 2 - 1
-    out = sr(lr, G, torch.nn.functional.normalize(torch.randn(3, 8), dim=1))
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    out = sr(lr, G, text)
     assert out.shape == (3, 3, 32, 32)
-    # zero-initialised output layer: the untrained model is exactly the bicubic upsampling
+    # the untrained model is near the bicubic upsampling (a small output layer), not at it
     base = torch.nn.functional.interpolate(lr, size=(32, 32), mode="bicubic", align_corners=False)
-    assert torch.allclose(out, base)
+    assert 0 < (out - base).abs().mean() < 0.05
+    # with a zero output layer (to_rgb_init=0) it is exactly the bicubic upsampling
+    assert torch.allclose(tiny_sr(G, scale, to_rgb_init=0.0)(lr, G, text), base)
     with pytest.raises(ValueError, match="lr must be"):
         sr(torch.zeros(1, 3, r + 1, r + 1), G)
 

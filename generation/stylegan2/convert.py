@@ -24,11 +24,10 @@ message that says so.
 
 from __future__ import annotations
 
-import argparse
+import argparse  # only for argparse.Namespace, which rosinality checkpoints store
 import json
 import math
 import os
-import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,9 +37,11 @@ from typing import Any
 import torch
 
 from hdvila.errors import CheckpointError
-from hdvila.modeling_utils import CONFIG_NAME
+from hdvila.modeling_utils import (CONFIG_NAME, UnsafeCheckpointError, compare_state_dict, safe_torch_load,
+                                   unwrap_state_dict)
 
 from .legacy import NetworkRecord, read_network_pickle, sniff_format
+from .projector import w_statistics
 
 __all__ = ["convert_stylegan2", "load_stylegan2", "load_stylegan2_with_info", "ConversionInfo",
            "generator_config_from_nvlabs", "discriminator_config_from_nvlabs",
@@ -433,32 +434,14 @@ def _load_into(model: torch.nn.Module, state: dict, source: str, what: str,
     """Copy ``state`` into ``model`` strictly; keys whose last part is in ``fill_from_model`` may be
     missing (they keep the model's own values, e.g. the fixed resample filters)."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state and k.rsplit(".", 1)[-1] not in fill_from_model]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(mismatched[:4]))
-        if missing:
-            parts.append(f"{len(missing)} missing: " + _fmt_keys(missing, 4))
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected: " + _fmt_keys(unexpected, 4))
+    diff = compare_state_dict(own, state, optional=lambda k: k.rsplit(".", 1)[-1] in fill_from_model)
+    if not diff.ok:
         raise CheckpointError(f"{source}: the {what}'s weights do not match the settings it records ("
-                              + "; ".join(parts) + "). The file may come from a modified StyleGAN2.")
+                              f"{diff.summary(4)}). The file may come from a modified StyleGAN2.")
     full = {k: (state[k] if k in state else v) for k, v in own.items()}
     with torch.no_grad():
         model.load_state_dict({k: v.to(own[k].dtype) for k, v in full.items()}, strict=True)
     model.eval()
-
-
-def _mean_w(model: torch.nn.Module, n: int = 10000, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.config.z_dim, generator=g)
-    with torch.no_grad():
-        ws = model.mapping(z, None)
-    return ws[:, 0].mean(0) if ws.dim() == 3 else ws.mean(0)
 
 
 def _from_nvlabs(path: Path, which: str, info: ConversionInfo):
@@ -479,34 +462,23 @@ def _from_nvlabs(path: Path, which: str, info: ConversionInfo):
     return model
 
 
+# Prefixes of the globals a torch.save of whole NVlabs networks asks for.
+_NVLABS_GLOBALS = ("torch_utils.", "training.networks", "dnnlib.")
+
+
 def _torch_load(path: Path) -> Any:
-    safe = getattr(torch.serialization, "safe_globals", None)
+    """``torch.load`` through the project's safe loader, with StyleGAN2-specific refusals."""
     try:
-        if safe is not None:
-            # rosinality training checkpoints store the argparse.Namespace of their options.
-            with safe([argparse.Namespace]):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        m = re.search(r"GLOBAL ([\w.]+)", str(e))
-        asked = m.group(1) if m else str(e).strip().splitlines()[0]
-        asked = re.sub(r"^(posix|nt)\.", "os.", asked)
-        if asked.startswith(("torch_utils.", "training.networks", "dnnlib.")):
+        # rosinality training checkpoints store the argparse.Namespace of their options.
+        return safe_torch_load(path, allowed_globals=(argparse.Namespace,))
+    except UnsafeCheckpointError as e:
+        if e.global_name.startswith(_NVLABS_GLOBALS):
             raise CheckpointError(f"{path} holds whole NVlabs network objects saved with torch.save, which cannot "
                                   f"be read without running their code. Convert the original network pickle "
                                   f"(.pkl) instead.") from None
-        raise CheckpointError(f"refusing to load {path}: the checkpoint asks for {asked}, which a StyleGAN2 "
+        raise CheckpointError(f"refusing to load {path}: the checkpoint asks for {e.global_name}, which a StyleGAN2 "
                               f"checkpoint never needs (it may hold whole objects or be malicious). Nothing "
                               f"in it was run.") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is truncated or damaged: torch.load could not read it ({first}).") from None
-
-
-def _strip_prefix(state: dict, prefix: str = "module.") -> dict:
-    if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -523,7 +495,7 @@ def _from_rosinality(path: Path, which: str, info: ConversionInfo):
             _is_state_dict(v) and any("constant_input" in str(k) for k in v) for v in obj.values()):
         raise CheckpointError(f"{path} looks like an mmagic/mmediting StyleGAN2 checkpoint; mmagic checkpoints "
                               f"are not supported. Convert an NVlabs .pkl or rosinality .pt instead.")
-    if _is_state_dict(obj) and "style.1.weight" in _strip_prefix(obj):
+    if _is_state_dict(obj) and "style.1.weight" in unwrap_state_dict(obj, ()):
         sections = {"G_ema": obj, "G": obj}
     else:
         sections = {"G_ema": obj.get("g_ema"), "G": obj.get("g"), "D": obj.get("d")}
@@ -536,7 +508,7 @@ def _from_rosinality(path: Path, which: str, info: ConversionInfo):
         raise CheckpointError(f"{path} has no {which} network (rosinality key "
                               f"{ {'G_ema': 'g_ema', 'G': 'g', 'D': 'd'}[which]!r}); it holds "
                               f"{', '.join(present)}. Pass --which {present[0]}.")
-    state = _strip_prefix(dict(section))
+    state = unwrap_state_dict(section, ())
     Generator, _, Discriminator, _ = _networks()
     if which == "D":
         if "style.1.weight" in state:
@@ -565,7 +537,7 @@ def _from_rosinality(path: Path, which: str, info: ConversionInfo):
             notes.append("the checkpoint has no stored noise maps; fixed ones were drawn with seed 0")
         if "mapping.w_avg" not in sd:
             with torch.no_grad():
-                model.mapping.w_avg.copy_(_mean_w(model))
+                model.mapping.w_avg.copy_(w_statistics(model)[0])
             notes.append("the checkpoint has no latent_avg; w_avg was estimated from 10,000 mapped z (seed 0)")
     info.notes += notes
     return model

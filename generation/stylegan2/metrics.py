@@ -64,9 +64,9 @@ def real_images(n: int, resolution: int, seed: int = REAL_SEED) -> torch.Tensor:
 
 def load_feature_model(path: str | Path | None = None):
     from hdvila.modeling_hdvila import HDVILAModel
-    from hdvila.retrieval.evaluate import resolve_model_dir
+    from hdvila.paths import resolve_model_path
 
-    return HDVILAModel.from_pretrained(resolve_model_dir(None if path is None else str(path))).eval()
+    return HDVILAModel.from_pretrained(resolve_model_path(path, "hdvila-mini", option="--fd_model")).eval()
 
 
 class FDTracker:

@@ -147,3 +147,24 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"\nwrong caption: output pattern follows the caption {100 * w['follows_caption_pattern']:.1f}%, "
                      f"shape and colour follow the image {100 * w['shape_and_color_follow_image']:.1f}%")
     return "\n".join(lines)
+
+
+FIGURE_COLUMNS = ("lr", "bicubic", "no_text", "text", "wrong", "hr")
+
+
+def comparison_figure(result: dict[str, Any], path, rows: int = 8):
+    """A PNG grid, one image per row: LR (nearest) | bicubic | SR without text | SR with text | SR
+    with a wrong caption | ground truth (columns whose mode was not run are left out). Needs
+    :func:`evaluate_sr` with ``keep_outputs``. Returns the path."""
+    from hdvila.imageio import save_image
+    from hdvila.tensors import image_grid
+
+    outs = result["outputs"]
+    if "hr" not in outs:
+        raise ValueError("run evaluate_sr with keep_outputs > 0 to draw the figure")
+    size = outs["hr"].shape[-2:]
+    cols = [torch.nn.functional.interpolate(outs[c], size=size, mode="nearest") if c == "lr" else outs[c]
+            for c in FIGURE_COLUMNS if c in outs]
+    n = min(rows, len(outs["hr"]))
+    grid = torch.stack([c[:n] for c in cols], dim=1).flatten(0, 1)
+    return save_image(image_grid(grid, nrow=len(cols)), path)

@@ -174,7 +174,8 @@ def d_logistic_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, r1_gam
                     ) -> tuple[torch.Tensor, dict[str, float]]:
     """softplus(D(fake)) + softplus(-D(real)) (+ gamma/2 * |grad D(real)|^2 when ``r1_gamma`` > 0)."""
     real = real.detach().requires_grad_(r1_gamma > 0)
-    real_logits, fake_logits = D(real), D(fake.detach())
+    # one call for both halves: a data-parallel D is called once per backward, as DDP requires
+    real_logits, fake_logits = D(torch.cat([real, fake.detach().to(real.dtype)])).split([len(real), len(fake)])
     loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
     stats = {"d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
     if r1_gamma > 0:

@@ -68,6 +68,7 @@ class SRConfig:
     text_hidden: int = 512              # hidden width of the text-to-W+ MLP
     generator_digest: str = ""          # generator_fingerprint(G)["digest"] of the bank it was trained with
     text_encoder: str = ""              # what produced the text embeddings (HD-VILA folder digest)
+    to_rgb_init: float = 0.1            # scale of the output layer's default init (0: start exactly at bicubic)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -187,7 +188,9 @@ class SRModel(PretrainedModel):
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
         self.to_rgb = nn.Conv2d(d + 3, 3, 1)
-        nn.init.zeros_(self.to_rgb.weight)  # start as bicubic: a sane output from step 0
+        # Start near bicubic (a sane output from step 0) but not at it: with a zero output layer the
+        # decoder gets no gradient until that layer has grown, which stalls the first hundreds of steps.
+        self.to_rgb.weight.data.mul_(config.to_rgb_init)
         nn.init.zeros_(self.to_rgb.bias)
 
     def check_generator(self, G: nn.Module, source: str = "the generator") -> None:

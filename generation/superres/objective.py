@@ -76,7 +76,8 @@ class SRObjective(nn.Module):
         stats["loss"] = loss
         return loss, {k: v.detach() for k, v in stats.items()}, sr
 
-    def d_loss(self, sr: torch.Tensor, hr: torch.Tensor):
-        """The discriminator's logistic loss (+ R1) on this step's output: (loss, stats)."""
-        loss, stats = d_logistic_loss(self.D, hr, sr, self.w.r1_gamma)
+    def d_loss(self, sr: torch.Tensor, hr: torch.Tensor, D: nn.Module | None = None):
+        """The discriminator's logistic loss (+ R1) on this step's output: (loss, stats). ``D``: the
+        discriminator to train (e.g. its data-parallel wrapper; default ``self.D``)."""
+        loss, stats = d_logistic_loss(D if D is not None else self.D, hr, sr, self.w.r1_gamma)
         return loss, {f"{k}": torch.tensor(v) for k, v in stats.items()} | {"loss_D": loss.detach()}

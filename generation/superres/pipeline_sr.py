@@ -148,7 +148,8 @@ class SRPipeline(Pipeline):
         for none), or None. ``generator`` is accepted for the pipeline convention; SR is
         deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
         (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1])."""
-        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
+        images = list(image) if batched else [image]
         self.check_inputs(images, prompt, scale)
         lr, notes = self.prepare_images(images, labels)
         text, keep = self.encode_prompt(prompt, len(images))

@@ -1,4 +1,4 @@
-"""``hdvila demo-data OUT_DIR``: write demo-domain videos, images and annotations as real files.
+"""Demo-domain videos, images and annotations written as real files (``hdvila demo-data OUT_DIR``).
 
 Layout of ``OUT_DIR``::
 
@@ -10,12 +10,13 @@ Layout of ``OUT_DIR``::
     images_<split>.jsonl         {"image": "images/<id>.png", "caption", "attributes"}
     videos_meta_<split>.jsonl    {"clip_id", "motion", "pattern", "needs_motion", "needs_pattern", ...}
 
-Every file is written atomically; annotations are written last, after all media exist.
+Every file is written atomically; annotations are written last, after all media exist. The
+annotations of a kind with no items are not written (``--images 0``: no ``images_<split>.jsonl``;
+``--videos 0``: none of the video annotation files).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -28,25 +29,14 @@ from hdvila.atomic import atomic_write_text
 from hdvila.errors import UserError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out_dir", help="folder to write into (created if missing)")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="test")
-    parser.add_argument("--videos", type=int, default=16, help="number of videos (default 16)")
-    parser.add_argument("--images", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--captions", type=int, default=1, help="captions per video (default 1)")
-    parser.add_argument("--wording", choices=["train", "heldout"], default="train",
-                        help="caption wordings: those used in training, or held-out synonyms and phrasings")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
-    parser.add_argument("--video-resolution", type=int, default=128)
-    parser.add_argument("--image-resolution", type=int, default=64)
-    parser.add_argument("--fps", type=float, default=8.0)
-
-
 def export_demo_data(out_dir: str | Path, *, split: str = "test", videos: int = 16, images: int = 16,
                      captions: int = 1, wording: str = "train", seed: int = 0, frames: int = 32,
                      video_resolution: int = 128, image_resolution: int = 64, fps: float = 8.0) -> dict:
-    """Render and write the files listed in the module docstring; returns a summary dict."""
+    """Render and write the files listed in the module docstring.
+
+    Returns {"out_dir", "videos", "images", "annotations": [annotation file names written]}; bad
+    arguments raise :class:`~hdvila.errors.UserError` before anything is written.
+    """
     from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
     from hdvila.imageio import save_image
     from hdvila.videoio import write_video
@@ -54,6 +44,8 @@ def export_demo_data(out_dir: str | Path, *, split: str = "test", videos: int = 
     for name, value in (("videos", videos), ("images", images), ("frames", frames)):
         if value < 0:
             raise UserError(f"--{name} must be >= 0, got {value}")
+    if videos == 0 and images == 0:
+        raise UserError("--videos and --images are both 0: nothing to write; ask for at least one video or image")
     if captions < 1:
         raise UserError(f"--captions must be >= 1, got {captions}")
     if video_resolution % 2 or video_resolution < 16 or image_resolution < 16:
@@ -85,6 +77,18 @@ def export_demo_data(out_dir: str | Path, *, split: str = "test", videos: int = 
                          "attributes": {k: spec[k] for k in ("shape", "color", "background", "size", "pattern")}
                          | {"row": spec["row"], "col": spec["col"]}})
     # Annotations last: they only ever reference media that exist.
+    written = []
+    if ids:
+        written += _write_video_annotations(out, split, ids, texts, metas, captions, frames, fps)
+    if img_rows:
+        atomic_write_text(out / f"images_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in img_rows))
+        written.append(f"images_{split}.jsonl")
+    return {"out_dir": str(out), "videos": len(ids), "images": len(ids_img), "annotations": written}
+
+
+def _write_video_annotations(out: Path, split: str, ids: list[str], texts: list[list[str]], metas: list[dict],
+                             captions: int, frames: int, fps: float) -> list[str]:
+    """The MSR-VTT CSV and JSON, HD-VILA jsonl and metadata files of the videos; returns their names."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["key", "vid_key", "video_id", "sentence"])
@@ -100,14 +104,4 @@ def export_demo_data(out_dir: str | Path, *, split: str = "test", videos: int = 
         json.dumps({"clip_id": vid, "text": caps if len(caps) > 1 else caps[0], "num_frame": frames}) + "\n"
         for vid, caps in zip(ids, texts)))
     atomic_write_text(out / f"videos_meta_{split}.jsonl", "".join(json.dumps(m) + "\n" for m in metas))
-    atomic_write_text(out / f"images_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in img_rows))
-    return {"out_dir": str(out), "videos": len(ids), "images": len(ids_img)}
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = export_demo_data(args.out_dir, split=args.split, videos=args.videos, images=args.images,
-                               captions=args.captions, wording=args.wording, seed=args.seed, frames=args.frames,
-                               video_resolution=args.video_resolution, image_resolution=args.image_resolution,
-                               fps=args.fps)
-    print(f"wrote {summary['videos']} videos and {summary['images']} images with annotations to {summary['out_dir']}")
-    return 0
+    return [f"msrvtt_{split}.csv", "msrvtt_data.json", f"hdvila_{split}.jsonl", f"videos_meta_{split}.jsonl"]

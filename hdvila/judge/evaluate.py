@@ -37,6 +37,16 @@ def judge_images(judge: AttributeJudge, images: torch.Tensor, batch: int = 200) 
     return {k: (torch.cat([p[k][0] for p in preds]), torch.cat([p[k][1] for p in preds])) for k in ATTRIBUTE_NAMES}
 
 
+@torch.no_grad()
+def read_attributes(judge: AttributeJudge, image: torch.Tensor) -> dict[str, tuple[str, float]]:
+    """The judge's reading of one image [3, H, W] in [-1, 1] (any size: the judge resizes it to its
+    input size): attribute -> (class name, confidence in [0, 1])."""
+    from hdvila.demo.attributes import ATTRIBUTES
+
+    pred = judge.predict(image.unsqueeze(0))
+    return {k: (ATTRIBUTES[k][int(pred[k][0][0])], float(pred[k][1][0])) for k in ATTRIBUTE_NAMES}
+
+
 def confident_on_every_attribute(preds: dict[str, tuple[torch.Tensor, torch.Tensor]],
                                  threshold: float = 0.9) -> torch.Tensor:
     """bool [N]: which images :func:`judge_images` read with confidence > ``threshold`` on every attribute."""

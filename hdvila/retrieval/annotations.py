@@ -1,19 +1,27 @@
 """Readers for retrieval annotation files: video ids and their captions, grouped per video.
 
-Formats (``shared/docs/checks.md``, "Dataset annotation formats"):
+Formats, as the datasets publish them and as CLIP4Clip (Luo et al., 2021) reads them for text-video
+retrieval:
 
 ``msrvtt``
-    The 1k-A test CSV with header ``key,vid_key,video_id,sentence`` (only ``video_id`` and
-    ``sentence`` are used), or an ``MSRVTT_data.json``-style file: ``{"videos": [{"video_id",
-    "split", ...}], "sentences": [{"video_id", "caption", "sen_id"}]}``; with ``split`` only the
-    sentences of videos of that split are kept. Chosen by suffix (.csv / .json).
+    MSR-VTT (Xu et al., CVPR 2016). The 1k-A test CSV of JSFusion (Yu et al., ECCV 2018) with
+    header ``key,vid_key,video_id,sentence`` (only ``video_id`` and ``sentence`` are used; the
+    delimiter is read off the header, as copies with ``;`` circulate), or an
+    ``MSRVTT_data.json``-style file: ``{"videos": [{"video_id", "split", ...}], "sentences":
+    [{"video_id", "caption", "sen_id"}]}``; with ``split`` only the sentences of videos of that
+    split are kept. Chosen by suffix (.csv / .json).
 ``didemo``
-    A JSON list of ``{"video", "description", ...}`` (one sentence per entry, several per video).
+    DiDeMo (Hendricks et al., ICCV 2017): a JSON list of ``{"video", "description", ...}`` (one
+    sentence per entry, several per video). Video ids keep the extension of the original upload
+    (:data:`VIDEO_ID_EXTENSIONS`). The released ``test_data.json`` holds more videos than the
+    1,004-video test list; :func:`restrict_to_id_list` keeps those of a list file.
 ``activitynet``
-    ActivityNet Captions: ``{"v_<id>": {"duration", "timestamps", "sentences": [...]}}``.
+    ActivityNet Captions (Krishna et al., ICCV 2017): ``{"v_<id>": {"duration", "timestamps",
+    "sentences": [...]}}``.
 ``lsmdc``
-    Tab-separated lines ``CLIP_ID, START_ALIGNED, END_ALIGNED, START_EXTRACTED, END_EXTRACTED,
-    SENTENCE``; columns after the sixth are taken as part of the sentence (joined with a space).
+    LSMDC (Rohrbach et al., IJCV 2017): tab-separated lines ``CLIP_ID, START_ALIGNED, END_ALIGNED,
+    START_EXTRACTED, END_EXTRACTED, SENTENCE``; columns after the sixth are taken as part of the
+    sentence (joined with a space).
 ``jsonl``
     HD-VILA style, one JSON object per line: ``{"clip_id": ..., "text": str | [str, ...]}``; lines
     with the same ``clip_id`` are merged.
@@ -42,8 +50,13 @@ from hdvila.errors import InputFileError
 
 FORMATS = ("msrvtt", "didemo", "lsmdc", "activitynet", "jsonl")
 PARAGRAPH_FORMATS = ("didemo", "activitynet")
-# Frame sampling (num_frm, sample_rate, eval clips) the paper uses per dataset (hdvila-facts.md section 4).
+# Frame sampling (num_frames, sample_rate, eval clips) per dataset, those of the HD-VILA paper's
+# retrieval fine-tuning (Xue et al., CVPR 2022).
 DATASET_SAMPLING = {"msrvtt": (7, 4, 4), "didemo": (11, 2, 8), "lsmdc": (11, 3, 4), "activitynet": (13, 4, 8)}
+# Extensions a video id may carry (DiDeMo keeps those of the original uploads); lower case.
+VIDEO_ID_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".mpe", ".wmv", ".m4v", ".3gp",
+                       ".3g2", ".mts", ".m2ts", ".flv", ".ogv", ".qt", ".vob", ".asf", ".divx", ".dv")
+CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
 @dataclass
@@ -157,22 +170,34 @@ def _load_json(path: Path, text: str) -> Any:
         raise InputFileError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}).") from None
 
 
+def _csv_delimiter(text: str) -> str:
+    """The delimiter that splits the header line into ``video_id`` and ``sentence`` columns (',' if none does)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    for delimiter in CSV_DELIMITERS:
+        names = {h.strip() for h in next(csv.reader([header], delimiter=delimiter), [])}
+        if {"video_id", "sentence"} <= names:
+            return delimiter
+    return ","
+
+
 def _msrvtt_csv(path: Path, text: str, rows: _Collector) -> None:
-    reader = csv.reader(io.StringIO(text))
+    delimiter = _csv_delimiter(text)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
     while header is not None and not any(h.strip() for h in header):
         header = next(reader, None)
     names = [h.strip() for h in header] if header else []
     if "video_id" not in names or "sentence" not in names:
         raise InputFileError(f"{path}: the MSR-VTT CSV needs a header with 'video_id' and 'sentence' columns "
-                             f"(key,vid_key,video_id,sentence); found {names}.")
+                             f"(key,vid_key,video_id,sentence; delimiter ',', ';', tab or '|'); found {names}.")
     vcol, scol = names.index("video_id"), names.index("sentence")
+    shown = {"\t": "tab"}.get(delimiter, repr(delimiter))
     for row_no, row in enumerate(reader, start=1):
         where = f"line {reader.line_num} (row {row_no})"
         if not any(c.strip() for c in row):
             continue
         if len(row) != len(names):
-            rows.bad(where, f"{len(row)} fields but the header has {len(names)} (an unquoted comma?)")
+            rows.bad(where, f"{len(row)} fields but the header has {len(names)} (an unquoted {shown}?)")
             continue
         rows.add(where, row[vcol], row[scol], video_field="video_id", text_field="sentence")
 
@@ -291,3 +316,52 @@ def load_annotations(path: str | os.PathLike, fmt: str, *, paragraph: bool | Non
     if paragraph is None:
         paragraph = fmt in PARAGRAPH_FORMATS
     return ann.as_paragraphs() if paragraph else ann
+
+
+def _id_key(video_id: str) -> str:
+    """``video_id`` without a video extension (:data:`VIDEO_ID_EXTENSIONS`), for matching lists to files."""
+    stem, ext = os.path.splitext(video_id)
+    return stem if ext.lower() in VIDEO_ID_EXTENSIONS else video_id
+
+
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """Video ids of a list file, one per line (surrounding spaces and blank lines ignored; file order,
+    duplicates dropped)."""
+    path = Path(path)
+    text = _read_text(path)
+    ids = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    if not ids:
+        raise InputFileError(f"{path}: the video id list is empty; it needs one video id per line.")
+    return ids
+
+
+def restrict_to_id_list(ann: Annotations, path: str | os.PathLike, *, skip_bad_rows: bool = False) -> Annotations:
+    """Only the videos of ``ann`` named in the list file ``path`` (:func:`read_id_list`), in annotation order.
+
+    A listed id matches an annotation id exactly or, failing that, up to a video extension
+    (``abc`` matches ``abc.mov`` and the other way round). Listed ids without captions raise
+    :class:`~hdvila.errors.InputFileError` unless ``skip_bad_rows``: then they are left out and
+    described in ``skipped_rows``.
+    """
+    listed = read_id_list(path)
+    exact = set(ann.video_ids)
+    by_key: dict[str, list[str]] = {}
+    for vid in ann.video_ids:
+        by_key.setdefault(_id_key(vid), []).append(vid)
+    keep: set[str] = set()
+    unmatched: list[str] = []
+    for vid in listed:
+        hits = [vid] if vid in exact else by_key.get(_id_key(vid), [])
+        keep.update(hits)
+        if not hits:
+            unmatched.append(vid)
+    if unmatched and not skip_bad_rows:
+        shown = ", ".join(unmatched[:10]) + (f", ... ({len(unmatched)} in all)" if len(unmatched) > 10 else "")
+        raise InputFileError(f"{path}: {len(unmatched)} of {len(listed)} listed videos have no captions in "
+                             f"{ann.source or 'the annotations'}: {shown}. Check that the list belongs to this "
+                             f"annotation file, or pass --skip-bad to leave them out.")
+    if not keep:
+        raise InputFileError(f"{path}: none of the {len(listed)} listed videos is in {ann.source or 'the annotations'}.")
+    out = ann.subset(keep)
+    out.skipped_rows.extend(f"{path}: listed video {vid!r} has no captions" for vid in unmatched)
+    return out

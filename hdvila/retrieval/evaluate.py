@@ -1,44 +1,36 @@
-"""``hdvila eval-retrieval``: text-video retrieval metrics of a model on an annotated set of videos.
+"""Text-video retrieval metrics of a model on an annotated set of videos (``hdvila eval-retrieval``).
 
-Usage::
-
-    hdvila eval-retrieval --model DIR --annotations FILE --videos DIR --format msrvtt|didemo|lsmdc|activitynet|jsonl
-        [--paragraph | --no-paragraph] [--split SPLIT] [--num-frm N --sample-rate R --n-clips C]
-        [--batch-size B] [--device auto|cpu|cuda] [--dtype auto|fp32|fp16|bf16] [--workers W]
-        [--cache-dir DIR | --no-cache] [--skip-bad] [--max-tokens L] [--ties pessimistic|optimistic]
-        [--json OUT]
-
-Steps: read the annotations (:mod:`.annotations`), find each video by id in ``--videos``
-(:func:`~hdvila.retrieval.index.find_videos`), encode the videos (embeddings cached on disk, see
-:mod:`.index`: a second run with the same model, videos and sampling encodes text only), encode the
-captions, and score both directions with :mod:`.metrics` (dot product of L2-normalised features).
+Steps: read the annotations (:mod:`.annotations`), find each video by id in the videos folder
+(:func:`locate_videos`), encode the videos (embeddings cached on disk, see :mod:`.index`: a second
+run with the same model, videos and sampling encodes text only), encode the captions, and score both
+directions with :mod:`.metrics` (dot product of L2-normalised features).
 
 Bad input. Missing videos stop the run with the list of missing ids; videos that cannot be decoded
-are all attempted first and then reported together. With ``--skip-bad`` missing and undecodable
-videos (and unreadable annotation rows) are left out and listed in the output instead.
+are all attempted first and then reported together. With ``skip_bad`` (``--skip-bad``) missing and
+undecodable videos (and unreadable annotation rows) are left out and listed in the output instead.
 
-Sampling defaults per dataset (paper settings, hdvila-facts.md section 4): msrvtt 7/4/4, didemo
-11/2/8, lsmdc 11/3/4, activitynet 13/4/8 (num_frm / sample_rate / n_clips); jsonl uses the model's
+Sampling defaults per dataset (:data:`~hdvila.retrieval.annotations.DATASET_SAMPLING`, the frame
+sampling of the HD-VILA paper's retrieval fine-tuning, Xue et al., CVPR 2022): msrvtt 7/4/4, didemo
+11/2/8, lsmdc 11/3/4, activitynet 13/4/8 (num_frames / sample_rate / n_clips); jsonl uses the model's
 ``num_frames``, 4 and 4.
 
-The Python API :func:`evaluate_retrieval` is what the command runs; training code can call it with
-a model in memory, and with in-memory videos or precomputed video features.
+:func:`evaluate_retrieval` is what the command runs; training code can call it with a model in
+memory, and with in-memory videos or precomputed video features. :func:`load_model_and_processor`
+loads a model folder (default: the bundled ``checkpoints/hdvila-mini``) with the requested sampling.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from hdvila.errors import InputFileError, UserError
-from hdvila.retrieval.annotations import DATASET_SAMPLING, FORMATS, Annotations, load_annotations
-from hdvila.retrieval.index import (EmbeddingCache, default_cache_dir, encode_texts, encode_videos, find_videos,
-                                    model_device_dtype, model_dir_id, model_memory_id, sampling_settings)
+from hdvila.retrieval.annotations import VIDEO_ID_EXTENSIONS, Annotations
+from hdvila.retrieval.index import (EmbeddingCache, encode_texts, encode_videos, find_videos, model_device_dtype,
+                                    model_memory_id, sampling_settings)
 from hdvila.retrieval.metrics import KS, TIE_RULES, format_table, retrieval_metrics
 
 _LIST_LIMIT = 50  # ids shown in one error message
@@ -110,7 +102,7 @@ def _evaluate(model, processor, ann: Annotations, videos_dir, videos, video_feat
             missing = [vid for vid in ann.video_ids if vid not in video_features]
     else:
         if videos_dir is not None:
-            found, missing = find_videos(videos_dir, ann.video_ids)
+            found, missing = locate_videos(videos_dir, ann.video_ids)
             sources = {vid: p for vid, p in found.items()}
         else:
             sources = {vid: videos[vid] for vid in ann.video_ids if vid in videos}
@@ -118,8 +110,8 @@ def _evaluate(model, processor, ann: Annotations, videos_dir, videos, video_feat
     if missing and not skip_bad:
         where = f" in {videos_dir}" if videos_dir is not None else ""
         raise InputFileError(f"{len(missing)} of {len(ann)} videos not found{where} (looked for "
-                             f"<id>.mp4/.avi/.mkv/.webm/.mov or a frame folder <id>/); pass --skip-bad to "
-                             f"evaluate without them. Missing:" + _listing(missing))
+                             f"<id>.mp4/.avi/.mkv/.webm/.mov, a file named <id> or a frame folder <id>/); pass "
+                             f"--skip-bad to evaluate without them. Missing:" + _listing(missing))
     if video_features is None:
         cache = None
         if cache_dir is not None:
@@ -148,7 +140,7 @@ def _evaluate(model, processor, ann: Annotations, videos_dir, videos, video_feat
         **metrics,
         "num_videos": len(kept), "num_queries": len(texts), "paragraph": kept.paragraph, "ties": ties,
         "annotations": ann.source,
-        "sampling": {"num_frm": processor.num_frm, "sample_rate": processor.sample_rate, "n_clips": processor.n_clips},
+        "sampling": {"num_frames": processor.num_frames, "sample_rate": processor.sample_rate, "n_clips": processor.n_clips},
         "videos_encoded": encoded, "videos_from_cache": cached,
         "skipped_videos": skipped, "missing_videos": missing if skip_bad else [],
         "skipped_rows": list(ann.skipped_rows), "truncated_queries": truncated,
@@ -159,123 +151,75 @@ def _evaluate(model, processor, ann: Annotations, videos_dir, videos, video_feat
     return out
 
 
-# ---- command line ----------------------------------------------------------------------------------
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared with ``hdvila search``: model, sampling, compute, cache."""
-    parser.add_argument("--model", default=None,
-                        help="model folder (config.json + model.safetensors); default: the bundled "
-                             "checkpoints/hdvila-mini")
-    parser.add_argument("--num-frm", type=int, default=None,
-                        help="frames per clip (odd); default per dataset: msrvtt 7, didemo 11, lsmdc 11, "
-                             "activitynet 13, otherwise the model's num_frames")
-    parser.add_argument("--sample-rate", type=int, default=None,
-                        help="frame step inside a clip; default msrvtt 4, didemo 2, lsmdc 3, activitynet 4, else 4")
-    parser.add_argument("--n-clips", type=int, default=None,
-                        help="clips per video; default msrvtt 4, didemo 8, lsmdc 4, activitynet 8, else 4")
-    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="compute precision; auto = fp16 autocast on CUDA, fp32 on CPU")
-    parser.add_argument("--workers", type=int, default=2, help="processes decoding videos (0: none; default 2)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="video-embedding cache (default $HDVILA_CACHE or ~/.cache/hdvila/embeddings)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
-    parser.add_argument("--max-tokens", type=int, default=None,
-                        help="tokens per text query, [CLS]/[SEP] included (default: the processor's 50)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def locate_videos(videos_dir: str | os.PathLike, ids: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
+    """:func:`~hdvila.retrieval.index.find_videos`, plus ids that name a file of another container.
+
+    DiDeMo ids keep the extension of the original upload (``.mpg``, ``.wmv``, ``.m4v``, ``.3gp``,
+    ``.mts``, ``.3g2``, ...; :data:`~hdvila.retrieval.annotations.VIDEO_ID_EXTENSIONS`): such an id
+    is found as the file of exactly that name below ``videos_dir`` (the shallowest one), else as a
+    transcoded copy under the id without its extension (``x.wmv`` -> ``x.mp4``). Returns ({id: path},
+    [ids not found] in input order).
+    """
+    found, missing = find_videos(videos_dir, ids)
+    if not missing:
+        return found, missing
+    wanted, own = set(missing), {}
+    for dirpath, dirnames, filenames in os.walk(videos_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name in wanted:
+                path = Path(dirpath) / name
+                depth = len(path.relative_to(videos_dir).parts)
+                own[name] = min(own.get(name, (depth, str(path), path)), (depth, str(path), path))
+    found.update({vid: own[vid][2] for vid in missing if vid in own})
+    stems = {vid: os.path.splitext(vid)[0] for vid in missing
+             if vid not in own and os.path.splitext(vid)[1].lower() in VIDEO_ID_EXTENSIONS}
+    by_stem = find_videos(videos_dir, sorted(set(stems.values())))[0] if stems else {}
+    found.update({vid: by_stem[stem] for vid, stem in stems.items() if stem in by_stem})
+    return found, [vid for vid in missing if vid not in found]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--annotations", required=True, help="annotation file")
-    parser.add_argument("--videos", required=True, help="folder with the videos (files or frame folders)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
-    parser.add_argument("--paragraph", action=argparse.BooleanOptionalAction, default=None,
-                        help="join each video's sentences into one query (default: on for didemo, activitynet)")
-    parser.add_argument("--split", default=None, help="MSR-VTT JSON only: evaluate the videos of this split")
-    add_model_arguments(parser)
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave out missing or unreadable videos and bad annotation rows (listed in the output)")
-    parser.add_argument("--ties", choices=TIE_RULES, default="pessimistic",
-                        help="tie rule for ranks (default pessimistic: tied wrong items rank ahead)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON ('-': stdout)")
+def load_model_and_processor(model_dir: str | os.PathLike | None = None, *,
+                             default_sampling: tuple[int, int, int] | None = None, num_frames: int | None = None,
+                             sample_rate: int | None = None, n_clips: int | None = None,
+                             max_tokens: int | None = None):
+    """An :class:`~hdvila.HDVILAModel` (eval mode, CPU) and its processor; returns (model, processor, model folder).
 
-
-def resolve_model_dir(arg: str | None) -> Path:
-    """``--model`` or the bundled ``checkpoints/hdvila-mini``, with a clear error when neither exists."""
-    from hdvila.errors import CheckpointError
-    from hdvila.paths import bundled
-
-    if arg is not None:
-        return Path(arg)
-    path = bundled("hdvila-mini")
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"No --model given and the bundled model {path} is missing. Pass --model DIR (a folder "
-                              f"with config.json and model.safetensors, e.g. from `hdvila convert`), or train the "
-                              f"mini model and save it to {path}.")
-    return path
-
-
-def load_model_and_processor(args: argparse.Namespace, default_sampling: tuple[int, int, int] | None = None):
-    """Model (eval mode, on ``--device``), processor with the requested sampling, model id, device, dtype."""
+    ``model_dir`` None means the bundled ``checkpoints/hdvila-mini``. Sampling: ``num_frames`` /
+    ``sample_rate`` / ``n_clips`` where given, else ``default_sampling`` (a dataset's, see
+    :data:`~hdvila.retrieval.annotations.DATASET_SAMPLING`), else the model's ``num_frames``, 4 and 4.
+    ``max_tokens``: tokens per text query ([CLS]/[SEP] included; default the processor's). Bad
+    values raise :class:`~hdvila.errors.UserError` naming the command-line option.
+    """
     from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.paths import resolve_model_path
     from hdvila.processing_hdvila import HDVILAProcessor
 
-    model_dir = resolve_model_dir(args.model)
+    model_dir = resolve_model_path(model_dir, "hdvila-mini", option="--model", accepts=(
+        "a folder with config.json and model.safetensors (e.g. from `hdvila convert hdvila`)"))
     model = HDVILAModel.from_pretrained(model_dir)
-    num_frm, sample_rate, n_clips = default_sampling or (model.config.num_frames, 4, 4)
-    num_frm = args.num_frm if args.num_frm is not None else num_frm
-    sample_rate = args.sample_rate if args.sample_rate is not None else sample_rate
-    n_clips = args.n_clips if args.n_clips is not None else n_clips
-    if num_frm < 1 or num_frm % 2 == 0:
-        raise UserError(f"--num-frm must be odd and >= 1 (the middle frame is the HR one), got {num_frm}")
+    defaults = default_sampling or (model.config.num_frames, 4, 4)
+    num_frames, sample_rate, n_clips = (given if given is not None else default for given, default in
+                                        zip((num_frames, sample_rate, n_clips), defaults))
+    if num_frames < 1 or num_frames % 2 == 0:
+        raise UserError(f"--num-frames must be odd and >= 1 (the middle frame is the HR one), got {num_frames}")
     if sample_rate < 0 or n_clips < 1:
         raise UserError(f"need --sample-rate >= 0 and --n-clips >= 1, got {sample_rate} and {n_clips}")
-    if args.batch_size < 1 or args.workers < 0:
-        raise UserError("--batch-size must be >= 1 and --workers >= 0")
-    kwargs = {"num_frm": num_frm, "sample_rate": sample_rate, "n_clips": n_clips}
-    if args.max_tokens is not None:
+    kwargs = {"num_frames": num_frames, "sample_rate": sample_rate, "n_clips": n_clips}
+    if max_tokens is not None:
         limit = model.config.max_position_embeddings
-        if not 3 <= args.max_tokens <= limit:
+        if not 3 <= max_tokens <= limit:
             raise UserError(f"--max-tokens must be between 3 and {limit} (the text encoder's positions), "
-                            f"got {args.max_tokens}")
-        kwargs["max_length"] = args.max_tokens
-    processor = HDVILAProcessor.from_config(model.config, **kwargs)
-    device, dtype = model_device_dtype(model, args.device, args.dtype)
-    cache_root = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    model_id = model_dir_id(model_dir, cache_root)
-    return model, processor, model_id, device, dtype, cache_root
-
-
-def run(args: argparse.Namespace) -> int:
-    ann = load_annotations(args.annotations, args.format, paragraph=args.paragraph, split=args.split,
-                           skip_bad_rows=args.skip_bad)
-    model, processor, model_id, device, dtype, cache_root = load_model_and_processor(
-        args, DATASET_SAMPLING.get(args.format))
-    result = evaluate_retrieval(model, processor, ann, args.videos, batch_size=args.batch_size, device=device,
-                                dtype=dtype, workers=args.workers, cache_dir=cache_root, model_id=model_id,
-                                skip_bad=args.skip_bad, ties=args.ties, progress=not args.quiet)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
-
-
-def write_json(dest: str, obj: Any) -> None:
-    """``--json`` output: ``-`` prints to stdout, anything else is a file written atomically."""
-    text = json.dumps(obj, indent=1)
-    if dest == "-":
-        print(text)
-    else:
-        from hdvila.atomic import atomic_write_text
-
-        atomic_write_text(dest, text + "\n")
+                            f"got {max_tokens}")
+        kwargs["max_length"] = max_tokens
+    return model, HDVILAProcessor.from_config(model.config, **kwargs), Path(model_dir)
 
 
 def report(result: dict[str, Any]) -> str:
-    """The human-readable summary printed by the command."""
+    """The human-readable summary of :func:`evaluate_retrieval`'s result (what the command prints)."""
     s = result["sampling"]
     lines = [f"{result['num_videos']} videos, {result['num_queries']} queries"
-             f"{' (paragraphs)' if result['paragraph'] else ''}; sampling {s['num_frm']} frames x "
+             f"{' (paragraphs)' if result['paragraph'] else ''}; sampling {s['num_frames']} frames x "
              f"{s['n_clips']} clips, rate {s['sample_rate']}; ties {result['ties']}",
              f"videos encoded: {result['videos_encoded']}, from cache: {result['videos_from_cache']}",
              "", format_table({k: result[k] for k in ("t2v", "v2t")}, KS)]
@@ -292,8 +236,3 @@ def report(result: dict[str, Any]) -> str:
                      + _listing(result["skipped_rows"], None))
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from apps.cli import main
-
-    sys.exit(main(["eval-retrieval", *sys.argv[1:]]))

@@ -1,7 +1,9 @@
 """Video discovery and the on-disk video-embedding cache shared by ``eval-retrieval`` and ``search``.
 
 Discovery. A *video* is a file with one of :data:`VIDEO_SUFFIXES` (any letter case) or a *frame
-folder*: a folder holding numbered images (``0001.jpg, ...``), read as one video. Hidden entries
+folder*: a folder holding one video's frames as numbered images (``00001.png, ...`` or
+``frame_0001.jpg, ...``, consecutive, one size; :func:`hdvila.videoio.frame_folder_files`), read as
+one video; other folders of numbered images are skipped with a warning. Hidden entries
 (names starting with ``.``) are ignored, and the inside of a frame folder is not searched further.
 :func:`find_videos` maps annotation ids to files: ``<id>.<ext>``, a frame folder ``<id>/``, or a
 video file whose name is exactly ``<id>`` (DiDeMo ids carry their own extension), anywhere below the folder; when
@@ -14,7 +16,7 @@ Cache. One small ``.npz`` per video embedding under
 
 * model id = SHA-256 of ``config.json`` + ``model.safetensors`` (or, for a model in memory, of its
   config and state dict), so retraining or replacing the weights never reuses old embeddings;
-* settings id = hash of everything else that changes an embedding: frame sampling (num_frm,
+* settings id = hash of everything else that changes an embedding: frame sampling (num_frames,
   sample_rate, n_clips), processor geometry (hr/lr size, resize ratio), compute dtype, cache version;
 * entry key = hash of the video's resolved path, size and modification time (for a frame folder:
   its image count, total size and newest mtime), so an edited or replaced video is re-encoded.
@@ -59,14 +61,29 @@ def _image_suffixes() -> tuple[str, ...]:
     return IMAGE_SUFFIXES
 
 
-def _is_frame_listing(filenames: Iterable[str]) -> bool:
+def _frame_folder_note(folder: Path, filenames: list[str]) -> str | None:
+    """None if ``folder`` is a frame folder (:func:`hdvila.videoio.frame_folder_files`, strict), else
+    why not; "" for a folder without numbered images, which is simply not a candidate."""
+    from hdvila.videoio import frame_folder_files
+
     suffixes = _image_suffixes()
-    return any(not f.startswith(".") and os.path.splitext(f)[1].lower() in suffixes
-               and _NUMBERED.search(os.path.splitext(f)[0]) for f in filenames)
+    if not any(not f.startswith(".") and os.path.splitext(f)[1].lower() in suffixes
+               and _NUMBERED.search(os.path.splitext(f)[0]) for f in filenames):
+        return ""
+    try:
+        frame_folder_files(folder, names=filenames, strict=True)
+    except InputFileError as e:
+        return str(e)
+    return None
 
 
 def list_videos(folder: str | os.PathLike) -> list[Path]:
-    """Every video file and frame folder below ``folder`` (recursive, sorted; see module docstring)."""
+    """Every video file and frame folder below ``folder`` (recursive, sorted; see module docstring).
+
+    A folder of numbered images that does not look like one video's frames (another name stem than
+    a frame word or the folder's name, a gap, several image sizes: :func:`hdvila.videoio.frame_folder_files`)
+    is skipped with a warning saying why, and searched further like any folder.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise InputFileError(f"{root}: video folder not found." if not root.exists()
@@ -74,10 +91,14 @@ def list_videos(folder: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=None):
         here = Path(dirpath)
-        if here != root and _is_frame_listing(filenames):
-            found.append(here)
-            dirnames[:] = []
-            continue
+        if here != root:
+            note = _frame_folder_note(here, filenames)
+            if note is None:
+                found.append(here)
+                dirnames[:] = []
+                continue
+            if note:
+                warnings.warn(f"skipped {here}: not a frame folder: {note.split(': ', 1)[-1]}", stacklevel=2)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(here / f for f in filenames
                      if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_SUFFIXES)
@@ -208,7 +229,7 @@ def video_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
 
 def sampling_settings(processor: Any, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """The processor and compute settings that change a video embedding (part of the cache key)."""
-    return {"num_frm": processor.num_frm, "sample_rate": processor.sample_rate, "n_clips": processor.n_clips,
+    return {"num_frames": processor.num_frames, "sample_rate": processor.sample_rate, "n_clips": processor.n_clips,
             "hr_size": list(processor.hr_size), "lr_size": list(processor.lr_size),
             "resize_ratio": float(processor.resize_ratio), "dtype": str(dtype).replace("torch.", ""),
             "cache_version": CACHE_VERSION}
@@ -402,6 +423,8 @@ def encode_texts(model: Any, processor: Any, texts: Sequence[str], *, batch_size
     processor's ``max_length`` tokens (the per-text warnings are folded into that count)."""
     from tqdm import tqdm
 
+    from hdvila.processing_hdvila import TextTruncationWarning
+
     device = torch.device(device)
     chunks = []
     truncated = 0
@@ -411,9 +434,9 @@ def encode_texts(model: Any, processor: Any, texts: Sequence[str], *, batch_size
         for start in tqdm(range(0, len(texts), batch_size), desc="texts", unit="batch",
                           disable=not progress or len(texts) <= batch_size):
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                warnings.simplefilter("always", TextTruncationWarning)
                 tok = processor.tokenize(list(texts[start:start + batch_size]))
-            truncated += sum("truncated" in str(w.message) for w in caught)
+            truncated += sum(w.message.count for w in caught if isinstance(w.message, TextTruncationWarning))
             with autocast:
                 feats = model.get_text_features(tok["input_ids"].to(device), tok["attention_mask"].to(device))
             chunks.append(feats.float().cpu())

@@ -1,6 +1,7 @@
 """Text-video retrieval metrics: R@K, median and mean rank, both directions.
 
-Conventions (the reference implementations', see ``shared/docs/checks.md``):
+Conventions (those of the reference implementations: CLIP4Clip's ``metrics.py``, Luo et al., 2021,
+and the official HD-VILA code, microsoft/XPretrain):
 
 * ``sim`` is [num_queries, num_videos] for text->video: row ``i`` is caption (query) ``i``, column
   ``j`` video ``j``; higher is more similar. Video->text uses ``sim.T``.
@@ -23,7 +24,9 @@ reference implementations take ``np.where(sorted == diagonal)``, which yields on
 score: an all-ones 3x3 matrix gives 9 "ranks" for 3 queries.) Under the pessimistic rule a model
 that scores everything the same gets no credit (all-ones 3x3: ranks [2, 2, 2], R@1 = 0).
 ``ties="optimistic"`` counts only strictly higher wrong items (all-ones 3x3: ranks [0, 0, 0]).
-Without ties both rules give the reference numbers. Scores are compared exactly (no tolerance).
+Without ties both rules give the reference numbers. Scores are compared exactly (no tolerance), in
+the input's own precision: float64 stays float64 (a cast to float32 would create ties), only 16-bit
+floats are widened to float32, which is exact.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ _CHUNK = 2048  # query rows handled at once (bounds the memory of the [rows, ite
 
 def _as_numpy(sim: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(sim, torch.Tensor):
-        sim = sim.detach().float().cpu().numpy()
+        sim = sim.detach().cpu()
+        if sim.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16; widening is exact
+            sim = sim.float()
+        sim = sim.numpy()
     sim = np.asarray(sim)
     if sim.ndim != 2 or sim.shape[0] == 0 or sim.shape[1] == 0:
         raise ValueError(f"a similarity matrix must be 2-D and non-empty, got shape {sim.shape}")

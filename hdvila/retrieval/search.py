@@ -1,30 +1,21 @@
-"""``hdvila search``: text-to-video search over a folder of videos.
-
-Usage::
-
-    hdvila search VIDEO_DIR "a red star moving left" [--top 5] [--model DIR] [--cache-dir DIR | --no-cache]
-        [--num-frm N --sample-rate R --n-clips C] [--batch-size B] [--device D] [--dtype T] [--workers W]
-        [--json OUT]
+"""Text-to-video search over a folder of videos (``hdvila search VIDEO_DIR "a red star moving left"``).
 
 Every video file (.mp4, .avi, .mkv, .webm, .mov) and frame folder below ``VIDEO_DIR`` is indexed
 through the on-disk embedding cache of :mod:`.index` (the one ``eval-retrieval`` uses), so only new
 or changed videos are decoded and encoded; then the query's embedding is compared with every video
-by cosine similarity and the ``--top`` best are printed (rank, score, file). Videos that cannot be
-decoded are left out of the search and listed as warnings on stderr (a search should still answer
-when one file of a folder is broken). The default model is the bundled ``checkpoints/hdvila-mini``.
+by cosine similarity and the ``top`` best are returned (rank, score, file). Videos that cannot be
+decoded are left out of the search and listed in the result (a search should still answer when one
+file of a folder is broken; the command prints them as warnings on stderr).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hdvila.errors import InputFileError, TextInputError, UserError
-from hdvila.retrieval.evaluate import add_model_arguments, load_model_and_processor, write_json
 from hdvila.retrieval.index import EmbeddingCache, encode_texts, encode_videos, list_videos, sampling_settings
 
 
@@ -65,34 +56,3 @@ def search_videos(model: Any, processor: Any, videos_dir: str | Path, query: str
     results = [{"rank": r + 1, "score": float(scores[i]), "file": kept[i]} for r, i in enumerate(order)]
     return {"query": query, "results": results, "num_videos": len(kept), "skipped": skipped,
             "videos_encoded": enc.encoded, "videos_from_cache": enc.cached}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video_dir", help="folder of videos to search (searched recursively)")
-    parser.add_argument("query", help="what to look for, e.g. \"a red star moving left\"")
-    parser.add_argument("--top", type=int, default=5, help="number of results (default 5)")
-    add_model_arguments(parser)
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON ('-': stdout)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.query.strip():
-        raise TextInputError("The search query is empty; describe the video you are looking for.")
-    if args.top < 1:
-        raise UserError(f"--top must be >= 1, got {args.top}")
-    if not Path(args.video_dir).is_dir():
-        list_videos(args.video_dir)  # raises the 'not found' / 'is a file' error
-    model, processor, model_id, device, dtype, cache_root = load_model_and_processor(args)
-    out = search_videos(model, processor, args.video_dir, args.query, top=args.top, cache_dir=cache_root,
-                        model_id=model_id, batch_size=args.batch_size, device=device, dtype=dtype,
-                        workers=args.workers, progress=not args.quiet)
-    for s in out["skipped"]:
-        print(f"warning: skipped {s['reason']}", file=sys.stderr)
-    print(f"searched {out['num_videos']} videos ({out['videos_encoded']} newly indexed, "
-          f"{out['videos_from_cache']} from cache) for: {args.query}")
-    print(f"{'rank':>4}  {'score':>7}  file")
-    for r in out["results"]:
-        print(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['file']}")
-    if args.json:
-        write_json(args.json, out)
-    return 0

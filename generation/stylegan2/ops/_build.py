@@ -52,17 +52,12 @@ CFLAGS = ("-O3", "-fopenmp", "-fno-trapping-math")
 LDFLAGS = ("-fopenmp",)
 CUDA_CFLAGS = ("-O3",)
 
-#: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors.
-#: Measured with benchmarks/bench_stylegan2.py (x86-64, 2 shared cores, interleaved medians):
-#: with 2 threads the kernels are 2-8x faster per op (forward) and 1.4-2.5x (forward+backward),
-#: the config-f generator 1.2x (256 px) to 1.5x (1024 px) faster; with 1 thread they are
-#: 1.0-5x faster except plain lrelu bias_act forward (0.7-1.5x, noisy) and the FIR passes'
-#: backward (0.8-0.9x), and the generator is 1.0-1.25x faster. The reference convolves the
+#: Ops whose C++ kernel beats the reference on CPU, so 'auto' uses it for CPU tensors
+#: (benchmarks/bench_stylegan2.py; speeds: docs/results.md). The reference convolves the
 #: inserted zeros and the dropped samples of up/downsampling; the kernel skips them.
 #: Only for dense row-major float32/float64 tensors: for bfloat16 (autocast) and channels-last
-#: tensors the oneDNN-backed reference is faster (the kernels are scalar and need a row-major
-#: copy): a bf16 channels-last training step of the 64 px default config takes 320 ms with the
-#: reference ops against 485 ms with the kernels (benchmarks/bench_train_step.py, 2 threads).
+#: tensors the oneDNN-backed reference is faster, as the kernels are scalar and need a row-major
+#: copy (benchmarks/bench_train_step.py; speeds: docs/results.md).
 CPU_PREFERS_COMPILED: frozenset[str] = frozenset({"upfirdn2d", "bias_act"})
 CPU_COMPILED_DTYPES = (torch.float32, torch.float64)
 
@@ -159,6 +154,11 @@ def build_extension(kind: str) -> ModuleType:
     build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
     if build_dir in _loaded:
         return _loaded[build_dir]
+    # A first build takes minutes; say so, or the command looks hung (the loader itself is silent).
+    fresh = not (build_dir / f"{name}.so").is_file()
+    started = time.perf_counter()
+    if fresh:
+        print(f"building StyleGAN2 {kind} ops (one time) in {build_dir} ...", file=sys.stderr, flush=True)
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_lock(build_dir, cpp_extension)
@@ -170,6 +170,8 @@ def build_extension(kind: str) -> ModuleType:
     except Exception as e:  # compiler errors surface as RuntimeError, missing tools as OSError etc.
         raise ExtensionBuildError(f"building the StyleGAN2 {kind} ops in {build_dir} failed: "
                                   f"{type(e).__name__}: {_tail(str(e))}") from e
+    if fresh:
+        print(f"built the StyleGAN2 {kind} ops in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     _loaded[build_dir] = module
     return module
 
@@ -209,6 +211,15 @@ def reset_cache() -> None:
         _modules.clear()
         _errors.clear()
         _loaded.clear()
+
+
+def prepare(device: str | torch.device = "cpu") -> ModuleType | None:
+    """Build or load now the extension that ``'auto'`` (or ``HDVILA_OPS_IMPL``) would use for dense
+    float32 tensors on ``device``, so that a first build happens here and not inside timed work
+    (the projector calls it before it starts its clock). Returns that module, or ``None`` when the
+    reference path will run (or the build failed, after its one warning)."""
+    op = min(CPU_PREFERS_COMPILED, default="upfirdn2d")  # on CPU only these ops ever use a kernel
+    return resolve("auto", op, torch.empty(1, device=device))
 
 
 def resolve(impl: str, op: str, x: torch.Tensor) -> ModuleType | None:

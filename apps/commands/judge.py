@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--model", default=None, help="judge model folder (default: bundled checkpoints/judge)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images read from disk at a time (default 64)")
 
 
 def _collect(inputs: list[str]) -> list[Path]:
@@ -40,14 +40,15 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.imageio import load_image
+    from hdvila.judge.evaluate import read_attributes
     from hdvila.judge.model import ATTRIBUTE_NAMES, load_judge
     from hdvila.tensors import pil_to_tensor
 
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     files = _collect(args.inputs)
     judge = load_judge(args.model)
-    vocab = ATTRIBUTES
     failed = 0
     if not args.json:
         print("\t".join(["file"] + list(ATTRIBUTE_NAMES)))
@@ -60,15 +61,11 @@ def run(args: argparse.Namespace) -> int:
             except InputFileError as e:
                 print(f"error: {e}", file=sys.stderr)
                 failed += 1
-        if not batch:
-            continue
-        # Different sizes are fine: the judge resizes each image to its input size.
-        preds = [judge.predict(x.unsqueeze(0)) for x in batch]
-        for f, pred in zip(names, preds):
-            row = {k: (vocab[k][int(pred[k][0][0])], float(pred[k][1][0])) for k in ATTRIBUTE_NAMES}
+        for f, image in zip(names, batch):
+            row = read_attributes(judge, image)
             if args.json:
-                print(json.dumps({"file": str(f)} | {k: {"value": v, "confidence": round(c, 4)} for k, (v, c) in row.items()}))
+                print(json.dumps({"file": str(f)} | {k: {"value": v, "confidence": round(c, 4)}
+                                                     for k, (v, c) in row.items()}))
             else:
                 print("\t".join([str(f)] + [f"{v} ({c:.2f})" for v, c in row.values()]))
     return 1 if failed else 0
-

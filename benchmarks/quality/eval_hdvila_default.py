@@ -1,7 +1,7 @@
 """Evidence for the default HD-VILA model on the demo domain: retrieval on held-out test data.
 
-    .venv/bin/python scripts/eval_hdvila_default.py                      # bundled checkpoints/hdvila-mini
-    .venv/bin/python scripts/eval_hdvila_default.py --model runs/hdvila-mini/model \\
+    .venv/bin/python benchmarks/quality/eval_hdvila_default.py                      # bundled checkpoints/hdvila-mini
+    .venv/bin/python benchmarks/quality/eval_hdvila_default.py --model runs/hdvila-mini/model \\
         --ablation lr_only=runs/hdvila-mini-lr_only/model --ablation hr_only=runs/hdvila-mini-hr_only/model
 
 Steps:
@@ -40,7 +40,7 @@ How the models were trained (``hdvila/train.py``; batch 32 videos + 16 images in
         --lr_warmup_steps 150 --mixed_precision bf16 --threads 1 --checkpointing_steps 100 \
         --checkpoints_total_limit 1 --resume_from_checkpoint latest
     done
-    python scripts/eval_hdvila_default.py --ablation hybrid_600=runs/ablation-600/hybrid/model \
+    python benchmarks/quality/eval_hdvila_default.py --ablation hybrid_600=runs/ablation-600/hybrid/model \
         --ablation lr_only_600=runs/ablation-600/lr_only/model --ablation hr_only_600=runs/ablation-600/hr_only/model
 """
 
@@ -53,7 +53,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -124,8 +124,8 @@ def video_retrieval(model, model_dir: Path, files: dict[str, Path], meta: dict[s
     from hdvila.retrieval.index import model_dir_id
     from hdvila.retrieval.metrics import retrieval_ranks
 
-    num_frm, rate, clips = DATASET_SAMPLING["msrvtt"]
-    processor = HDVILAProcessor.from_config(model.config, num_frm=num_frm, sample_rate=rate, n_clips=clips)
+    num_frames, rate, clips = DATASET_SAMPLING["msrvtt"]
+    processor = HDVILAProcessor.from_config(model.config, num_frames=num_frames, sample_rate=rate, n_clips=clips)
     model_id = model_dir_id(model_dir, cache)
     out = {}
     for wording, ann_file, fmt in (("train", files["video_ann"], "msrvtt"),

@@ -1,7 +1,7 @@
 """Evidence for the bundled 64 px StyleGAN2 generator on the demo domain.
 
-    .venv/bin/python scripts/eval_stylegan2_default.py                    # checkpoints/stylegan2-demo64
-    .venv/bin/python scripts/eval_stylegan2_default.py --generator runs/stylegan2-demo64/generator
+    .venv/bin/python benchmarks/quality/eval_stylegan2_default.py                    # checkpoints/stylegan2-demo64
+    .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --generator runs/stylegan2-demo64/generator
 
 1. Samples: ``--samples`` images at truncation 1.0 (noise 'const', seeds 0..N-1) are read by the judge
    (the independent referee: it plays no part in training or checkpoint choice). Reported: the share

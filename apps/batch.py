@@ -1,0 +1,137 @@
+"""Batch processing of images and videos for ``hdvila upscale`` and ``hdvila edit``.
+
+INPUT is an image, a video, or a folder searched recursively for both; OUTPUT is a file for a file
+input and a folder for a folder input, where each result keeps its relative path (images become
+``.png``, videos ``.mp4``).
+
+- **Resumable**: a job whose output exists is skipped unless ``overwrite``; every write is atomic
+  (a temporary file renamed when complete), so a killed run never leaves a partial output.
+- **One bad input does not stop the batch**: it is recorded in the errors report
+  (``OUTPUT/hdvila-errors.jsonl`` for a folder, ``OUTPUT.errors.jsonl`` beside a single file; one
+  JSON object per line with ``input`` and ``error``), and :func:`run_jobs` returns the count so the
+  command exits non-zero.
+- **Scales out**: with ``rank``/``world_size`` (e.g. from ``accelerate launch``) process ``rank``
+  takes every ``world_size``-th job of the sorted list, so each file is done exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from hdvila.errors import InputFileError, UserError
+
+ERRORS_NAME = "hdvila-errors"
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+    kind: str     # 'image' or 'video'
+    rel: str      # the input's path relative to INPUT ('' for a single file), as given to captions
+
+
+def _kind(path: Path) -> str | None:
+    from hdvila.imageio import IMAGE_SUFFIXES
+    from hdvila.retrieval.index import VIDEO_SUFFIXES
+
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+
+
+def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
+    """The jobs for INPUT ``src`` and OUTPUT ``dst`` (module docstring), sorted by input path."""
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise InputFileError(f"{src}: no such file or folder.")
+    if src.is_file():
+        kind = _kind(src)
+        if kind is None:
+            raise InputFileError(f"{src}: not an image or a video (by its extension).")
+        if dst.is_dir():
+            dst = dst / (src.stem + (".png" if kind == "image" else ".mp4"))
+        want = (".png", ".jpg", ".jpeg") if kind == "image" else (".mp4",)
+        if dst.suffix.lower() not in want:
+            raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, or be an existing folder.")
+        return [Job(src, dst, kind, src.name)]
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"{dst} is a file; the output of a folder must be a folder.")
+    jobs = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            kind = _kind(path)
+            if kind is None or name.startswith("."):
+                continue
+            rel = path.relative_to(src)
+            jobs.append(Job(path, dst / rel.with_suffix(".png" if kind == "image" else ".mp4"), kind, rel.as_posix()))
+    if not jobs:
+        raise InputFileError(f"{src}: no images or videos in this folder (searched recursively).")
+    names = [j.dst for j in jobs]
+    clash = {n for n in names if names.count(n) > 1}
+    if clash:
+        raise UserError(f"inputs that differ only in their extension would write the same output: "
+                        f"{sorted(map(str, clash))[:3]}; rename them.")
+    return jobs
+
+
+def errors_path(src: str | os.PathLike, dst: str | os.PathLike, rank: int = 0, world_size: int = 1) -> Path:
+    """Where the errors report of this run goes (one per process when several run)."""
+    suffix = f".rank{rank}.jsonl" if world_size > 1 else ".jsonl"
+    dst = Path(dst)
+    return dst / f"{ERRORS_NAME}{suffix}" if Path(src).is_dir() else dst.with_name(dst.name + ".errors" + suffix)
+
+
+def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch_size: int = 8, overwrite: bool = False,
+             errors_file: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True) -> dict:
+    """Run ``process(batch)`` over this process's share of ``jobs``, ``batch_size`` images at a time
+    (a video is a batch of its own). ``process`` writes each job's output atomically and raises
+    :class:`~hdvila.errors.UserError` for a bad input; a failing batch is retried one job at a time so
+    one bad file costs only itself. Returns ``{"done", "skipped", "failed", "errors"}``."""
+    from tqdm.auto import tqdm
+
+    mine = list(jobs)[rank::world_size]
+    todo = [j for j in mine if overwrite or not j.dst.is_file()]
+    result = {"done": 0, "skipped": len(mine) - len(todo), "failed": 0, "errors": []}
+    images = [j for j in todo if j.kind == "image"]
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)] + \
+              [[j] for j in todo if j.kind == "video"]
+    bar = tqdm(total=len(todo), unit="file", disable=not progress, desc="processing")
+    for batch in batches:
+        try:
+            _attempt(process, batch)
+            result["done"] += len(batch)
+        except UserError:
+            for job in batch:  # find the bad one(s); the good ones are written now
+                try:
+                    _attempt(process, [job])
+                    result["done"] += 1
+                except UserError as e:
+                    result["failed"] += 1
+                    result["errors"].append({"input": str(job.src), "error": str(e)})
+        bar.update(len(batch))
+    bar.close()
+    if errors_file is not None:
+        _write_errors(errors_file, result["errors"])
+    return result
+
+
+def _attempt(process: Callable[[list[Job]], None], batch: list[Job]) -> None:
+    for job in batch:
+        job.dst.parent.mkdir(parents=True, exist_ok=True)
+    process(batch)
+
+
+def _write_errors(path: Path, errors: list[dict]) -> None:
+    from hdvila.atomic import atomic_write_text
+
+    if errors:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
+    elif path.is_file():
+        path.unlink()  # a clean rerun clears the report of an earlier one

@@ -1,0 +1,5 @@
+"""One module per ``hdvila`` subcommand, each with ``add_arguments(parser)`` and ``run(args)``.
+
+A command parses its options, calls library functions of :mod:`hdvila` / :mod:`generation` with
+Python arguments, and prints; the libraries know nothing of argparse or of this package.
+"""

@@ -1,0 +1,64 @@
+"""``hdvila invert IMAGE OUT_DIR``: project an image into a StyleGAN2 generator's W or W+ space
+(:func:`generation.stylegan2.projector.project`), writing the latent, the reconstruction and the target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hdvila.errors import UserError
+
+GENERATOR_KINDS = "a model folder (config.json + model.safetensors), an NVlabs .pkl or a rosinality .pt"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from generation.stylegan2.projector import (BUNDLED_GENERATOR, LATENT_FILE, PERCEPTUAL, RECONSTRUCTION_FILE,
+                                                SPACES, TARGET_FILE)
+
+    parser.add_argument("image", help="image to invert (centre-cropped to a square and resized to the generator's size)")
+    parser.add_argument("out_dir", help=f"folder for {LATENT_FILE}, {RECONSTRUCTION_FILE} and {TARGET_FILE}")
+    parser.add_argument("--generator", default=None,
+                        help=f"StyleGAN2 generator: a model folder, an NVlabs .pkl or a rosinality .pt "
+                             f"(default: the bundled checkpoints/{BUNDLED_GENERATOR})")
+    parser.add_argument("--space", choices=SPACES, default="w+", help="latent space (default w+)")
+    parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    parser.add_argument("--perceptual", choices=PERCEPTUAL, default="auto",
+                        help="perceptual term: LPIPS if its weights exist locally ('auto'), 'lpips', "
+                             "'multiscale' (pixel/gradient pyramid) or 'none'")
+    parser.add_argument("--no-noise", dest="optimize_noise", action="store_false",
+                        help="keep the generator's stored noise maps instead of optimising them")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    from generation.data import center_crop_resize
+    from generation.stylegan2.convert import load_stylegan2
+    from generation.stylegan2.projector import BUNDLED_GENERATOR, PSNR_CONVENTION, project, save_projection
+    from hdvila.device import get_device, use_cpu_threads
+    from hdvila.imageio import load_image
+    from hdvila.paths import resolve_model_path
+    from hdvila.tensors import pil_to_tensor
+
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is a file; pass a folder for the outputs.")
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    # Everything that can fail on the inputs happens before anything is written.
+    image = load_image(args.image)
+    gen_path = resolve_model_path(args.generator, BUNDLED_GENERATOR, option="--generator", accepts=GENERATOR_KINDS)
+    G = load_stylegan2(gen_path)
+    if G.img_channels != 3:
+        raise UserError(f"{gen_path} makes {G.img_channels}-channel images; inversion needs an RGB generator.")
+    target = pil_to_tensor(center_crop_resize(image, G.img_resolution)).unsqueeze(0)
+    if get_device(args.device).type == "cpu":
+        use_cpu_threads("compute")
+    result = project(G, target, space=args.space, steps=args.steps, lr=args.lr, perceptual=args.perceptual,
+                     optimize_noise=args.optimize_noise, seed=args.seed, device=args.device, progress=True)
+    paths = save_projection(out_dir, result, target, generator=str(gen_path))
+    print(f"PSNR {result.psnr:.2f} dB ({PSNR_CONVENTION}), {args.space.upper()} space, {result.steps} steps "
+          f"in {result.time_s:.1f} s; loss: {result.loss}")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0

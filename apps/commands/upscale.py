@@ -1,0 +1,145 @@
+"""``hdvila upscale INPUT OUTPUT [--prompt "..."] [--captions FILE]``: text-conditioned super-resolution
+of an image, a folder of images and videos (recursive, relative paths kept) or a video
+(:class:`generation.superres.pipeline_sr.SRPipeline`).
+
+Input policy: a frame whose side is not the model's LR size (16 px for the bundled x4 model) is
+centre-cropped to a square and resized to it, with a warning; a frame larger than the model's output
+(64 px) is refused. The caption of a file comes from ``--captions`` (jsonl ``{"image", "caption"}`` or a
+CSV with image and caption columns, paths relative to that file), else ``--prompt``, else none (the
+model then upscales without text). Images are written as PNG, videos as mp4 at the source frame
+rate. A rerun skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors
+report beside the outputs and make the exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hdvila.errors import InputFileError, UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("input", help="an image, a video, or a folder of them")
+    parser.add_argument("output", help="output file (for a file) or folder")
+    parser.add_argument("--prompt", default=None, help="caption for every input, e.g. \"a red star with stripes\"")
+    parser.add_argument("--captions", default=None, metavar="FILE", help="per-file captions (jsonl or csv)")
+    parser.add_argument("--model", default=None, help="SR pipeline folder (default: the bundled checkpoints/sr-demo64-x4)")
+    parser.add_argument("--generator", default=None, help="replace the pipeline's generator (model folder or .pkl); "
+                        "it must be the one the SR model was trained with")
+    parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
+    parser.add_argument("--scale", type=int, default=None, help="upscaling factor; must match the model (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
+    parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
+    """The SR pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
+    from generation.superres.pipeline_sr import SRPipeline
+    from hdvila.device import get_device
+    from hdvila.paths import resolve_model_path
+
+    folder = resolve_model_path(model, "sr-demo64-x4", option="--model", accepts="an SR pipeline folder "
+                                "(pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)")
+    overrides = {}
+    if generator:
+        from generation.stylegan2.convert import load_stylegan2
+
+        overrides["generator"] = load_stylegan2(generator)
+    if hdvila:
+        from hdvila.modeling_hdvila import HDVILAModel
+        from hdvila.processing_hdvila import HDVILAProcessor
+
+        overrides["hdvila"] = HDVILAModel.from_pretrained(hdvila).eval()
+        overrides["processor"] = HDVILAProcessor.from_config(overrides["hdvila"].config)
+    return SRPipeline.from_pretrained(folder, **overrides).to(get_device(device))
+
+
+def caption_lookup(path: str | None):
+    """A function job -> caption or None, from a captions file (matched by resolved path, else by
+    relative path, else by file name)."""
+    if path is None:
+        return lambda job: None
+    from generation.superres.data import read_caption_rows
+
+    rows = read_caption_rows(path)
+    by_path = {p.resolve(): c for p, c in rows}
+    by_rel = {p.relative_to(Path(path).parent).as_posix(): c for p, c in rows}
+    by_name = {p.name: c for p, c in rows}
+    return lambda job: by_path.get(job.src.resolve(), by_rel.get(job.rel, by_name.get(job.src.name)))
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from accelerate import PartialState
+
+    from apps.batch import errors_path, plan_jobs, run_jobs
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("--prompt is empty; give a caption, or leave the option out to upscale without text.")
+    state = PartialState()
+    jobs = plan_jobs(args.input, args.output)
+    caption = caption_lookup(args.captions)
+    pipe = load_pipeline(args.model, args.generator, args.hdvila, args.device)
+    pipe.set_progress_bar_config(disable=True)
+    scale = args.scale or pipe.sr_model.config.scale
+
+    def prompt_of(job):
+        return caption(job) or args.prompt
+
+    def process(batch):
+        from hdvila.imageio import load_image, save_image
+
+        if batch[0].kind == "video":
+            return _upscale_video(pipe, batch[0], prompt_of(batch[0]), scale, args)
+        images = [load_image(j.src) for j in batch]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the policy note is printed once per file below
+            out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch])
+        for job, img, note in zip(batch, out.images, out.notes):
+            if note and not args.quiet:
+                print(f"note: {note}", file=sys.stderr)
+            save_image(img, job.dst)
+
+    report = errors_path(args.input, args.output, state.process_index, state.num_processes)
+    r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
+                 rank=state.process_index, world_size=state.num_processes, progress=not args.quiet)
+    print(f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
+          f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
+    for e in r["errors"][:5]:
+        print(f"error: {e['input']}: {e['error']}", file=sys.stderr)
+    return 1 if r["failed"] else 0
+
+
+def _upscale_video(pipe, job, prompt, scale, args) -> None:
+    """Every frame of a video, upscaled, as an mp4 at the source frame rate."""
+    import warnings
+
+    import torch
+
+    from hdvila.videoio import read_all_frames, write_video
+
+    frames, fps = read_all_frames(job.src, max_frames=args.max_frames)  # uint8 [T, H, W, 3]
+    if len(frames) == 0:
+        raise InputFileError(f"{job.src}: the video has no frames.")
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    note = None
+    outs = []
+    for i in range(0, len(x), args.batch_size):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one note per video, not per frame
+            out = pipe(x[i:i + args.batch_size], prompt=prompt, scale=scale, output_type="pt")
+        note = note or (out.notes[0] if out.notes else None)
+        outs.append(out.images)
+    if note and not args.quiet:
+        print(f"note: {job.src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
+    write_video(job.dst, torch.cat(outs), fps=fps)

@@ -1,0 +1,71 @@
+"""HD-VILA training objectives, each one module whose forward returns a dict with ``loss``.
+
+- :class:`ContrastiveObjective` (stage 1 and retrieval fine-tuning): InfoNCE between text and video
+  embeddings (mean of the two directions, or their sum for fine-tuning), with the same loss on
+  image-caption pairs embedded as static clips, features gathered across processes.
+- :class:`MLMObjective` (stage 2): masked language modelling through the multimodal layers.
+
+Each wraps the model, so that Accelerate's DDP wrapper sees a single forward per micro-batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hdvila.losses import contrastive_loss, gather_features
+
+
+class ContrastiveObjective(nn.Module):
+    """One forward for stage 1 / fine-tuning: text, video and (optionally) image embeddings and the
+    InfoNCE losses, with features gathered across processes (so DDP sees a single forward).
+
+    Returns a dict: ``loss`` (video loss + image loss), ``video_loss``, ``image_loss`` (if images),
+    ``logits_shape`` (the gathered video logits matrix [global B, global B])."""
+
+    def __init__(self, model: nn.Module, temperature: float, direction_sum: bool = False) -> None:
+        super().__init__()
+        self.model, self.temperature, self.scale = model, temperature, 2.0 if direction_sum else 1.0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hr_frames: torch.Tensor,
+                lr_frames: torch.Tensor, images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        m = self.model
+        b = hr_frames.shape[0]
+        text = m.get_text_features(input_ids, attention_mask)
+        if images is None:
+            visual = m.get_video_features(hr_frames, lr_frames)
+        else:
+            hr_i, lr_i = m.image_to_clip(images)
+            if hr_i.shape[1:] == hr_frames.shape[1:] and lr_i.shape[1:] == lr_frames.shape[1:]:
+                visual = m.get_video_features(torch.cat([hr_frames, hr_i.to(hr_frames.dtype)]),
+                                              torch.cat([lr_frames, lr_i.to(lr_frames.dtype)]))
+            else:  # several training clips per video: images (one clip) go separately
+                visual = torch.cat([m.get_video_features(hr_frames, lr_frames), m.get_video_features(hr_i, lr_i)])
+        out: dict[str, torch.Tensor] = {}
+        parts = [("video", slice(0, b))] + ([("image", slice(b, None))] if images is not None else [])
+        total = 0.0
+        for name, rows in parts:
+            # The loss in fp32 even under autocast: logits are cosines / temperature.
+            t, v = gather_features(text[rows].float()), gather_features(visual[rows].float())
+            if name == "video":
+                out["logits_shape"] = torch.tensor([t.shape[0], v.shape[0]])
+            loss = self.scale * contrastive_loss(t, v, self.temperature, gather=False)
+            out[f"{name}_loss"] = loss
+            total = total + loss
+        out["loss"] = total
+        return out
+
+
+class MLMObjective(nn.Module):
+    """Stage-2 forward: masked tokens through the multimodal layers (videos only)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, hr_frames, lr_frames, labels) -> dict[str, torch.Tensor]:
+        out = self.model.forward_mlm(input_ids, attention_mask, hr_frames, lr_frames, labels=labels)
+        res = {"loss": out.loss}
+        if out.accuracy is not None:
+            res["mlm_accuracy"] = out.accuracy
+        return res
