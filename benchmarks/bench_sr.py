@@ -10,8 +10,8 @@ resident set; CUDA: ``torch.cuda.max_memory_allocated``) is its own. 64 px uses 
 channel_base 32768, channel_max 512) with random weights, since speed does not depend on the
 weights. The SR model is built for each generator at x4 (LR 16, 64 and 256 px).
 
-The diffusion baseline is a diffusers ``UNet2DModel`` conditioned on the bicubic-upsampled LR image
-(concatenated to the noisy input, as SD x4 and SR3 do), with its widths chosen so its parameter
+The diffusion baseline is a diffusers ``UNet2DConditionModel`` conditioned on the bicubic-upsampled LR
+image (concatenated to the noisy input, as SD x4 and SR3 do) and on a text embedding (cross-attention), with its widths chosen so its parameter
 count matches SR network + latent bank, run for 75 denoising steps with ``DDIMScheduler`` at 64 px.
 Compare the ratio, which this run measures on the same machine at the same time; absolute times
 on these shared machines are noisy.
@@ -88,15 +88,17 @@ def child_sr(size: int, batch: int, repeats: int, device_name: str) -> dict:
 
 
 def _unet(target: int):
-    """The 4-level diffusers UNet (widths b, 2b, 4b, 4b; 1 or 2 ResNet layers per block) whose
-    parameter count is nearest to ``target``."""
-    from diffusers import UNet2DModel
+    """The 4-level diffusers ``UNet2DConditionModel`` (widths b, 2b, 4b, 4b; 1 or 2 ResNet layers per
+    block; cross-attention on a 256-d text embedding, as SD x4 attends to its prompt) whose parameter
+    count is nearest to ``target``."""
+    from diffusers import UNet2DConditionModel
 
     def build(base, layers):
-        return UNet2DModel(sample_size=64, in_channels=6, out_channels=3, layers_per_block=layers,
-                           block_out_channels=(base, base * 2, base * 4, base * 4))
+        return UNet2DConditionModel(sample_size=64, in_channels=6, out_channels=3, layers_per_block=layers,
+                                    block_out_channels=(base, base * 2, base * 4, base * 4), cross_attention_dim=256,
+                                    attention_head_dim=8)
 
-    options = [(b, n) for b in (32, 64, 96, 128) for n in (1, 2)]  # widths divisible by GroupNorm's 32 groups
+    options = [(b, n) for b in (32, 64, 96) for n in (1, 2)]  # widths divisible by GroupNorm's 32 groups
     best = min((abs(_params(build(b, n)) - target), b, n) for b, n in options)
     return build(best[1], best[2])
 
@@ -109,13 +111,14 @@ def child_diffusion(target_params: int, steps: int, repeats: int, device_name: s
     unet = _unet(target_params).eval().to(device)
     sched = DDIMScheduler(num_train_timesteps=1000)
     cond = torch.rand(1, 3, 64, 64, device=device) * 2 - 1
+    text = torch.nn.functional.normalize(torch.randn(1, 1, 256, device=device), dim=-1)  # [batch, tokens, dim]
 
     def run():
         sched.set_timesteps(steps)
         x = torch.randn(1, 3, 64, 64, device=device)
         with torch.no_grad():
             for t in sched.timesteps:
-                eps = unet(torch.cat([x, cond], 1), t).sample
+                eps = unet(torch.cat([x, cond], 1), t, encoder_hidden_states=text).sample
                 x = sched.step(eps, t, x).prev_sample
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (input-policy notes and errors are still printed)")
 
 
 def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
@@ -46,7 +46,8 @@ def load_pipeline(model: str | None, generator: str | None = None, hdvila: str |
     from hdvila.paths import resolve_model_path
 
     folder = resolve_model_path(model, "sr-demo64-x4", option="--model", accepts="an SR pipeline folder "
-                                "(pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)")
+                                "(pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)",
+                                marker="pipeline_index.json")
     overrides = {}
     if generator:
         from generation.stylegan2.convert import load_stylegan2
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # the policy note is printed once per file below
             out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch])
         for job, img, note in zip(batch, out.images, out.notes):
-            if note and not args.quiet:
+            if note:
                 print(f"note: {note}", file=sys.stderr)
             save_image(img, job.dst)
 
@@ -140,6 +141,6 @@ def _upscale_video(pipe, job, prompt, scale, args) -> None:
             out = pipe(x[i:i + args.batch_size], prompt=prompt, scale=scale, output_type="pt")
         note = note or (out.notes[0] if out.notes else None)
         outs.append(out.images)
-    if note and not args.quiet:
+    if note:
         print(f"note: {job.src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
     write_video(job.dst, torch.cat(outs), fps=fps)
