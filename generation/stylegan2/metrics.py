@@ -7,12 +7,11 @@ bundled HD-VILA model (``FD-HDVILA``, the FID recipe with HD-VILA's image tower 
 Inception, which cannot be downloaded here). Lower is better; real-vs-real sets of the same size
 give the noise floor.
 
-    python -m generation.stylegan2.metrics runs/a/checkpoint-4750/generator_ema runs/b/checkpoint-4750/generator_ema
+    hdvila fd runs/a/checkpoint-4750/generator_ema runs/b/checkpoint-4750/generator_ema
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -89,43 +88,3 @@ class FDTracker:
     def __call__(self, G) -> float:
         fake = generator_samples(G, range(self.n)).to(self.device)  # G may sit on another device
         return frechet_distance(image_features(self.model, fake).cpu(), self.real.cpu())
-
-
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    from hdvila.errors import UserError
-
-    try:
-        _run(argv)
-    except UserError as e:  # a missing or unreadable generator or model: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _run(argv: list[str] | None) -> None:
-    from generation.stylegan2.convert import load_stylegan2
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("generators", nargs="+", help="generator folders, NVlabs .pkl or rosinality .pt files")
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--model", default=None, help="HD-VILA model folder (default: the bundled hdvila-mini)")
-    p.add_argument("--threads", type=int, default=None)
-    a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    model = load_feature_model(a.model)
-    first = load_stylegan2(a.generators[0])
-    res = first.img_resolution
-    real = image_features(model, real_images(a.samples, res))
-    floor = image_features(model, real_images(a.samples, res, seed=REAL_SEED + 1))
-    print(f"| generator | FD-HDVILA ({a.samples} samples) |\n|---|---|")
-    print(f"| real renders (noise floor) | {frechet_distance(floor, real):.4f} |")
-    for path in a.generators:
-        G = first if path == a.generators[0] else load_stylegan2(path)
-        fake = image_features(model, generator_samples(G.eval(), range(a.samples)))
-        print(f"| {path} | {frechet_distance(fake, real):.4f} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -50,6 +50,7 @@ def wrong_pattern_captions(num: int, *, split: str, seed: int, start: int = 0, w
     return captions, torch.tensor(targets)
 
 
+@torch.no_grad()
 def _embed(pipe, captions: list[str]) -> torch.Tensor:
     text, _ = pipe.encode_prompt(captions, len(captions))
     return text
@@ -110,7 +111,7 @@ def evaluate_sr(pipe, data: CaptionedImages, *, modes: tuple[str, ...] = MODES, 
             with torch.no_grad():
                 emb = torch.cat([pipe.hdvila.get_image_features(out[s:s + 50].to(pipe.device), unit_range=True).cpu()
                                  for s in range(0, len(out), 50)])
-            row["text_score"] = float((100 * (emb * true_text.cpu()).sum(-1)).clamp_min(0).mean())
+            row["text_score"] = float((100 * (emb * true_text.detach().cpu()).sum(-1)).clamp_min(0).mean())
         if judge is not None and data.labels is not None:
             from hdvila.judge.evaluate import judge_images
 

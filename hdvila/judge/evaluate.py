@@ -1,11 +1,9 @@
 """Judge accuracy on held-out renders (test split: attribute combinations unseen in training).
 
-    python -m hdvila.judge.evaluate --n 2000
+    hdvila eval-judge --n 2000
 """
 
 from __future__ import annotations
-
-import argparse
 
 import torch
 
@@ -86,20 +84,3 @@ def sample_report(judge: AttributeJudge, fake: torch.Tensor, real: torch.Tensor,
         "class_shares": {k: {name: [float((pf[k][0] == i).float().mean()), float((pr[k][0] == i).float().mean())]
                              for i, name in enumerate(ATTRIBUTES[k])} for k in ATTRIBUTE_NAMES},
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None)
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--split", default="test")
-    p.add_argument("--seed", type=int, default=1)
-    a = p.parse_args(argv)
-    acc = judge_accuracy(load_judge(a.model), a.n, a.split, a.seed)
-    print(f"| attribute | accuracy ({a.n} {a.split} renders, 64 px) |\n|---|---|")
-    for k, v in acc.items():
-        print(f"| {k} | {100 * v:.2f}% |")
-
-
-if __name__ == "__main__":
-    main()
