@@ -130,6 +130,30 @@ def build_dataset(args: argparse.Namespace, accelerator):
     return ImageFolderDataset(files, args.resolution), f"{args.data}: {len(files)} images (read from disk)"
 
 
+def start_run(args: argparse.Namespace, accelerator, state: TrainState, ema: EMA, G_raw, D_raw, optimizers) -> None:
+    """Resume from the run's own checkpoint (``--resume_from_checkpoint``), else start from
+    ``--init_from``, else keep the fresh weights. ``optimizers``: (name, optimiser, Adam settings)
+    pairs; a resumed run takes this command's settings over the saved ones."""
+    from hdvila.modeling_utils import load_weights
+
+    device = accelerator.device
+    if (resume := resolve_resume(Path(args.output_dir), args.resume_from_checkpoint)) is not None:
+        check_model_settings(resume, load_training_state(resume), state.model)
+        state.load_counters(load_checkpoint(accelerator, resume))
+        load_weights(ema.module, resume / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        # Loading restores the saved hyperparameters with the moments; this command's flags win.
+        for name, opt, settings in optimizers:
+            for group in opt.param_groups:
+                if group["lr"] != settings["lr"]:
+                    logger.info("%s learning rate: %g in the checkpoint, %g now", name, group["lr"], settings["lr"])
+                group.update(settings)
+    elif args.init_from:
+        init_from(Path(args.init_from), G_train=G_raw, D=D_raw, G_ema=ema.module, state=state, seed=args.seed,
+                  discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
+                  d_warmup_steps=args.d_warmup_steps, device=device)
+        state.g_frozen_until = state.step + args.d_warmup_steps  # this command's warm-up, not the source run's
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run training; returns ``{"history": [per-step stats (main process)], "output_dir": Path,
     "global_step": int}``."""
@@ -139,7 +163,6 @@ def main(argv: list[str] | None = None) -> dict:
     from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe, blur_sigma
     from hdvila.device import suggested_cpu_threads
     from hdvila.imageio import save_image
-    from hdvila.modeling_utils import load_weights
 
     args = parse_args(argv)
     torch.set_num_threads(args.num_threads or suggested_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
@@ -181,21 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
            if args.ada_target is not None else None)
 
     # ---- where the run starts: its own checkpoint, --init_from, or fresh weights
-    if (resume := resolve_resume(output_dir, args.resume_from_checkpoint)) is not None:
-        check_model_settings(resume, load_training_state(resume), state.model)
-        state.load_counters(load_checkpoint(accelerator, resume))
-        load_weights(ema.module, resume / EMA_FOLDER / "model.safetensors", map_location=str(device))
-        # Loading restores the saved hyperparameters with the moments; this command's flags win.
-        for name, opt, settings in (("G", opt_G, adam_G), ("D", opt_D, adam_D)):
-            for group in opt.param_groups:
-                if group["lr"] != settings["lr"]:
-                    logger.info("%s learning rate: %g in the checkpoint, %g now", name, group["lr"], settings["lr"])
-                group.update(settings)
-    elif args.init_from:
-        init_from(Path(args.init_from), G_train=G_raw, D=D_raw, G_ema=ema.module, state=state, seed=args.seed,
-                  discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
-                  d_warmup_steps=args.d_warmup_steps, device=device)
-        state.g_frozen_until = state.step + args.d_warmup_steps  # this command's warm-up, not the source run's
+    start_run(args, accelerator, state, ema, G_raw, D_raw, (("G", opt_G, adam_G), ("D", opt_D, adam_D)))
     if ada is not None and state.ada:
         ada.load_state_dict(state.ada)
     loss = StyleGAN2Loss(accelerator, G_ddp, D_ddp, augment, stats, z_dim=args.z_dim, r1_gamma=r1_gamma,
