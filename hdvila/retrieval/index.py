@@ -46,8 +46,11 @@ import torch
 
 from hdvila.atomic import atomic_write_bytes, atomic_write_text
 from hdvila.errors import InputFileError, UserError
+from hdvila.retrieval.annotations import VIDEO_ID_EXTENSIONS
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+# Video files are found by these extensions (DiDeMo keeps .mpg, .wmv, .m4v, .3gp, .mts, .3g2, ...);
+# the order is the preference when one id has several files.
+VIDEO_SUFFIXES = VIDEO_ID_EXTENSIONS
 CACHE_VERSION = 1
 _NUMBERED = re.compile(r"\d+$")
 
