@@ -104,3 +104,16 @@ def test_eval_sr_reports_every_mode(cli, tmp_path):
     assert 0 <= res["modes"]["wrong"]["follows_caption_pattern"] <= 1
     fig = Image.open(tmp_path / "fig.png")
     assert fig.size[0] > 6 * 64 and fig.size[1] > 8 * 64  # 6 columns, 8 rows
+
+
+def test_upscale_tiny_is_refused_and_16_bit_is_read_at_its_scale(cli, tmp_path):
+    Image.new("RGB", (3, 3), (10, 20, 30)).save(tmp_path / "tiny.png")
+    r = cli("upscale", tmp_path / "tiny.png", tmp_path / "tiny_x4.png", "--quiet")
+    assert r.returncode == 1 and "too small" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "tiny_x4.png").exists()
+    grey = np.full((16, 16), 40000, np.uint16)  # 16-bit grey: 40000 / 257 = 155.6 in 8 bits
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    r = cli("upscale", tmp_path / "deep.png", tmp_path / "deep_x4.png", "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = np.asarray(Image.open(tmp_path / "deep_x4.png"), np.float64)
+    assert out.shape == (64, 64, 3) and abs(out.mean() - 40000 / 257) < 12  # not clipped to 255
