@@ -1,5 +1,5 @@
-# Two entry points: `make app` (set up, then render demo-domain data: 8 test videos and 16 images with
-# their annotations, into outputs/demo) and `make test` (set up, then run the test suite). Setup runs
+# Two entry points: `make app` (set up, then run the web UI, `hdvila app`, on http://127.0.0.1:7860 with
+# the bundled models) and `make test` (set up, then run the test suite). Setup runs
 # once; later calls reuse the venv.
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 app: $(STAMP)
-	$(BIN)/hdvila demo-data outputs/demo --split test --videos 8 --images 16
+	$(BIN)/hdvila app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,336 @@
+"""The Gradio web UI (``hdvila app``): text-conditioned super-resolution and text-to-video search.
+
+Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
+
+* **Upscale** (``/upscale``): a low-resolution frame and an optional caption in; a before/after
+  slider (bicubic vs super-resolved, both at the model's output size), the result as a PNG file and
+  the input-policy notes out (:class:`generation.superres.pipeline_sr.SRPipeline`, the bundled
+  ``checkpoints/sr-demo64-x4`` unless ``--sr-model`` is given). Examples are demo-domain renders
+  downscaled to the model's input size; their outputs are cached on first use.
+* **Search** (``/search``): a text query in; the best-matching videos of the ``--videos`` folder (the
+  demo videos, rendered on first use, by default) with their cosine scores, playable in the page
+  (:func:`hdvila.retrieval.search.search_videos` over the on-disk embedding cache, so each video is
+  encoded once).
+
+Serving policy: the server binds 127.0.0.1:7860 unless told otherwise and shares nothing unless
+``--share`` is given. Models load lazily, each at most once (:class:`Once`), and in a background
+thread right after the server is up, so the page is ready within seconds. Requests go through a
+queue with a concurrency limit; uploads are capped (``max_file_size``) and images over 40 MP are
+refused before decoding. A user error (an unreadable image, one larger than the model's output,
+an empty query) comes back as a ``gr.Error`` with the library's one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from hdvila.errors import InputFileError, TextInputError, UserError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+CONCURRENCY_LIMIT = 2
+MAX_FILE_SIZE = "50mb"
+DEMO_VIDEOS = 6
+EXAMPLES = 4
+SEARCH_TOP_MAX = 20
+
+
+class Once:
+    """A value built by ``loader`` on first :meth:`get`, at most once even under concurrent calls
+    (a failed load is not remembered, so the next call tries again). ``loads`` counts the loads."""
+
+    def __init__(self, loader: Callable[[], Any]) -> None:
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._done = False
+        self.loads = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._done
+
+    def get(self) -> Any:
+        if self._done:
+            return self._value
+        with self._lock:
+            if not self._done:
+                self.loads += 1
+                self._value = self._loader()
+                self._done = True
+        return self._value
+
+
+def default_cache_dir() -> Path:
+    """Where the app keeps its renders and outputs: ``outputs/web`` of the repository when it can be
+    written, else a folder in the system's temp directory."""
+    from hdvila.paths import REPO_ROOT
+
+    for candidate in (REPO_ROOT / "outputs" / "web", Path(tempfile.gettempdir()) / "hdvila-web"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+            probe = candidate / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return candidate
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="hdvila-web-"))
+
+
+class AppState:
+    """The app's models, folders and caches; every model is a :class:`Once`."""
+
+    def __init__(self, sr_model: str | None = None, hdvila: str | None = None, videos: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, embedding_cache: str | os.PathLike | None = None,
+                 device: str | None = None) -> None:
+        from hdvila.paths import resolve_model_path
+
+        # Paths are checked now, so a wrong option fails at start-up with one line, not at the first request.
+        self.sr_path = resolve_model_path(
+            sr_model, "sr-demo64-x4", option="--sr-model", marker="pipeline_index.json",
+            accepts="an SR pipeline folder (pipeline_index.json and one folder per component)")
+        self.hdvila_path = resolve_model_path(hdvila, "hdvila-mini", option="--hdvila", accepts=(
+            "an HD-VILA model folder with config.json and model.safetensors (e.g. from `hdvila convert hdvila`)"))
+        if videos is not None and not Path(videos).is_dir():
+            raise InputFileError(f"--videos {videos}: not a folder. Pass a folder of videos to search.")
+        self.videos_arg = videos
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.embedding_cache = embedding_cache
+        self.device = device
+        self.sr = Once(self._load_sr)
+        self.search_model = Once(self._load_search_model)
+        self.videos = Once(self._videos_dir)
+        self.examples = Once(self._render_examples)
+
+    # ---- loaders ------------------------------------------------------------------------------
+    def _load_sr(self):
+        from generation.superres.pipeline_sr import SRPipeline
+        from hdvila.device import get_device
+
+        return SRPipeline.from_pretrained(self.sr_path).to(get_device(self.device))
+
+    def _load_search_model(self):
+        from hdvila.retrieval.evaluate import load_model_and_processor
+        from hdvila.retrieval.index import default_cache_dir as embeddings_dir, model_device_dtype, model_dir_id
+
+        model, processor, model_dir = load_model_and_processor(self.hdvila_path)
+        device, dtype = model_device_dtype(model, self.device or "auto", "auto")
+        root = Path(self.embedding_cache) if self.embedding_cache is not None else embeddings_dir()
+        return {"model": model, "processor": processor, "device": device, "dtype": dtype, "cache_dir": root,
+                "model_id": model_dir_id(model_dir, root)}
+
+    def _videos_dir(self) -> Path:
+        """The ``--videos`` folder, or the demo videos (rendered once into the cache folder)."""
+        if self.videos_arg is not None:
+            return Path(self.videos_arg)
+        from hdvila.demo.export import export_demo_data
+
+        out = self.cache_dir / f"demo-videos-{DEMO_VIDEOS}"
+        if not (out / "hdvila_test.jsonl").is_file():  # annotations are written last: their presence means complete
+            export_demo_data(out, split="test", videos=DEMO_VIDEOS, images=0)
+        return out / "videos"
+
+    def _render_examples(self) -> list[list[str]]:
+        """[[LR png path, caption]]: demo-domain renders at the model's output size, downscaled to its
+        input size the way the model was trained (:func:`generation.superres.losses.downsample`)."""
+        import json
+
+        from generation.superres.losses import downsample
+        from hdvila.demo.dataset import DemoImageDataset
+        from hdvila.imageio import save_image
+
+        cfg = json.loads((self.sr_path / "sr_model" / "config.json").read_text())
+        out_res, scale = int(cfg["out_resolution"]), int(cfg["scale"])
+        folder = self.cache_dir / f"examples-{out_res}-x{scale}"
+        index = folder / "examples.json"
+        if index.is_file():
+            rows = json.loads(index.read_text())
+            if all((folder / name).is_file() for name, _ in rows):
+                return [[str(folder / name), caption] for name, caption in rows]
+        from hdvila.atomic import atomic_write_text
+
+        ds = DemoImageDataset("test", EXAMPLES, resolution=out_res)
+        rows = []
+        for i in range(EXAMPLES):
+            item = ds[i]
+            name = f"example_{i}.png"
+            save_image(downsample(item["image"][None], scale)[0], folder / name)
+            rows.append([name, item["caption"]])
+        atomic_write_text(index, json.dumps(rows))
+        return [[str(folder / name), caption] for name, caption in rows]
+
+    def preload(self) -> None:
+        """Load everything (for a background thread after the server is up); errors are left for
+        the first request to report."""
+        for once in (self.sr, self.search_model, self.videos):
+            try:
+                once.get()
+            except Exception:  # noqa: BLE001 - surfaced again, as a gr.Error, by the request that needs it
+                pass
+
+    def new_output_dir(self) -> Path:
+        d = self.cache_dir / "results" / uuid.uuid4().hex[:12]
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+# ---- actions --------------------------------------------------------------------------------------
+def _user_errors(fn: Callable) -> Callable:
+    """Turn the library's :class:`UserError` into a ``gr.Error`` with the same one-line message."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+def make_upscale(state: AppState) -> Callable:
+    @_user_errors
+    def upscale(image: str | None, caption: str | None, progress=gr.Progress(track_tqdm=True)):
+        """LR image file + optional caption -> ((bicubic, SR) images, SR png path, input-policy notes)."""
+        from generation.superres.losses import upsample_bicubic
+        from hdvila.imageio import load_image, save_image
+        from hdvila.tensors import to_pil
+
+        if not image:
+            raise InputFileError("Upload a low-resolution image first (or pick an example).")
+        name = Path(image).name
+        pil = load_image(image, name=name)  # the 40 MP limit is checked from the header, before decoding
+        progress(0, desc="loading the super-resolution model")
+        pipe = state.sr.get()
+        prompt = caption.strip() if caption and caption.strip() else None
+        out = pipe(pil, prompt=prompt, labels=[name])
+        sr = out.images[0]
+        bicubic = to_pil(upsample_bicubic(out.lr_images[:1], pipe.sr_model.config.scale)[0])
+        path = save_image(sr, state.new_output_dir() / f"{Path(name).stem}_sr_x{pipe.sr_model.config.scale}.png")
+        notes = out.notes[0] or (f"{pipe.lr_resolution}x{pipe.lr_resolution} -> {pipe.out_resolution}x"
+                                 f"{pipe.out_resolution}, " + ("caption: " + prompt if prompt else "no caption"))
+        return (bicubic, sr), str(path), notes
+
+    return upscale
+
+
+def make_search(state: AppState) -> Callable:
+    @_user_errors
+    def search(query: str | None, top: float = 5, progress=gr.Progress(track_tqdm=True)):
+        """Text query -> (gallery [(video path, caption)], table [[rank, score, file]], summary)."""
+        from hdvila.retrieval.search import search_videos
+
+        if not query or not query.strip():
+            raise TextInputError("The search query is empty; describe the video you are looking for.")
+        top = int(top)
+        if not 1 <= top <= SEARCH_TOP_MAX:
+            raise UserError(f"top must be between 1 and {SEARCH_TOP_MAX}, got {top}")
+        progress(0, desc="loading the HD-VILA model")
+        m = state.search_model.get()
+        progress(0, desc="preparing the videos")
+        folder = state.videos.get()
+        out = search_videos(m["model"], m["processor"], folder, query.strip(), top=top, cache_dir=m["cache_dir"],
+                            model_id=m["model_id"], device=m["device"], dtype=m["dtype"], workers=0, progress=True)
+        gallery, table = [], []
+        for r in out["results"]:
+            rel = os.path.relpath(r["file"], folder)
+            gallery.append((r["file"], f"#{r['rank']}  {r['score']:.3f}  {rel}"))
+            table.append([r["rank"], round(r["score"], 4), rel])
+        summary = f"searched {out['num_videos']} videos in {folder}"
+        if out["skipped"]:
+            summary += f"; skipped {len(out['skipped'])} unreadable: " + "; ".join(s["reason"] for s in out["skipped"])
+        return gallery, table, summary
+
+    return search
+
+
+# ---- the app --------------------------------------------------------------------------------------
+def _upscale_tab(state: AppState) -> None:
+    with gr.Tab("Upscale", id="upscale"):
+        gr.Markdown("A low-resolution frame (the bundled model takes 16x16 and returns 64x64; other sizes are "
+                    "centre-cropped and resized, frames larger than the output are refused) and an optional "
+                    "caption describing it.")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Low-resolution frame", type="filepath", image_mode=None,
+                                 sources=["upload", "clipboard"])
+                caption = gr.Textbox(label="Caption (optional)",
+                                     placeholder="a red star with stripes on a blue background")
+                button = gr.Button("Upscale", variant="primary")
+            with gr.Column():
+                slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png")
+                download = gr.File(label="Super-resolved PNG")
+                notes = gr.Textbox(label="Notes", interactive=False)
+        fn = make_upscale(state)
+        button.click(fn, inputs=[image, caption], outputs=[slider, download, notes], api_name="upscale")
+        os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(state.cache_dir / "gradio-examples"))
+        gr.Examples(examples=state.examples.get(), inputs=[image, caption], outputs=[slider, download, notes],
+                    fn=fn, cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
+
+
+def _search_tab(state: AppState) -> None:
+    where = state.videos_arg or "the demo videos"
+    with gr.Tab("Search", id="search"):
+        gr.Markdown(f"Describe a video; the best matches from {where} come back with their cosine scores.")
+        with gr.Row():
+            query = gr.Textbox(label="Query", placeholder="a red star moving left", scale=4)
+            top = gr.Slider(1, SEARCH_TOP_MAX, value=5, step=1, label="Results")
+        button = gr.Button("Search", variant="primary")
+        gallery = gr.Gallery(label="Best matches", columns=3, object_fit="contain")
+        table = gr.Dataframe(headers=["rank", "score", "file"], datatype=["number", "number", "str"],
+                             label="Scores", interactive=False)
+        summary = gr.Textbox(label="Searched", interactive=False)
+        fn = make_search(state)
+        gr.on([button.click, query.submit], fn, inputs=[query, top], outputs=[gallery, table, summary],
+              api_name="search")
+
+
+def build_app(sr_model: str | None = None, hdvila: str | None = None, videos: str | None = None, *,
+              cache_dir: str | os.PathLike | None = None, embedding_cache: str | os.PathLike | None = None,
+              device: str | None = None, concurrency_limit: int = CONCURRENCY_LIMIT) -> gr.Blocks:
+    """The app as a ``gr.Blocks`` with its queue set up; models load on first use (or via
+    ``demo.hdvila_state.preload()``). ``sr_model`` / ``hdvila`` / ``videos``: as the command-line
+    options (None: the bundled models and the demo videos); ``cache_dir``: renders, results and
+    cached examples (default :func:`default_cache_dir`); ``embedding_cache``: the video-embedding
+    cache (default ``$HDVILA_CACHE`` or ``~/.cache/hdvila/embeddings``)."""
+    state = AppState(sr_model, hdvila, videos, cache_dir=cache_dir, embedding_cache=embedding_cache, device=device)
+    with gr.Blocks(title="HD-VILA") as demo:
+        gr.Markdown("# HD-VILA\nText-conditioned super-resolution and text-to-video search.")
+        with gr.Tabs():
+            _upscale_tab(state)
+            _search_tab(state)
+    demo.queue(default_concurrency_limit=concurrency_limit)
+    demo.hdvila_state = state
+    return demo
+
+
+def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False,
+          prevent_thread_lock: bool = False, quiet: bool = False, preload: bool = True):
+    """Start ``demo`` (from :func:`build_app`) on ``host:port`` and, with ``preload``, load its models in
+    a background thread. Returns what ``gr.Blocks.launch`` returns (app, local url, share url)."""
+    state: AppState = demo.hdvila_state
+    allowed = [str(state.cache_dir)] + ([str(Path(state.videos_arg).resolve())] if state.videos_arg else [])
+    result = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
+                         max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, show_error=True)
+    if preload:
+        threading.Thread(target=state.preload, name="hdvila-preload", daemon=True).start()
+    if not prevent_thread_lock:
+        demo.block_thread()
+    return result
+
+
+def launch(args) -> None:
+    """``hdvila app``: build the app from the parsed options and serve it until interrupted."""
+    demo = build_app(args.sr_model, args.hdvila, args.videos, cache_dir=args.cache_dir, device=args.device,
+                     concurrency_limit=args.concurrency)
+    serve(demo, host=args.host, port=args.port, share=args.share)
