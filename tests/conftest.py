@@ -31,3 +31,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_training_main(main, argv):
+    """Call a training script's ``main(argv)`` in this process, then reset Accelerate's singletons
+    (each call builds its own Accelerator)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    try:
+        return main(argv)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()

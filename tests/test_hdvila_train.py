@@ -35,15 +35,10 @@ def _args(out: Path, *extra: str, steps: int = 4) -> list[str]:
 
 
 def _train(argv: list[str]) -> dict:
-    from accelerate.state import AcceleratorState, GradientState
-
+    from conftest import run_training_main
     from hdvila.train import main
 
-    try:
-        return main(argv)
-    finally:  # each call builds its own Accelerator
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
+    return run_training_main(main, argv)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
