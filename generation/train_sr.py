@@ -40,6 +40,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
     sys.path.insert(0, str(_here.parent))
 
 import argparse
+import copy
 import logging
 import math
 from contextlib import nullcontext
@@ -216,9 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     weights = SRLossWeights(pixel=args.w_pixel, pixel_kind=args.pixel_loss, perceptual=args.w_perceptual,
                             adversarial=args.w_adversarial if D is not None else 0.0, text=args.w_text,
                             r1_gamma=args.w_r1_gamma)
-    frozen_d = None if D is None else type(D)(D.config).requires_grad_(False)
-    if frozen_d is not None:
-        frozen_d.load_state_dict(D.state_dict())
+    frozen_d = None if D is None else copy.deepcopy(D).requires_grad_(False)  # the perceptual net stays fixed
     perceptual = make_perceptual(args.perceptual, frozen_d) if args.w_perceptual else None
     if not weights.adversarial:
         D = None
