@@ -219,6 +219,13 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000, seed: int = 0, ch
 # Projection
 
 
+def lr_ramp(t: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """The projector's learning-rate factor at progress ``t`` in [0, 1): linear warm-up over the first
+    ``rampup`` of the steps, cosine ramp-down over the last ``rampdown``."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    return (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / rampup if rampup > 0 else 1.0)
+
+
 def project(G: torch.nn.Module, target: torch.Tensor, *, seed: int = 0, **kwargs) -> ProjectionResult:
     """Find ws (and noise maps) with which ``G`` reproduces one ``target`` image.
 
@@ -238,8 +245,9 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
                   lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
                   noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
                   mse_weight: float = 1.0, perceptual: str = "auto", perceptual_weight: float = 1.0,
-                  w_avg_samples: int = 10000, seeds: list[int] | None = None,
-                  device: str | torch.device | None = None, progress: bool = False) -> list[ProjectionResult]:
+                  w_avg_samples: int = 10000, seeds: list[int] | None = None, init_ws: torch.Tensor | None = None,
+                  stored_noise: bool = False, device: str | torch.device | None = None,
+                  progress: bool = False) -> list[ProjectionResult]:
     """Project N images at once: N independent optimisations run as one batch (faster per image).
 
     G: a StyleGAN2 :class:`~generation.stylegan2.Generator` (not modified: a copy is optimised);
@@ -252,6 +260,10 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     :func:`project` gives for it alone with seed s (up to float rounding). Returns one
     :class:`ProjectionResult` per image (``ws`` [1, num_ws, w_dim], noise maps [res, res]);
     ``time_s`` is the batch's wall time divided by N.
+
+    ``init_ws`` [N, num_ws, w_dim] starts W+ from given latents (e.g. an encoder's: the projector then
+    refines), instead of ``w_avg``. ``stored_noise`` keeps the generator's stored noise maps fixed
+    (what an encoder's latents were trained with) instead of drawing and optimising new ones.
     """
     from generation.stylegan2.ops._build import prepare as prepare_ops
     from hdvila.device import get_device
@@ -283,8 +295,15 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     # One random stream per image, so that its result does not depend on the rest of the batch.
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     num_ws = G.num_ws
-    w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(n, num_ws if space == "w+" else 1, 1).requires_grad_(True)
-    layers = noise_layers(G)
+    if init_ws is not None:
+        if space != "w+" or tuple(init_ws.shape) != (n, num_ws, G.w_dim):
+            raise UserError(f"init_ws must be [{n}, {num_ws}, {G.w_dim}] with space 'w+', got {tuple(init_ws.shape)}")
+        w_opt = init_ws.detach().to(device, torch.float32).clone().requires_grad_(True)
+    else:
+        w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(n, num_ws if space == "w+" else 1, 1).requires_grad_(True)
+    if stored_noise:
+        optimize_noise = False
+    layers = [] if stored_noise else noise_layers(G)
     noise = {name: torch.stack([torch.randn(layer.noise_const.shape, generator=g) for g in gens]).to(device)
              for name, layer in layers}  # [N, res, res] per layer
     for name, layer in layers:
@@ -316,10 +335,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     for step in iterator:
         t = step / steps
         w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
-        ramp = min(1.0, (1.0 - t) / lr_rampdown)
-        ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / lr_rampup if lr_rampup > 0 else 1.0)
         for group in optimizer.param_groups:
-            group["lr"] = lr * ramp
+            group["lr"] = lr * lr_ramp(t, lr_rampup, lr_rampdown)
 
         w_noise = torch.stack([torch.randn(w_opt.shape[1:], generator=g) for g in gens]).to(device) * w_noise_scale
         ws = (w_opt + w_noise).expand(n, num_ws, -1)

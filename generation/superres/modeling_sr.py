@@ -25,7 +25,6 @@ Images are float NCHW RGB in [-1, 1]. The model records the generator it was tra
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -33,24 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generation.stylegan2.fingerprint import generator_fingerprint
 from hdvila.errors import CheckpointError
 from hdvila.modeling_utils import PretrainedModel
 
 SCALES = (4, 8, 16)
-
-
-def generator_fingerprint(G: nn.Module) -> dict:
-    """What an SR model (or a mapper, an encoder) must agree on with its generator: resolution,
-    ``w_dim``, ``num_ws``, channels per block, and a digest of the constant input and ``w_avg`` (two
-    tensors that differ between any two trained generators, and that fine-tuning the synthesis
-    convolutions leaves alone)."""
-    syn = G.synthesis
-    channels = [int(getattr(syn, f"b{r}").conv1.weight.shape[0]) for r in syn.block_resolutions]
-    h = hashlib.sha256()
-    for t in (syn.b4.const, G.mapping.w_avg):
-        h.update(t.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
-    return {"img_resolution": int(G.img_resolution), "w_dim": int(G.w_dim), "num_ws": int(G.num_ws),
-            "channels": channels, "digest": h.hexdigest()[:16]}
 
 
 @dataclass

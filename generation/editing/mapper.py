@@ -1,0 +1,130 @@
+"""An open-vocabulary latent mapper: one network edits a W+ latent for any prompt in one pass.
+
+StyleCLIP's mapper (Patashnik et al., ICCV 2021) is trained per prompt: three MLPs (coarse, medium,
+fine W+ groups) map a latent to its edit offset. Here, as in DeltaEdit (Lyu et al., CVPR 2023) and
+FFCLIP (Zhu et al., NeurIPS 2022), the text is an *input*, so one trained network serves every
+prompt. Design: a text-conditioned mapper trained on prompts drawn from the caption vocabulary, with
+the full target caption of each training image as the HD-VILA guide target (why, and how it
+compares: ``docs/results.md``). For each group, one MLP takes, per W+ vector of the group,
+
+- the vector's offset from ``w_avg`` (scaled by ``w_scale``, the spread of the generator's w),
+- the prompt's HD-VILA text embedding ``t`` [D] and the source image's HD-VILA embedding ``s`` [D]
+  (what the image is now, so the same prompt can mean different moves for different images),
+- a learned embedding of the vector's index,
+
+and returns that vector's offset (last layer zero-initialised: the untrained mapper is the identity
+edit). ``ws_edit = ws + strength * offset``, so ``strength`` 0 is no edit and 1 the trained edit.
+
+The mapper records the generator (:mod:`generation.stylegan2.fingerprint`) and the HD-VILA model
+(weights digest) it was trained with, and refuses others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hdvila.errors import CheckpointError
+from hdvila.modeling_utils import PretrainedModel
+
+
+@dataclass
+class MapperConfig:
+    model_type: str = "hdvila_edit_mapper"
+    w_dim: int = 256
+    num_ws: int = 10
+    resolution: int = 64
+    embed_dim: int = 256               # HD-VILA projection_dim
+    hidden: int = 512
+    layers: int = 3                    # linear layers per group MLP
+    groups: dict = field(default_factory=dict)   # name -> W+ indices (generation.editing.encoder.ws_groups)
+    w_scale: float = 1.0               # rms distance of the generator's w from w_avg (inputs are divided by it)
+    generator_digest: str = ""
+    guide_digest: str = ""             # digest of the HD-VILA weights that guided training
+    vocabulary: list = field(default_factory=list)  # words of the training prompts (empty: no check)
+
+
+class _GroupMLP(nn.Module):
+    def __init__(self, cin: int, hidden: int, cout: int, layers: int):
+        super().__init__()
+        mods, c = [], cin
+        for _ in range(layers - 1):
+            mods += [nn.Linear(c, hidden), nn.LeakyReLU(0.2)]
+            c = hidden
+        self.body = nn.Sequential(*mods)
+        self.out = nn.Linear(c, cout)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+class EditMapper(PretrainedModel):
+    """(ws [N, num_ws, w_dim], text [N, D], source image embedding [N, D]) -> W+ offset [N, num_ws, w_dim]."""
+
+    config_class = MapperConfig
+
+    def __init__(self, config: MapperConfig):
+        super().__init__()
+        self.config = config
+        if not config.groups:
+            from generation.editing.encoder import ws_groups
+
+            config.groups = ws_groups(config.num_ws, config.resolution)
+        covered = sorted(i for idx in config.groups.values() for i in idx)
+        if covered != list(range(config.num_ws)):
+            raise ValueError(f"MapperConfig.groups must cover W+ indices 0..{config.num_ws - 1} once, got {config.groups}")
+        self.index_embed = nn.Embedding(config.num_ws, 16)
+        cin = config.w_dim + 2 * config.embed_dim + 16
+        self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers)
+                                   for name, idx in config.groups.items() if idx})
+
+    def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
+        from generation.stylegan2.fingerprint import check_generator_fits
+
+        c = self.config
+        check_generator_fits(G, resolution=c.resolution, w_dim=c.w_dim, num_ws=c.num_ws, digest=c.generator_digest,
+                             what="this edit mapper", source=source,
+                             remedy="Use the generator it was trained with, or train a mapper for yours with "
+                                    "generation/train_mapper.py --generator.")
+
+    def check_guide(self, digest: str, embed_dim: int, source: str = "the HD-VILA model") -> None:
+        """Refuse a guide other than the one the mapper was trained with (its text space differs)."""
+        c = self.config
+        if embed_dim != c.embed_dim:
+            raise CheckpointError(f"{source} embeds in {embed_dim} dimensions; this edit mapper reads {c.embed_dim}. "
+                                  f"Use the HD-VILA model it was trained with, or train a mapper with "
+                                  f"generation/train_mapper.py --hdvila.")
+        if c.guide_digest and digest and digest != c.guide_digest:
+            raise CheckpointError(f"{source} (weights digest {digest}) is not the HD-VILA model this edit mapper was "
+                                  f"trained with ({c.guide_digest}): its embeddings would steer the mapper wrongly. "
+                                  f"Use that model, or train a mapper for yours with generation/train_mapper.py --hdvila.")
+
+    def forward(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor) -> torch.Tensor:
+        """ws [N, num_ws, w_dim]; text, source [N, D] (L2-normalised); w_avg [w_dim] -> offsets [N, num_ws, w_dim]."""
+        c = self.config
+        if ws.ndim != 3 or tuple(ws.shape[1:]) != (c.num_ws, c.w_dim):
+            raise ValueError(f"ws must be [N, {c.num_ws}, {c.w_dim}], got {tuple(ws.shape)}")
+        n = ws.shape[0]
+        if text.shape != (n, c.embed_dim) or source.shape != (n, c.embed_dim):
+            raise ValueError(f"text and source must be [{n}, {c.embed_dim}], got {tuple(text.shape)}, {tuple(source.shape)}")
+        dtype = self.index_embed.weight.dtype
+        w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
+        cond = torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1)
+        idx = self.index_embed.weight[None].expand(n, -1, -1)
+        x = torch.cat([w, cond, idx], dim=2)
+        parts, order = [], []
+        for name, mlp in self.mlps.items():
+            parts.append(mlp(x[:, c.groups[name]]))
+            order += list(c.groups[name])
+        out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))]  # back to W+ order
+        return out * c.w_scale
+
+    def edit(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor,
+             strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """ws + strength * offset; ``strength`` a float or [N]."""
+        s = torch.as_tensor(strength, dtype=ws.dtype, device=ws.device).reshape(-1, 1, 1)
+        return ws + s * self.forward(ws, text, source, w_avg).to(ws.dtype)

@@ -1,0 +1,253 @@
+"""``EditPipeline``: text-guided editing of frames with a StyleGAN2 generator steered by HD-VILA.
+
+Components: ``hdvila`` and ``processor`` (the guide), ``generator`` (StyleGAN2), ``encoder``
+(:class:`~generation.editing.encoder.LatentEncoder`, for real images) and ``mapper``
+(:class:`~generation.editing.mapper.EditMapper`, for the one-pass method). ``__call__`` reads like
+the algorithm::
+
+    x = self.prepare_images(image)                     # input policy below, [N, 3, R, R] in [-1, 1]
+    ws = self.invert(x, refine_steps)                  # encoder (+ projector refinement), PSNR per image
+    text = self.encode_prompt(prompt, len(ws))         # [N, D] HD-VILA text embeddings
+    ws_edit = self.edit_latents(ws, text, method, strength, steps)
+    images = G.synthesis(ws_edit)
+
+Methods: ``'mapper'`` (one forward pass of the mapper for any prompt) or ``'optimize'`` (StyleCLIP's
+latent optimisation with HD-VILA, ``steps`` Adam steps: slower, no trained mapper needed). ``strength``
+scales the edit offset (0: the reconstruction; 1: the trained edit; at most 2).
+
+Input policy (also in ``hdvila edit --help`` and the README): an image whose size is not the
+generator's ``R x R`` is centre-cropped to a square and resized to ``R`` (antialiased bicubic), with a
+note; the aspect is never distorted. Every edit of a real image reports its inversion PSNR (the
+reconstruction against that cropped, resized input, RGB 8-bit).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from generation.pipeline_utils import Pipeline, PipelineOutput
+from hdvila.errors import CheckpointError, InputFileError, UserError
+
+METHODS = ("mapper", "optimize")
+STRENGTH_RANGE = (0.0, 2.0)
+MIN_SIDE = 8
+INPUT_POLICY = ("images that are not {r}x{r} px are centre-cropped to a square and resized to {r}x{r} "
+                "(antialiased bicubic); the aspect is never distorted")
+
+
+@dataclass
+class EditPipelineOutput(PipelineOutput):
+    """``images``: the edits; ``latents``: their W+ latents [N, num_ws, w_dim] (CPU float32);
+    ``inversion_psnr``: dB of each reconstruction against its (policy-resized) input, None for latent
+    inputs; ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did."""
+
+    latents: torch.Tensor | None = None
+    inversion_psnr: list[float] | None = None
+    reconstructions: torch.Tensor | None = None
+    source_latents: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def image_to_tensor(image: Any, label: str) -> torch.Tensor:
+    """One image (PIL, path, bytes, uint8 HWC array, or a [3, H, W] / [1, 3, H, W] tensor in [-1, 1])
+    -> float [3, H, W] in [-1, 1]."""
+    from hdvila.imageio import load_image
+    from hdvila.tensors import pil_to_tensor
+
+    if isinstance(image, torch.Tensor):
+        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise InputFileError(f"{label}: a tensor image must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
+        if not torch.isfinite(t).all():
+            raise InputFileError(f"{label}: the tensor has NaN or infinite values.")
+        return t.float()
+    return pil_to_tensor(load_image(image, name=label))
+
+
+def fit_to_square(t: torch.Tensor, size: int, label: str) -> tuple[torch.Tensor, str]:
+    """[3, H, W] -> ([3, size, size], note): centre-crop to a square, antialiased bicubic resize."""
+    h, w = t.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise InputFileError(f"{label} is {w}x{h} px: too small to edit (at least {MIN_SIDE} px a side).")
+    if (h, w) == (size, size):
+        return t.clamp(-1, 1), ""
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    t = t[:, top:top + side, left:left + side]
+    t = F.interpolate(t[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    note = (f"{label}: {w}x{h} px is not the generator's {size}x{size}; "
+            + (f"centre-cropped to {side}x{side} and " if h != w else "") + f"resized to {size}x{size}.")
+    return t.clamp(-1, 1), note
+
+
+class EditPipeline(Pipeline):
+    """Text-guided editing (see the module docstring). Use :meth:`from_pretrained` on a pipeline
+    folder (the bundled ``checkpoints/edit-demo64``) or pass the components; ``encoder`` is needed
+    for images (not for latents), ``mapper`` for ``method='mapper'``."""
+
+    def __init__(self, hdvila, processor, generator, encoder=None, mapper=None):
+        super().__init__()
+        self.register_modules(hdvila=hdvila, processor=processor, generator=generator, encoder=encoder, mapper=mapper)
+        self._guide = None
+
+    # ---- components ---------------------------------------------------------------------------
+    def check_components(self) -> None:
+        """Refuse an encoder or mapper trained for another generator, or a mapper for another guide."""
+        from generation.editing.guide import guide_fingerprint
+
+        if self.encoder is not None:
+            self.encoder.check_generator(self.generator)
+        if self.mapper is not None:
+            self.mapper.check_generator(self.generator)
+            self.mapper.check_guide(guide_fingerprint(self.hdvila), int(self.hdvila.config.projection_dim))
+
+    @property
+    def guide(self):
+        from generation.editing.guide import HDVILAGuide
+
+        if self._guide is None or self._guide.hdvila is not self.hdvila:
+            self._guide = HDVILAGuide(self.hdvila, self.processor)
+        return self._guide
+
+    @property
+    def resolution(self) -> int:
+        return int(self.generator.img_resolution)
+
+    @property
+    def vocabulary(self) -> list[str] | None:
+        return list(self.mapper.config.vocabulary) if self.mapper is not None and self.mapper.config.vocabulary else None
+
+    # ---- steps --------------------------------------------------------------------------------
+    def check_inputs(self, n: int, prompt, method: str, strength: float, steps: int, refine_steps: int,
+                     latents_given: bool) -> None:
+        if method not in METHODS:
+            raise UserError(f"method must be 'mapper' or 'optimize', got {method!r}.")
+        if method == "mapper" and self.mapper is None:
+            raise CheckpointError("this pipeline has no mapper; use method='optimize', or load a pipeline folder "
+                                  "with a mapper (generation/train_mapper.py trains one).")
+        lo, hi = STRENGTH_RANGE
+        if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
+            raise UserError(f"strength must be a number from {lo:g} (no edit) to {hi:g} (twice the edit), got {strength!r}.")
+        if not isinstance(steps, int) or steps < 1 or steps > 5000:
+            raise UserError(f"steps must be an integer from 1 to 5000, got {steps!r}.")
+        if not isinstance(refine_steps, int) or refine_steps < 0 or refine_steps > 5000:
+            raise UserError(f"refine_steps must be an integer from 0 to 5000, got {refine_steps!r}.")
+        if not latents_given and self.encoder is None and refine_steps == 0:
+            raise CheckpointError("this pipeline has no encoder to invert images; pass latents, or refine_steps > 0 "
+                                  "to invert with the projector alone.")
+        if n == 0:
+            raise InputFileError("no image given.")
+        if isinstance(prompt, (list, tuple)) and len(prompt) != n:
+            raise UserError(f"{len(prompt)} prompts for {n} images: give one prompt, or one per image.")
+
+    def prepare_images(self, images: Sequence[Any], labels: Sequence[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Images -> [N, 3, R, R] in [-1, 1] by the input policy, and a note per image."""
+        out, notes = [], []
+        for i, image in enumerate(images):
+            label = labels[i] if labels else f"image {i + 1}"
+            t, note = fit_to_square(image_to_tensor(image, label), self.resolution, label)
+            if note:
+                warnings.warn(note, stacklevel=3)
+            out.append(t)
+            notes.append(note)
+        return torch.stack(out), notes
+
+    def synthesize(self, ws: torch.Tensor) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, 3, R, R] (clamped to [-1, 1]) with the stored noise."""
+        G = self.generator
+        return G.synthesis(ws.to(self.device, torch.float32), noise_mode="const", force_fp32=True).float().clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """[N, 3, R, R] -> W+ [N, num_ws, w_dim] with the encoder."""
+        w_avg = self.generator.mapping.w_avg
+        return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), w_avg).float()
+                          for i in range(0, len(x), batch_size)])
+
+    def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01) -> tuple[torch.Tensor, list[float]]:
+        """x [N, 3, R, R] in [-1, 1] -> (W+ latents [N, num_ws, w_dim], inversion PSNR per image). The
+        encoder's latents, refined by ``refine_steps`` projector steps (with the generator's stored
+        noise kept, from the encoder's latents when there is an encoder, else from w_avg)."""
+        from generation.stylegan2.projector import project_batch, psnr
+
+        ws = self.encode(x) if self.encoder is not None else None
+        if refine_steps:
+            results = project_batch(self.generator, x, steps=refine_steps, init_ws=ws, stored_noise=True,
+                                    lr=refine_lr if ws is not None else 0.1,
+                                    initial_noise_factor=0.0 if ws is not None else 0.05, perceptual="multiscale",
+                                    device=self.device)
+            ws = torch.cat([r.ws for r in results]).to(self.device)
+        rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, len(ws), 32)])
+        return ws, [psnr(rec[i:i + 1].cpu(), x[i:i + 1].cpu()) for i in range(len(ws))]
+
+    def encode_prompt(self, prompt: str | Sequence[str], n: int) -> torch.Tensor:
+        """[n, D] text embeddings (prompts checked: empty or overlong refused, unknown words warned)."""
+        prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+        distinct = sorted(set(prompts), key=prompts.index)
+        emb = self.guide.text_features(distinct, vocabulary=self.vocabulary)
+        return emb[[distinct.index(p) for p in prompts]]
+
+    def edit_latents(self, ws: torch.Tensor, text: torch.Tensor, method: str = "mapper", strength: float = 1.0,
+                     steps: int = 300, source_embeds: torch.Tensor | None = None, **optimize_kwargs) -> torch.Tensor:
+        """Edited latents: ws + strength * (the method's offset). ``source_embeds`` [N, D] (default: the
+        guide's embedding of each reconstruction) is what the mapper reads as the source."""
+        ws = ws.to(self.device, torch.float32)
+        if method == "mapper":
+            with torch.no_grad():
+                if source_embeds is None:
+                    source_embeds = self.guide.image_features(self.synthesize(ws))
+                return self.mapper.edit(ws, text.to(self.device), source_embeds.to(self.device),
+                                        self.generator.mapping.w_avg, strength)
+        from generation.editing.optimize import optimize_edit
+
+        result = optimize_edit(self.generator, self.guide, ws, text, steps=steps, **optimize_kwargs)
+        return ws + strength * (result.ws.to(self.device) - ws)
+
+    def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *, latents: torch.Tensor | None = None,
+                 method: str = "mapper", strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
+                 generator: torch.Generator | None = None, output_type: str = "pil", return_dict: bool = True,
+                 labels: Sequence[str] | None = None, **optimize_kwargs):
+        """Edit one image, a list of images, or latents by ``prompt`` (one for all, or one per image).
+
+        ``latents``: W+ [N, num_ws, w_dim] or W [N, w_dim] instead of images (no inversion).
+        ``refine_steps``: projector steps after the encoder (slower, more faithful). ``generator`` is
+        accepted for the pipeline convention; every step here is deterministic. Extra keyword
+        arguments go to :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
+        Returns :class:`EditPipelineOutput`.
+        """
+        notes: list[str] = []
+        psnrs = None
+        if latents is not None:
+            ws = latents if latents.ndim == 3 else latents[:, None].expand(-1, self.generator.num_ws, -1)
+            n = ws.shape[0]
+        else:
+            if image is None:
+                raise InputFileError("give an image (or a list of images), or latents.")
+            batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
+            images = list(image) if batched else [image]
+            n = len(images)
+        self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents is not None)
+        text = self.encode_prompt(prompt, n)  # before any slow work: a bad prompt costs nothing
+        if latents is not None:
+            want = (self.generator.num_ws, self.generator.w_dim)
+            if tuple(ws.shape[1:]) != want:
+                raise UserError(f"latents must be [N, {want[0]}, {want[1]}] (W+) or [N, {want[1]}] (W) for this "
+                                f"generator, got {tuple(latents.shape)}.")
+            ws = ws.to(self.device, torch.float32)
+        else:
+            x, notes = self.prepare_images(images, labels)
+            ws, psnrs = self.invert(x, refine_steps)
+        edited = self.edit_latents(ws, text, method, float(strength), steps, **optimize_kwargs)
+        with torch.no_grad():
+            out = torch.cat([self.synthesize(edited[i:i + 32]) for i in range(0, n, 32)])
+            rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, n, 32)])
+        result = self.postprocess(out, output_type)
+        if not return_dict:
+            return (result,)
+        return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
+                                  reconstructions=rec.cpu(), source_latents=ws.detach().float().cpu(), notes=notes)

@@ -1,0 +1,39 @@
+"""What a model trained on top of a frozen StyleGAN2 generator (super-resolution network, latent
+encoder, edit mapper) records about that generator, so that another generator is refused."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+
+def generator_fingerprint(G: nn.Module) -> dict:
+    """Resolution, ``w_dim``, ``num_ws``, channels per block, and a digest of the constant input and
+    ``w_avg`` (two tensors that differ between any two trained generators, and that fine-tuning the
+    synthesis convolutions leaves alone)."""
+    syn = G.synthesis
+    channels = [int(getattr(syn, f"b{r}").conv1.weight.shape[0]) for r in syn.block_resolutions]
+    h = hashlib.sha256()
+    for t in (syn.b4.const, G.mapping.w_avg):
+        h.update(t.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+    return {"img_resolution": int(G.img_resolution), "w_dim": int(G.w_dim), "num_ws": int(G.num_ws),
+            "channels": channels, "digest": h.hexdigest()[:16]}
+
+
+def check_generator_fits(G: nn.Module, *, resolution: int, w_dim: int, num_ws: int, digest: str, what: str,
+                         remedy: str, source: str = "the generator") -> None:
+    """Raise :class:`~hdvila.errors.CheckpointError` unless ``G`` has this resolution, ``w_dim`` and
+    ``num_ws`` and (when ``digest`` is set) this :func:`generator_fingerprint` digest. ``what`` names
+    the model that depends on G ("this edit mapper"), ``remedy`` says what to do instead."""
+    from hdvila.errors import CheckpointError
+
+    fp = generator_fingerprint(G)
+    want = {"img_resolution": resolution, "w_dim": w_dim, "num_ws": num_ws}
+    diff = [f"{k} {fp[k]} (expected {v})" for k, v in want.items() if fp[k] != v]
+    if diff:
+        raise CheckpointError(f"{source} does not fit {what}: " + ", ".join(diff) + f". {remedy}")
+    if digest and fp["digest"] != digest:
+        raise CheckpointError(f"{source} has the right shape but is not the generator {what} was trained with "
+                              f"(digest {fp['digest']}, expected {digest}). {remedy}")

@@ -1,0 +1,246 @@
+"""Train a pSp/e4e-style encoder from images to a frozen StyleGAN2 generator's W+ latents.
+
+    accelerate launch generation/train_encoder.py --output_dir runs/encoder-demo64 --data demo
+    accelerate launch generation/train_encoder.py --output_dir runs/enc --data my_frames/ \\
+        --generator my-stylegan2.pkl --hdvila my-hdvila-folder
+    accelerate launch --multi_gpu --num_processes 2 generation/train_encoder.py ...   # 2 processes (gloo on a CPU)
+
+What is trained: :class:`generation.editing.encoder.LatentEncoder`. The generator and the HD-VILA
+model are frozen; gradients flow through the generator into the latents.
+
+Each batch mixes real images (``--data demo``: ``--train_size`` renders of the demo domain's train
+split; otherwise a folder of images, centre-cropped and resized to the generator's resolution) with
+``--synthetic_fraction`` generator samples, whose true W+ latents are known. The loss is
+
+- pixel MSE and the multi-scale L1 on pixels and gradients between the image and its reconstruction
+  (``--pixel_weight``, ``--multiscale_weight``);
+- HD-VILA feature loss, 1 - cos of their image embeddings (``--hdvila_weight``, every
+  ``--hdvila_every`` steps): the reconstruction keeps what the guide of editing reads;
+- on the generator samples, MSE between the predicted and the true latents (``--latent_weight``);
+- e4e's delta regulariser on every latent (``--delta_weight``): W+ vectors close to their mean.
+
+Conventions follow diffusers' example scripts (options of :func:`hdvila.training.add_common_args`);
+checkpoints hold the encoder, its optimiser, its EMA (``ema/``) and the RNG states, and batches and
+per-step randomness are functions of the step, so a resumed run continues as an uninterrupted one.
+Validation writes ``OUTPUT_DIR/validation/step-N.png`` (image | reconstruction pairs of held-out
+test-split renders) and logs their PSNR. At the end the EMA encoder is written to
+``OUTPUT_DIR/encoder``, the component ``EditPipeline`` loads.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+    sys.path.insert(0, str(_here.parent))
+
+import argparse
+import logging
+import math
+from typing import Any, Sequence
+
+import torch
+
+from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, assert_replicas_equal, at_least,
+                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision,
+                             resolve_resume, run_cli, save_checkpoint, step_seed)
+
+logger = logging.getLogger("train_encoder")
+EMA_FOLDER = "ema"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, max_train_steps=20000, checkpointing_steps=500, validation_steps=500)
+    g = p.add_argument_group("models")
+    g.add_argument("--generator", default=None, help="StyleGAN2 generator: model folder, NVlabs .pkl or rosinality .pt "
+                   "(default: the bundled stylegan2-demo64)")
+    g.add_argument("--hdvila", default=None, help="HD-VILA model folder for the feature loss (default: the bundled "
+                   "hdvila-mini)")
+    g.add_argument("--channels", type=at_least(8), default=32, help="encoder width at the input resolution")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="demo", help="'demo' or a folder of images (recursive)")
+    g.add_argument("--train_size", type=at_least(1), default=20000, help="demo: training renders")
+    g.add_argument("--val_size", type=at_least(1), default=64, help="held-out images for validation (demo: test split)")
+    g.add_argument("--synthetic_fraction", type=float, default=0.5, help="share of each batch that is generator samples")
+    g.add_argument("--truncation", type=float, default=1.0, help="truncation psi of the generator samples")
+    g = p.add_argument_group("optimisation and losses")
+    g.add_argument("--train_batch_size", type=at_least(2), default=16, help="images per process per micro-batch")
+    g.add_argument("--learning_rate", type=float, default=5e-4)
+    g.add_argument("--max_grad_norm", type=float, default=1.0)
+    g.add_argument("--ema_decay", type=float, default=0.999)
+    g.add_argument("--pixel_weight", type=float, default=1.0)
+    g.add_argument("--multiscale_weight", type=float, default=1.0)
+    g.add_argument("--hdvila_weight", type=float, default=0.5)
+    g.add_argument("--hdvila_every", type=at_least(1), default=2)
+    g.add_argument("--latent_weight", type=float, default=1.0)
+    g.add_argument("--delta_weight", type=float, default=0.002)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.synthetic_fraction < 1.0:
+        p.error(f"--synthetic_fraction must be in [0, 1), got {args.synthetic_fraction}")
+    return args
+
+
+def load_models(args: argparse.Namespace) -> dict[str, Any]:
+    """The frozen generator, the frozen HD-VILA guide, and their folders."""
+    from generation.editing.guide import HDVILAGuide
+    from generation.stylegan2.convert import load_stylegan2
+    from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.paths import resolve_model_path
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    g_path = resolve_model_path(args.generator, "stylegan2-demo64", option="--generator",
+                                accepts="a StyleGAN2 model folder, an NVlabs .pkl or a rosinality .pt")
+    G = load_stylegan2(g_path).eval().requires_grad_(False).float()
+    h_path = resolve_model_path(args.hdvila, "hdvila-mini", option="--hdvila")
+    hdvila = HDVILAModel.from_pretrained(h_path)
+    return {"G": G, "guide": HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config)), "g_path": g_path}
+
+
+def load_images(args: argparse.Namespace, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) uint8 [N, 3, R, R]."""
+    from generation.data import render_demo_images, scan_image_folder
+
+    cache = Path(args.output_dir) / "cache"
+    if args.data == "demo":
+        train = render_demo_images(args.train_size, resolution, split="train", seed=args.seed, progress=True,
+                                   cache_file=cache / f"train-{args.train_size}-{resolution}px-seed{args.seed}.npy")
+        val = render_demo_images(args.val_size, resolution, split="test", seed=args.seed)
+        return torch.from_numpy(train), torch.from_numpy(val)
+    _, pixels = scan_image_folder(args.data, resolution, progress=True)
+    pixels = torch.from_numpy(pixels)
+    n_val = min(args.val_size, max(1, len(pixels) // 10))
+    return pixels[n_val:], pixels[:n_val]
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1.0
+
+
+def reconstruct(G, ws: torch.Tensor) -> torch.Tensor:
+    """G's image [N, 3, R, R] (unclamped) of ws, with its stored noise maps."""
+    return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
+
+
+@torch.no_grad()
+def validate(encoder, G, val: torch.Tensor, out_png: Path) -> dict[str, float]:
+    """PSNR (RGB, 8-bit) of the reconstructions of the validation images, and a grid PNG of 8 pairs."""
+    from generation.stylegan2.projector import psnr
+    from hdvila.imageio import save_image
+    from hdvila.tensors import image_grid
+
+    x = to_unit(val)
+    rec = torch.cat([reconstruct(G, encoder(x[i:i + 32], G.mapping.w_avg)).float() for i in range(0, len(x), 32)])
+    rec = rec.clamp(-1, 1)
+    k = min(8, len(x))
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    save_image(image_grid(torch.stack([x[:k], rec[:k]], dim=1).flatten(0, 1), nrow=4), out_png)
+    per = [psnr(rec[i:i + 1], x[i:i + 1]) for i in range(len(x))]
+    return {"val/psnr": sum(per) / len(per)}
+
+
+def sample_synthetic(G, n: int, truncation: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n generator samples: (images [n, 3, R, R] clamped to [-1, 1], their ws [n, num_ws, w_dim])."""
+    z = torch.randn([n, G.z_dim], generator=generator).to(G.mapping.w_avg.device)
+    with torch.no_grad():
+        ws = G.mapping(z, None, truncation_psi=truncation)
+        return reconstruct(G, ws).clamp(-1, 1), ws
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from generation.editing.encoder import LatentEncoder, config_for_generator, delta_regularizer
+    from generation.editing.guide import cosine_loss
+    from generation.stylegan2.projector import multiscale_loss
+
+    args = parse_args(argv)
+    precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
+    accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
+    models = load_models(args)
+    G, guide = models["G"], models["guide"]
+    torch.manual_seed(args.seed)
+    encoder = LatentEncoder(config_for_generator(G, channels=args.channels, trained_on=f"{args.data}"))
+    train, val = load_images(args, G.img_resolution)
+    opt = torch.optim.Adam(encoder.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
+    encoder, opt = accelerator.prepare(encoder, opt)
+    device = accelerator.device
+    G.to(device)
+    guide.to(device)
+    w_avg = G.mapping.w_avg
+    ema = EMA(accelerator.unwrap_model(encoder), args.ema_decay)
+    step = 0
+    if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
+        step = load_checkpoint(accelerator, resume)["step"]
+        ema.module.load_state_dict(type(ema.module).from_pretrained(resume / EMA_FOLDER).state_dict())
+    init_trackers(accelerator, "train_encoder", args)
+    n_syn = int(round(args.train_batch_size * args.synthetic_fraction))
+    n_real = args.train_batch_size - n_syn
+    sampler = StepBatchSampler(len(train), n_real, accumulation=args.gradient_accumulation_steps,
+                               rank=accelerator.process_index, world_size=accelerator.num_processes, seed=args.seed,
+                               start_step=step)
+    stats, budget, result = StepStats(), TimeBudget(args.max_train_minutes), {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.max_train_steps, initial=step, desc="train_encoder", disable=not accelerator.is_main_process)
+    while step < args.max_train_steps:
+        torch.manual_seed(step_seed(args.seed, step, accelerator.process_index))
+        gen = torch.Generator().manual_seed(step_seed(args.seed + 1, step, accelerator.process_index))
+        use_hdvila = args.hdvila_weight > 0 and step % args.hdvila_every == 0
+        for micro in range(args.gradient_accumulation_steps):
+            real = to_unit(train[sampler.indices(step, micro)]).to(device)
+            syn, syn_ws = sample_synthetic(G, n_syn, args.truncation, gen) if n_syn else (real[:0], None)
+            x = torch.cat([real, syn])
+            with accelerator.autocast():
+                ws = encoder(x, w_avg)
+                rec = reconstruct(G, ws).float()
+                parts = {"pixel": (rec - x).square().mean(), "multiscale": multiscale_loss(rec, x).mean(),
+                         "delta": delta_regularizer(ws.float()).mean()}
+                if syn_ws is not None:
+                    parts["latent"] = (ws[n_real:].float() - syn_ws).square().mean()
+                if use_hdvila:
+                    parts["hdvila"] = cosine_loss(guide.image_features(rec), guide.image_features(x).detach()).mean()
+            weights = {"pixel": args.pixel_weight, "multiscale": args.multiscale_weight, "delta": args.delta_weight,
+                       "latent": args.latent_weight, "hdvila": args.hdvila_weight}
+            loss = sum(weights[k] * v for k, v in parts.items())
+            accelerator.backward(loss / args.gradient_accumulation_steps)
+            stats.report("loss", loss.detach())
+            for k, v in parts.items():
+                stats.report(k, v.detach())
+        accelerator.clip_grad_norm_(encoder.parameters(), args.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(encoder), decay=min(args.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        bar.update(1)
+        logs = stats.collect(accelerator)
+        accelerator.log(logs, step=step)
+        bar.set_postfix(loss=f"{logs.get('loss', math.nan):.4f}")
+        stop = budget.expired(accelerator)
+        done = step >= args.max_train_steps or stop
+        if args.checkpointing_steps and (step % args.checkpointing_steps == 0 or done):
+            assert_replicas_equal(accelerator, [encoder])
+            save_checkpoint(accelerator, args.output_dir, step, {"images_seen": step * args.train_batch_size *
+                                                                  args.gradient_accumulation_steps * accelerator.num_processes},
+                            args.checkpoints_total_limit, extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER))
+        if accelerator.is_main_process and ((args.validation_steps and step % args.validation_steps == 0) or done):
+            result = validate(ema.module, G, val, Path(args.output_dir) / "validation" / f"step-{step:06d}.png")
+            accelerator.log(result, step=step)
+            logger.info("step %d: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in result.items()))
+        if stop:
+            logger.info("--max_train_minutes %s spent at step %d", args.max_train_minutes, step)
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out = Path(args.output_dir) / "encoder"
+        ema.module.save_pretrained(out)
+        result["encoder"] = str(out)
+        logger.info("wrote %s", out)
+    accelerator.end_training()
+    return {"step": step, **result}
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,154 @@
+"""Text-guided editing on tiny models: the encoder, the mapper, the optimisation editor and
+EditPipeline (save/load, mismatched components refused, bad inputs refused before any work)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from generation.editing.encoder import LatentEncoder, config_for_generator, delta_regularizer, ws_groups, ws_resolutions
+from generation.editing.guide import HDVILAGuide, UnknownPromptWarning, directional_loss, guide_fingerprint
+from generation.editing.mapper import EditMapper, MapperConfig
+from generation.editing.optimize import optimize_edit
+from generation.editing.pipeline_edit import EditPipeline
+from generation.editing.prompts import all_prompts, edit_prompt, sample_edit, vocabulary
+from generation.stylegan2.fingerprint import generator_fingerprint
+from hdvila.configuration_hdvila import HDVILAConfig
+from hdvila.errors import CheckpointError, TextInputError, UserError
+from hdvila.modeling_hdvila import HDVILAModel
+from hdvila.processing_hdvila import HDVILAProcessor
+from tests.test_pipeline_utils import TINY_HDVILA, tiny_generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def parts():
+    G = tiny_generator()
+    torch.manual_seed(1)
+    hdvila = HDVILAModel(HDVILAConfig(**TINY_HDVILA)).eval()
+    processor = HDVILAProcessor.from_config(hdvila.config)
+    encoder = LatentEncoder(config_for_generator(G, channels=8, head_channels=8))
+    fp = generator_fingerprint(G)
+    mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
+                                     embed_dim=16, hidden=32, generator_digest=fp["digest"],
+                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary()))
+    torch.nn.init.normal_(mapper.mlps["medium"].out.weight, std=0.05)  # a non-identity edit to test with
+    return G, hdvila, processor, encoder, mapper
+
+
+def test_ws_groups_cover_every_vector_once():
+    assert ws_resolutions(18, 1024)[:5] == [4, 8, 8, 16, 16]
+    g = ws_groups(18, 1024)
+    assert g["coarse"] == [0, 1, 2] and g["medium"] == [3, 4, 5, 6] and g["fine"] == list(range(7, 18))
+    for n, r in ((10, 64), (6, 16)):
+        idx = sorted(i for v in ws_groups(n, r).values() for i in v)
+        assert idx == list(range(n))
+
+
+def test_encoder_shapes_and_generator_check(parts):
+    G, *_ , encoder, _ = parts
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    ws = encoder(x, G.mapping.w_avg)
+    assert ws.shape == (3, G.num_ws, G.w_dim)
+    assert ws.std(0).mean() > 0  # depends on the image
+    assert delta_regularizer(ws).shape == (3,)
+    encoder.check_generator(G)
+    with pytest.raises(CheckpointError, match="not the generator"):
+        encoder.check_generator(tiny_generator(seed=5))
+
+
+def test_mapper_strength_and_identity(parts):
+    G, hdvila, processor, encoder, mapper = parts
+    ws = torch.randn(2, G.num_ws, G.w_dim)
+    t, s = torch.nn.functional.normalize(torch.randn(2, 2, 16), dim=-1)
+    assert torch.equal(mapper.edit(ws, t, s, G.mapping.w_avg, 0.0), ws)
+    d1 = mapper.edit(ws, t, s, G.mapping.w_avg, 1.0) - ws
+    d2 = mapper.edit(ws, t, s, G.mapping.w_avg, 2.0) - ws
+    assert d1.abs().sum() > 0 and torch.allclose(d2, 2 * d1, atol=1e-5)
+    assert d1[:, :3].abs().sum() == 0  # only the medium group's MLP was made non-zero above
+    with pytest.raises(CheckpointError, match="not the HD-VILA model"):
+        mapper.check_guide("0" * 16, 16)
+
+
+def test_prompts_and_vocabulary():
+    from hdvila.demo.dataset import sample_image_spec
+
+    rng = np.random.default_rng(0)
+    spec = sample_image_spec("test", 0, 3)
+    attribute, value = sample_edit(spec, rng, "color")
+    assert attribute == "color" and value != spec.color
+    assert edit_prompt("pattern", "striped", np.random.default_rng(1)) in {p for _, _, p in all_prompts()}
+    held = {p for _, _, p in all_prompts("heldout")}
+    assert held and not held & {p for _, _, p in all_prompts("train")}
+    assert "striped" in vocabulary() and "pinstriped" not in vocabulary()
+
+
+def test_optimize_edit_moves_towards_text(parts):
+    G, hdvila, processor, *_ = parts
+    guide = HDVILAGuide(hdvila, processor)
+    ws = G.mapping(torch.randn(2, G.z_dim), None)
+    text = guide.text_features(["a red star"])
+    before = (1 - (guide.image_features(G.synthesis(ws, noise_mode="const")) @ text.T)).mean()
+    out = optimize_edit(G, guide, ws, text, steps=15, lr=0.05, l2_weight=0.0)
+    after = (1 - (guide.image_features(out.images) @ text.T)).mean()
+    assert after < before
+    assert out.ws.shape == ws.shape and len(out.history) == 15
+    src = guide.image_features(G.synthesis(ws, noise_mode="const"))
+    assert directional_loss(src, src + 1e-3, text, text * 0.5).shape == (2,)
+
+
+def test_pipeline_round_trip_and_bad_inputs(parts, tmp_path):
+    G, hdvila, processor, encoder, mapper = parts
+    pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
+    img = (torch.rand(3, 24, 20) * 2 - 1)  # not square, not 16 px: the input policy applies
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(img, "make it striped", output_type="pt")
+    assert any("centre-cropped" in str(w.message) for w in caught)
+    assert out.images.shape == (1, 3, 16, 16) and out.latents.shape == (1, G.num_ws, G.w_dim)
+    assert len(out.inversion_psnr) == 1 and np.isfinite(out.inversion_psnr[0])
+    same = pipe(img, "make it striped", strength=0.0, output_type="pt")
+    assert torch.allclose(same.images, same.reconstructions, atol=1e-5)
+    folder = pipe.save_pretrained(tmp_path / "edit")
+    again = EditPipeline.from_pretrained(folder)
+    out2 = again(img, "make it striped", output_type="pt")
+    assert torch.allclose(out.images, out2.images, atol=1e-4)
+    for prompt, err in (("", TextInputError), ("   ", TextInputError), ("red " * 80, TextInputError)):
+        with pytest.raises(err):
+            pipe(img, prompt)
+    with pytest.warns(UnknownPromptWarning, match="may do nothing"):
+        pipe(img, "qwzx blorf")
+    for bad in (-0.5, 2.5, "1"):
+        with pytest.raises(UserError, match="strength"):
+            pipe(img, "red", strength=bad)
+    with pytest.raises(UserError, match="method"):
+        pipe(img, "red", method="diffuse")
+    with pytest.raises(CheckpointError, match="not the generator"):
+        EditPipeline.from_pretrained(folder, generator=tiny_generator(seed=5))
+    lat = pipe(latents=out.source_latents, prompt="red", method="optimize", steps=2, output_type="pt")
+    assert lat.inversion_psnr is None and lat.images.shape == (1, 3, 16, 16)
+
+
+def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
+    """Both training scripts on the bundled generator and HD-VILA model, two steps each, resumable,
+    ending in an EditPipeline folder that edits an image."""
+    from generation import train_encoder, train_mapper
+    from tests.conftest import run_training_main
+
+    common = ["--report_to", "none", "--val_size", "4", "--train_size", "16", "--train_batch_size", "4",
+              "--checkpointing_steps", "1", "--validation_steps", "0"]
+    enc = run_training_main(train_encoder.main, ["--output_dir", str(tmp_path / "enc"), "--max_train_steps", "2",
+                                                 "--channels", "8", *common])
+    assert enc["step"] == 2 and (tmp_path / "enc" / "encoder" / "config.json").is_file()
+    again = run_training_main(train_encoder.main, ["--output_dir", str(tmp_path / "enc"), "--max_train_steps", "3",
+                                                   "--channels", "8", "--resume_from_checkpoint", "latest", *common])
+    assert again["step"] == 3
+    out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
+                                                "--encoder", enc["encoder"], "--hidden", "32",
+                                                "--pipeline_dir", str(tmp_path / "pipe"), *common])
+    assert out["step"] == 2 and (tmp_path / "map" / "validation").is_dir()
+    pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
+    edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
+    assert edited.images.shape == (1, 3, 64, 64)
