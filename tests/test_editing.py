@@ -152,3 +152,50 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
     edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64)
+
+
+def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
+    """``hdvila edit`` over a folder with a good image, a truncated one and a video: outputs with
+    their metadata, an errors report, exit 1; an empty prompt or a bad strength writes nothing."""
+    import json
+
+    from PIL import Image
+
+    from hdvila.videoio import write_video
+
+    G, hdvila, processor, encoder, mapper = parts
+    model = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper
+                         ).save_pretrained(tmp_path / "model")
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(src / "sub" / "a.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_video(src / "clip.mp4", torch.rand(5, 3, 16, 16) * 2 - 1, fps=4)
+    for bad in (["--prompt", "  "], ["--prompt", "red", "--strength", "3"]):
+        r = cli("edit", src, out, "--model", model, "--quiet", *bad)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and not out.exists(), r.stderr
+    r = cli("edit", src, out, "--model", model, "--prompt", "make it striped", "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert Image.open(out / "sub" / "a.png").size == (16, 16)
+    meta = json.loads((out / "sub" / "a.png.json").read_text())
+    assert meta["prompt"] == "make it striped" and "centre-cropped" in meta["note"] and meta["inversion_psnr_db"] > 0
+    assert (out / "clip.mp4").stat().st_size > 0 and not (out / "broken.png").exists()
+    errors = [json.loads(line) for line in (out / "hdvila-errors.jsonl").read_text().splitlines()]
+    assert [e["input"].split("/")[-1] for e in errors] == ["broken.png"]
+
+
+def test_clip_edit_uses_one_offset_and_smooths(parts):
+    from generation.editing.clips import edit_clip, smooth_over_time, temporal_change
+
+    G, hdvila, processor, encoder, mapper = parts
+    pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
+    ws = torch.randn(6, G.num_ws, G.w_dim)
+    sm = smooth_over_time(ws, 1.0)
+    assert sm.shape == ws.shape and (sm[1:] - sm[:-1]).abs().mean() < (ws[1:] - ws[:-1]).abs().mean()
+    assert torch.allclose(smooth_over_time(ws, 0.0), ws)
+    frames = torch.rand(6, 3, 16, 16) * 2 - 1
+    out = edit_clip(pipe, frames, "make it striped")
+    src = smooth_over_time(pipe.invert(pipe.prepare_images(list(frames))[0])[0].cpu(), 1.0)
+    offsets = out["latents"] - src
+    assert torch.allclose(offsets, offsets[:1].expand_as(offsets), atol=1e-4), "one edit offset for the whole clip"
+    assert out["frames"].shape == (6, 3, 16, 16) and temporal_change(out["frames"]) >= 0

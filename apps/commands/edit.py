@@ -1,0 +1,150 @@
+"""``hdvila edit INPUT OUTPUT --prompt "..."``: text-guided editing of an image, a folder of images and
+videos (recursive, relative paths kept) or a video (:class:`generation.editing.pipeline_edit.EditPipeline`).
+
+Methods: ``mapper`` (one forward pass for any prompt; needs a pipeline with a trained mapper) or
+``optimize`` (StyleCLIP's latent optimisation with HD-VILA, ``--steps`` steps). ``--strength`` scales
+the edit (0: the reconstruction, 1: the edit, 2 at most). ``--refine-steps N`` refines each
+inversion with N projector steps (slower, more faithful).
+
+Input policy: an image or frame that is not the generator's size (64x64 for the bundled model) is
+centre-cropped to a square and resized to it; the aspect is never distorted. Each output is at the
+generator's resolution; the inversion PSNR of each file is printed and written to
+``OUTPUT.json`` beside it (with the prompt, the method and the policy note). A video is edited as one
+clip: one edit offset for every frame, latents smoothed over ``--temporal-sigma`` frames; it is
+written as an mp4 at the source frame rate. A rerun skips finished outputs (``--overwrite`` redoes
+them); bad inputs go to the errors report beside the outputs and make the exit status 1; every file
+is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hdvila.errors import InputFileError, UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("input", help="an image, a video, or a folder of them")
+    parser.add_argument("output", help="output file (for a file) or folder")
+    parser.add_argument("--prompt", required=True, help="the change, e.g. \"make it striped\" or \"a blue one\"")
+    parser.add_argument("--method", choices=METHODS, default="mapper")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help=f"edit strength, {STRENGTH_RANGE[0]:g} to {STRENGTH_RANGE[1]:g} (default 1)")
+    parser.add_argument("--steps", type=int, default=300, help="optimisation steps for --method optimize (default 300)")
+    parser.add_argument("--refine-steps", type=int, default=0, help="projector steps after the encoder (default 0)")
+    parser.add_argument("--temporal-sigma", type=float, default=1.0, help="latent smoothing over frames of a video")
+    parser.add_argument("--model", default=None, help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
+    parser.add_argument("--generator", default=None, help="replace the pipeline's generator (folder or NVlabs .pkl); "
+                        "the encoder and mapper must have been trained for it")
+    parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
+    """The edit pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
+    from generation.editing.pipeline_edit import EditPipeline
+    from hdvila.device import get_device
+    from hdvila.paths import resolve_model_path
+
+    folder = resolve_model_path(model, "edit-demo64", option="--model", accepts="an EditPipeline folder "
+                                "(pipeline_index.json and one folder per component, e.g. from generation/train_mapper.py "
+                                "--pipeline_dir)", marker="pipeline_index.json")
+    overrides = {}
+    if generator:
+        from generation.stylegan2.convert import load_stylegan2
+
+        overrides["generator"] = load_stylegan2(generator)
+    if hdvila:
+        from hdvila.modeling_hdvila import HDVILAModel
+        from hdvila.processing_hdvila import HDVILAProcessor
+
+        overrides["hdvila"] = HDVILAModel.from_pretrained(hdvila).eval()
+        overrides["processor"] = HDVILAProcessor.from_config(overrides["hdvila"].config)
+    return EditPipeline.from_pretrained(folder, **overrides).to(get_device(device))
+
+
+def _write_meta(job, meta: dict) -> None:
+    from hdvila.atomic import atomic_write_text
+
+    atomic_write_text(job.dst.with_name(job.dst.name + ".json"), json.dumps(meta, indent=1) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from accelerate import PartialState
+
+    from apps.batch import errors_path, plan_jobs, run_jobs
+    from generation.editing.pipeline_edit import INPUT_POLICY
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    state = PartialState()
+    jobs = plan_jobs(args.input, args.output)
+    pipe = load_pipeline(args.model, args.generator, args.hdvila, args.device)
+    pipe.set_progress_bar_config(disable=True)
+    policy = INPUT_POLICY.format(r=pipe.resolution)
+    # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
+    pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.encode_prompt(args.prompt, 1)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    base = {"prompt": args.prompt, "method": args.method, "strength": args.strength, "input_policy": policy}
+
+    def process(batch):
+        from hdvila.imageio import load_image, save_image
+
+        if batch[0].kind == "video":
+            return _edit_video(pipe, batch[0], args, base)
+        images = [load_image(j.src) for j in batch]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
+                       refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
+        for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
+            save_image(img, job.dst)
+            _write_meta(job, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note})
+            print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
+
+    report = errors_path(args.input, args.output, state.process_index, state.num_processes)
+    r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
+                 rank=state.process_index, world_size=state.num_processes, progress=not args.quiet)
+    print(f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
+          f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
+    for e in r["errors"][:5]:
+        print(f"error: {e['input']}: {e['error']}", file=sys.stderr)
+    return 1 if r["failed"] else 0
+
+
+def _edit_video(pipe, job, args, base: dict) -> None:
+    import warnings
+
+    import torch
+
+    from generation.editing.clips import edit_clip
+    from hdvila.videoio import read_all_frames, write_video
+
+    frames, fps = read_all_frames(job.src, max_frames=args.max_frames)  # uint8 [T, H, W, 3]
+    if len(frames) == 0:
+        raise InputFileError(f"{job.src}: the video has no frames.")
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = edit_clip(pipe, x, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
+                        refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma)
+    write_video(job.dst, out["frames"], fps=fps)
+    _write_meta(job, {**base, "input": str(job.src), "frames": len(frames),
+                      "inversion_psnr_db": round(out["inversion_psnr"], 3), "note": "; ".join(out["notes"])})
+    print(f"{job.src}: {len(frames)} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
