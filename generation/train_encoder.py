@@ -16,7 +16,8 @@ split; otherwise a folder of images, centre-cropped and resized to the generator
   (``--pixel_weight``, ``--multiscale_weight``);
 - HD-VILA feature loss, 1 - cos of their image embeddings (``--hdvila_weight``, every
   ``--hdvila_every`` steps): the reconstruction keeps what the guide of editing reads;
-- on the generator samples, MSE between the predicted and the true latents (``--latent_weight``);
+- on the generator samples, MSE between the predicted and the true latents (``--latent_weight``, off by
+  default: most of a 256-d w does not show in a demo image, so the regression target is ill-posed);
 - e4e's delta regulariser on every latent (``--delta_weight``): W+ vectors close to their mean.
 
 Conventions follow diffusers' example scripts (options of :func:`hdvila.training.add_common_args`);
@@ -61,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--hdvila", default=None, help="HD-VILA model folder for the feature loss (default: the bundled "
                    "hdvila-mini)")
     g.add_argument("--channels", type=at_least(8), default=32, help="encoder width at the input resolution")
+    g.add_argument("--latent_space", choices=["z+", "w+"], default="z+", help="encoder head (see LatentEncoder)")
+    g.add_argument("--init_encoder", default=None, help="start from this encoder model folder (e.g. a bundled one; "
+                   "fresh optimiser) instead of a random initialisation")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="demo", help="'demo' or a folder of images (recursive)")
     g.add_argument("--train_size", type=at_least(1), default=20000, help="demo: training renders")
@@ -76,7 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--multiscale_weight", type=float, default=1.0)
     g.add_argument("--hdvila_weight", type=float, default=0.5)
     g.add_argument("--hdvila_every", type=at_least(1), default=2)
-    g.add_argument("--latent_weight", type=float, default=1.0)
+    g.add_argument("--latent_weight", type=float, default=0.0,
+                   help="MSE to the true latents of generator samples (ill-posed: most of w is invisible in the image)")
     g.add_argument("--delta_weight", type=float, default=0.002)
     args = p.parse_args(argv)
     if not 0.0 <= args.synthetic_fraction < 1.0:
@@ -133,7 +138,7 @@ def validate(encoder, G, val: torch.Tensor, out_png: Path) -> dict[str, float]:
     from hdvila.tensors import image_grid
 
     x = to_unit(val)
-    rec = torch.cat([reconstruct(G, encoder(x[i:i + 32], G.mapping.w_avg)).float() for i in range(0, len(x), 32)])
+    rec = torch.cat([reconstruct(G, encoder(x[i:i + 32], G)).float() for i in range(0, len(x), 32)])
     rec = rec.clamp(-1, 1)
     k = min(8, len(x))
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -161,14 +166,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     models = load_models(args)
     G, guide = models["G"], models["guide"]
     torch.manual_seed(args.seed)
-    encoder = LatentEncoder(config_for_generator(G, channels=args.channels, trained_on=f"{args.data}"))
+    if args.init_encoder:
+        encoder = LatentEncoder.from_pretrained(args.init_encoder).float()
+        encoder.check_generator(G, source=f"--generator for --init_encoder {args.init_encoder}")
+    else:
+        encoder = LatentEncoder(config_for_generator(G, channels=args.channels, latent_space=args.latent_space,
+                                                     trained_on=f"{args.data}"))
     train, val = load_images(args, G.img_resolution)
     opt = torch.optim.Adam(encoder.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     encoder, opt = accelerator.prepare(encoder, opt)
     device = accelerator.device
     G.to(device)
     guide.to(device)
-    w_avg = G.mapping.w_avg
     ema = EMA(accelerator.unwrap_model(encoder), args.ema_decay)
     step = 0
     if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
@@ -193,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             syn, syn_ws = sample_synthetic(G, n_syn, args.truncation, gen) if n_syn else (real[:0], None)
             x = torch.cat([real, syn])
             with accelerator.autocast():
-                ws = encoder(x, w_avg)
+                ws = encoder(x, G)
                 rec = reconstruct(G, ws).float()
                 parts = {"pixel": (rec - x).square().mean(), "multiscale": multiscale_loss(rec, x).mean(),
                          "delta": delta_regularizer(ws.float()).mean()}

@@ -141,7 +141,7 @@ def invert_renders(G, encoder, guide, split: str, num: int, seed: int, cache: Pa
 
     for i in tqdm(range(0, num, 64), desc=f"inverting {num} {split} renders", disable=num <= 256):
         x = pixels[i:i + 64].float() / 127.5 - 1
-        w = encoder(x.to(G.mapping.w_avg.device), G.mapping.w_avg)
+        w = encoder(x.to(G.mapping.w_avg.device), G)
         ws.append(w.float().cpu())
         embeds.append(guide.image_features(synthesize(G, w).clamp(-1, 1)).cpu())
     data = EditData(specs, torch.cat(ws), torch.cat(embeds))

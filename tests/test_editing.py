@@ -50,7 +50,7 @@ def test_ws_groups_cover_every_vector_once():
 def test_encoder_shapes_and_generator_check(parts):
     G, *_ , encoder, _ = parts
     x = torch.rand(3, 3, 16, 16) * 2 - 1
-    ws = encoder(x, G.mapping.w_avg)
+    ws = encoder(x, G)
     assert ws.shape == (3, G.num_ws, G.w_dim)
     assert ws.std(0).mean() > 0  # depends on the image
     assert delta_regularizer(ws).shape == (3,)

@@ -166,7 +166,7 @@ class EditPipeline(Pipeline):
     def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         """[N, 3, R, R] -> W+ [N, num_ws, w_dim] with the encoder."""
         w_avg = self.generator.mapping.w_avg
-        return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), w_avg).float()
+        return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), self.generator).float()
                           for i in range(0, len(x), batch_size)])
 
     def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01) -> tuple[torch.Tensor, list[float]]:
