@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "invert": ("apps.commands.invert", "project an image into a StyleGAN2 generator's W or W+ space"),
     "upscale": ("apps.commands.upscale", "text-conditioned x4 super-resolution of an image, a folder or a video"),
     "edit": ("apps.commands.edit", "text-guided editing of an image, a folder or a video (mapper or optimisation)"),
+    "eval-edit": ("apps.commands.eval_edit", "measure an edit pipeline: judge success and preservation per attribute"),
     "fd": ("apps.commands.fd", "FD-HDVILA of StyleGAN2 generators against demo-domain renders (lower is better)"),
     "eval-judge": ("apps.commands.eval_judge", "the attribute judge's accuracy on fresh demo-domain renders"),
     "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),

@@ -199,3 +199,18 @@ def test_clip_edit_uses_one_offset_and_smooths(parts):
     offsets = out["latents"] - src
     assert torch.allclose(offsets, offsets[:1].expand_as(offsets), atol=1e-4), "one edit offset for the whole clip"
     assert out["frames"].shape == (6, 3, 16, 16) and temporal_change(out["frames"]) >= 0
+
+
+def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
+    from generation.editing.evaluate import comparison_figure, evaluate_edits, format_table
+    from hdvila.judge.model import load_judge
+
+    G, hdvila, processor, encoder, mapper = parts
+    pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
+    r = evaluate_edits(pipe, load_judge(), num=2, methods=("mapper", "optimize"), steps=2, progress=False)
+    assert r["num_edits"] == 8 and set(r["methods"]) == {"mapper", "optimize"}
+    for summary in r["methods"].values():
+        for row in summary.values():
+            assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert "| mapper | color |" in format_table(r)
+    assert comparison_figure(r, tmp_path / "f.png").is_file()
