@@ -41,25 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
     """The SR pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
+    from apps.commands._pipelines import load_pipeline_folder
     from generation.superres.pipeline_sr import SRPipeline
-    from hdvila.device import get_device
-    from hdvila.paths import resolve_model_path
 
-    folder = resolve_model_path(model, "sr-demo64-x4", option="--model", accepts="an SR pipeline folder "
-                                "(pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)",
-                                marker="pipeline_index.json")
-    overrides = {}
-    if generator:
-        from generation.stylegan2.convert import load_stylegan2
-
-        overrides["generator"] = load_stylegan2(generator)
-    if hdvila:
-        from hdvila.modeling_hdvila import HDVILAModel
-        from hdvila.processing_hdvila import HDVILAProcessor
-
-        overrides["hdvila"] = HDVILAModel.from_pretrained(hdvila).eval()
-        overrides["processor"] = HDVILAProcessor.from_config(overrides["hdvila"].config)
-    return SRPipeline.from_pretrained(folder, **overrides).to(get_device(device))
+    return load_pipeline_folder(SRPipeline, model, "sr-demo64-x4", "an SR pipeline folder (pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)", generator, hdvila, device)
 
 
 def caption_lookup(path: str | None):

@@ -1,0 +1,131 @@
+"""Editing speed and memory: the one-pass path against the StyleCLIP path, for one real frame end to end.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_edit.py --threads 1
+    .venv/bin/python benchmarks/bench_edit.py --device cuda
+
+- **one pass**: encoder + text embedding + mapper + generator (``EditPipeline(method='mapper')``);
+- **StyleCLIP path**: the 300-step projector (W+, the generator's stored noise) + 300-step latent
+  optimisation with the HD-VILA guide (``method='optimize'``).
+
+Both on the bundled generator (64 px) and HD-VILA model; the encoder and mapper are freshly
+initialised at the bundled configuration (speed does not depend on their weights). The one-pass time
+is split into the network forwards (encoder, text tower, HD-VILA image tower for the source embedding,
+mapper, generator) and the rest (input policy, tokenisation, post-processing), timed inside one call.
+Best of ``--repeats``; peak memory is the process's maximum resident set (CUDA: max allocated).
+Compare the ratio, measured in one run on one machine; absolute times on shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from collections import defaultdict
+
+
+def build(device: str):
+    from generation.editing.encoder import LatentEncoder, config_for_generator
+    from generation.editing.guide import guide_fingerprint
+    from generation.editing.mapper import EditMapper, MapperConfig
+    from generation.editing.pipeline_edit import EditPipeline
+    from generation.editing.prompts import vocabulary
+    from generation.stylegan2.convert import load_stylegan2
+    from generation.stylegan2.fingerprint import generator_fingerprint
+    from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.paths import bundled
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    G = load_stylegan2(bundled("stylegan2-demo64")).float().eval()
+    hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).float().eval()
+    fp = generator_fingerprint(G)
+    encoder = LatentEncoder(config_for_generator(G)).eval()
+    mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
+                                     embed_dim=hdvila.config.projection_dim, generator_digest=fp["digest"],
+                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary())).eval()
+    pipe = EditPipeline(hdvila=hdvila, processor=HDVILAProcessor.from_config(hdvila.config), generator=G,
+                        encoder=encoder, mapper=mapper).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def timed_forwards(pipe) -> dict[str, float]:
+    """Wrap the networks' forwards to accumulate their wall time per call of the pipeline."""
+    import torch
+
+    spent = defaultdict(float)
+
+    def wrap(module, name):
+        orig = module.forward
+
+        def forward(*a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = orig(*a, **k)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            spent[name] += time.perf_counter() - t
+            return out
+        module.forward = forward
+
+    wrap(pipe.encoder, "encoder")
+    wrap(pipe.mapper, "mapper")
+    wrap(pipe.generator.synthesis, "generator")
+    orig_text, orig_img = pipe.hdvila.get_text_features, pipe.hdvila.get_image_features
+
+    def text(*a, **k):
+        t = time.perf_counter()
+        out = orig_text(*a, **k)
+        spent["hdvila text"] += time.perf_counter() - t
+        return out
+
+    def image(*a, **k):
+        t = time.perf_counter()
+        out = orig_img(*a, **k)
+        spent["hdvila image"] += time.perf_counter() - t
+        return out
+    pipe.hdvila.get_text_features, pipe.hdvila.get_image_features = text, image
+    return spent
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = build(args.device)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    prompt = "make it striped"
+    pipe(image, prompt)  # warm-up (first calls allocate, load the tokenizer)
+    spent = timed_forwards(pipe)
+    one = []
+    for _ in range(args.repeats):
+        spent.clear()
+        t = time.perf_counter()
+        pipe(image, prompt, method="mapper")
+        one.append((time.perf_counter() - t, dict(spent)))
+    best_t, parts = min(one, key=lambda r: r[0])
+    t = time.perf_counter()
+    pipe(image, prompt, method="optimize", steps=args.steps, refine_steps=args.steps)
+    slow = time.perf_counter() - t
+    inside = sum(parts.values())
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if args.device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({"device": args.device, "threads": torch.get_num_threads(), "one_pass_s": round(best_t, 4),
+                      "forwards_s": {k: round(v, 4) for k, v in parts.items()},
+                      "outside_forwards_share": round(1 - inside / best_t, 4),
+                      f"styleclip_path_s ({args.steps}-step projector + {args.steps}-step optimisation)": round(slow, 2),
+                      "speedup": round(slow / best_t, 1), "peak_memory_mib": round(peak)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
