@@ -50,7 +50,7 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
     pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
     text = pipe.encode_prompt(prompt, 1)
     x, notes = pipe.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
-    ws, psnrs = pipe.invert(x, refine_steps)
+    ws, psnrs, _ = pipe.invert(x, refine_steps)
     ws = smooth_over_time(ws, temporal_sigma)
     mean = ws.mean(dim=0, keepdim=True)
     with torch.no_grad():

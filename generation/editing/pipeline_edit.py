@@ -55,18 +55,13 @@ class EditPipelineOutput(PipelineOutput):
 
 def image_to_tensor(image: Any, label: str) -> torch.Tensor:
     """One image (PIL, path, bytes, uint8 HWC array, or a [3, H, W] / [1, 3, H, W] tensor in [-1, 1])
-    -> float [3, H, W] in [-1, 1]."""
-    from hdvila.imageio import load_image
-    from hdvila.tensors import pil_to_tensor
+    -> float [3, H, W] in [-1, 1]; a tensor with NaN or infinite values is refused."""
+    from generation.superres.pipeline_sr import _as_tensor
 
-    if isinstance(image, torch.Tensor):
-        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise InputFileError(f"{label}: a tensor image must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
-        if not torch.isfinite(t).all():
-            raise InputFileError(f"{label}: the tensor has NaN or infinite values.")
-        return t.float()
-    return pil_to_tensor(load_image(image, name=label))
+    t = _as_tensor(image, label)
+    if isinstance(image, torch.Tensor) and not torch.isfinite(t).all():
+        raise InputFileError(f"{label}: the tensor has NaN or infinite values.")
+    return t
 
 
 def fit_to_square(t: torch.Tensor, size: int, label: str) -> tuple[torch.Tensor, str]:
@@ -169,8 +164,10 @@ class EditPipeline(Pipeline):
         return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), self.generator).float()
                           for i in range(0, len(x), batch_size)])
 
-    def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01) -> tuple[torch.Tensor, list[float]]:
-        """x [N, 3, R, R] in [-1, 1] -> (W+ latents [N, num_ws, w_dim], inversion PSNR per image). The
+    def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01
+               ) -> tuple[torch.Tensor, list[float], torch.Tensor]:
+        """x [N, 3, R, R] in [-1, 1] -> (W+ latents [N, num_ws, w_dim], inversion PSNR per image, the
+        reconstructions [N, 3, R, R] on the CPU). The
         encoder's latents, refined by ``refine_steps`` projector steps (with the generator's stored
         noise kept, from the encoder's latents when there is an encoder, else from w_avg)."""
         from generation.stylegan2.projector import project_batch, psnr
@@ -182,8 +179,8 @@ class EditPipeline(Pipeline):
                                     initial_noise_factor=0.0 if ws is not None else 0.05, perceptual="multiscale",
                                     device=self.device)
             ws = torch.cat([r.ws for r in results]).to(self.device)
-        rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, len(ws), 32)])
-        return ws, [psnr(rec[i:i + 1].cpu(), x[i:i + 1].cpu()) for i in range(len(ws))]
+        rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, len(ws), 32)]).cpu()
+        return ws, [psnr(rec[i:i + 1], x[i:i + 1].cpu()) for i in range(len(ws))], rec
 
     def encode_prompt(self, prompt: str | Sequence[str], n: int) -> torch.Tensor:
         """[n, D] text embeddings (prompts checked: empty or overlong refused, unknown words warned)."""
@@ -221,7 +218,7 @@ class EditPipeline(Pipeline):
         Returns :class:`EditPipelineOutput`.
         """
         notes: list[str] = []
-        psnrs = None
+        psnrs = rec = None
         if latents is not None:
             ws = latents if latents.ndim == 3 else latents[:, None].expand(-1, self.generator.num_ws, -1)
             n = ws.shape[0]
@@ -241,13 +238,16 @@ class EditPipeline(Pipeline):
             ws = ws.to(self.device, torch.float32)
         else:
             x, notes = self.prepare_images(images, labels)
-            ws, psnrs = self.invert(x, refine_steps)
-        edited = self.edit_latents(ws, text, method, float(strength), steps, **optimize_kwargs)
+            ws, psnrs, rec = self.invert(x, refine_steps)
+        with torch.no_grad():
+            if rec is None:
+                rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, n, 32)]).cpu()
+            source = self.guide.image_features(rec.to(self.device)) if method == "mapper" else None
+        edited = self.edit_latents(ws, text, method, float(strength), steps, source_embeds=source, **optimize_kwargs)
         with torch.no_grad():
             out = torch.cat([self.synthesize(edited[i:i + 32]) for i in range(0, n, 32)])
-            rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, n, 32)])
         result = self.postprocess(out, output_type)
         if not return_dict:
             return (result,)
         return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
-                                  reconstructions=rec.cpu(), source_latents=ws.detach().float().cpu(), notes=notes)
+                                  reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes)
