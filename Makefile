@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test setup demo-data clean-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: app test setup browser demo-data clean-venv
 
 setup: $(STAMP)
 
@@ -21,7 +23,12 @@ $(STAMP): pyproject.toml
 app: $(STAMP)
 	$(BIN)/hdvila app
 
-test: $(STAMP)
+# Headless Chromium for the browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean-venv:

@@ -5,7 +5,8 @@ input and a folder for a folder input, where each result keeps its relative path
 ``.png``, videos ``.mp4``).
 
 - **Resumable**: a job whose output exists is skipped unless ``overwrite``; every write is atomic
-  (a temporary file renamed when complete), so a killed run never leaves a partial output.
+  (a temporary file renamed when complete), so a killed run never leaves a partial output, and the
+  temporary files a killed run left are removed when their job is redone.
 - **One bad input does not stop the batch**: it is recorded in the errors report
   (``OUTPUT/hdvila-errors.jsonl`` for a folder, ``OUTPUT.errors.jsonl`` beside a single file; one
   JSON object per line with ``input`` and ``error``), and :func:`run_jobs` returns the count so the
@@ -80,6 +81,21 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
     return jobs
 
 
+def process_share(device: str | None = None) -> tuple[int, int, str | None]:
+    """(rank, world size, device) of this process. Under ``accelerate launch`` (or torchrun) with
+    several processes, the rank and world size come from Accelerate, and when ``device`` is None or
+    "auto" each process takes its own GPU (``cuda:LOCAL_RANK``); on CPU the processes join through
+    gloo. A plain run is (0, 1, device)."""
+    import torch
+    from accelerate import PartialState
+
+    on_cpu = (device is not None and str(device).startswith("cpu")) or not torch.cuda.is_available()
+    state = PartialState(cpu=on_cpu)
+    if state.num_processes > 1 and not on_cpu and (device is None or device == "auto"):
+        device = str(state.device)
+    return state.process_index, state.num_processes, device
+
+
 def errors_path(src: str | os.PathLike, dst: str | os.PathLike, rank: int = 0, world_size: int = 1) -> Path:
     """Where the errors report of this run goes (one per process when several run)."""
     suffix = f".rank{rank}.jsonl" if world_size > 1 else ".jsonl"
@@ -95,8 +111,14 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch
     one bad file costs only itself. Returns ``{"done", "skipped", "failed", "errors"}``."""
     from tqdm.auto import tqdm
 
+    from hdvila.atomic import stale_temporaries
+
     mine = list(jobs)[rank::world_size]
     todo = [j for j in mine if overwrite or not j.dst.is_file()]
+    for job in todo:  # left by a killed run (the output and its ``.json`` metadata sidecar); this rank's jobs only
+        for target in (job.dst, job.dst.with_name(job.dst.name + ".json")):
+            for tmp in stale_temporaries(target):
+                tmp.unlink(missing_ok=True)
     result = {"done": 0, "skipped": len(mine) - len(todo), "failed": 0, "errors": []}
     images = [j for j in todo if j.kind == "image"]
     batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)] + \

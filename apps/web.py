@@ -1,12 +1,22 @@
-"""The Gradio web UI (``hdvila app``): text-conditioned super-resolution and text-to-video search.
+"""The Gradio web UI (``hdvila app``): text-guided editing, text-conditioned super-resolution, video
+and text-to-video search.
 
 Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
 
+* **Edit** (``/edit``): a frame, a prompt, the method (``mapper``: one pass; ``optimize``: StyleCLIP's
+  latent optimisation with HD-VILA), strength, steps and projector refinement steps in; a before/after
+  slider (the input after the centre-crop/resize policy | the edit), the reconstruction, the edit as
+  a PNG file and the settings with the inversion PSNR out
+  (:class:`generation.editing.pipeline_edit.EditPipeline`, the bundled ``checkpoints/edit-demo64``
+  unless ``--edit-model`` is given; ``--generator`` replaces its generator).
 * **Upscale** (``/upscale``): a low-resolution frame and an optional caption in; a before/after
   slider (bicubic vs super-resolved, both at the model's output size), the result as a PNG file and
   the input-policy notes out (:class:`generation.superres.pipeline_sr.SRPipeline`, the bundled
   ``checkpoints/sr-demo64-x4`` unless ``--sr-model`` is given). Examples are demo-domain renders
   downscaled to the model's input size; their outputs are cached on first use.
+* **Video** (``/video``): a short clip (at most ``VIDEO_MAX_FRAMES`` frames), the task (``edit``: one
+  edit for the whole clip, latents smoothed over time; ``upscale``: every frame super-resolved) and
+  a prompt/caption in; the result as an mp4 that plays in the page and downloads, and a summary out.
 * **Search** (``/search``): a text query in; the best-matching videos of the ``--videos`` folder (the
   demo videos, rendered on first use, by default) with their cosine scores, playable in the page
   (:func:`hdvila.retrieval.search.search_videos` over the on-disk embedding cache, so each video is
@@ -40,6 +50,9 @@ MAX_FILE_SIZE = "50mb"
 DEMO_VIDEOS = 6
 EXAMPLES = 4
 SEARCH_TOP_MAX = 20
+CSS = ".pixelated img, .pixelated canvas { image-rendering: pixelated; }"  # 16-64 px frames shown enlarged, not blurred
+VIDEO_MAX_FRAMES = 300  # the Video tab's length limit (the batch CLI takes --max-frames)
+EDIT_STEPS_MAX = 500
 
 
 class Once:
@@ -90,7 +103,8 @@ class AppState:
 
     def __init__(self, sr_model: str | None = None, hdvila: str | None = None, videos: str | None = None,
                  cache_dir: str | os.PathLike | None = None, embedding_cache: str | os.PathLike | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, edit_model: str | None = None, generator: str | None = None) -> None:
+        from hdvila.errors import CheckpointError
         from hdvila.paths import resolve_model_path
 
         # Paths are checked now, so a wrong option fails at start-up with one line, not at the first request.
@@ -99,6 +113,20 @@ class AppState:
             accepts="an SR pipeline folder (pipeline_index.json and one folder per component)")
         self.hdvila_path = resolve_model_path(hdvila, "hdvila-mini", option="--hdvila", accepts=(
             "an HD-VILA model folder with config.json and model.safetensors (e.g. from `hdvila convert hdvila`)"))
+        # A missing *bundled* edit pipeline leaves the other tabs working; the Edit tab reports it.
+        self.edit_error: CheckpointError | None = None
+        self.edit_path: Path | None = None
+        try:
+            self.edit_path = resolve_model_path(
+                edit_model, "edit-demo64", option="--edit-model", marker="pipeline_index.json",
+                accepts="an EditPipeline folder (pipeline_index.json and one folder per component)")
+        except CheckpointError as e:
+            if edit_model:
+                raise
+            self.edit_error = e
+        if generator is not None and not Path(generator).exists():
+            raise CheckpointError(f"--generator {generator}: not found. Pass a StyleGAN2 model folder or an NVlabs .pkl.")
+        self.generator_arg = generator
         if videos is not None and not Path(videos).is_dir():
             raise InputFileError(f"--videos {videos}: not a folder. Pass a folder of videos to search.")
         self.videos_arg = videos
@@ -107,6 +135,8 @@ class AppState:
         self.embedding_cache = embedding_cache
         self.device = device
         self.sr = Once(self._load_sr)
+        self.edit = Once(self._load_edit)
+        self.edit_examples = Once(self._render_edit_examples)
         self.search_model = Once(self._load_search_model)
         self.videos = Once(self._videos_dir)
         self.examples = Once(self._render_examples)
@@ -117,6 +147,15 @@ class AppState:
         from hdvila.device import get_device
 
         return SRPipeline.from_pretrained(self.sr_path).to(get_device(self.device))
+
+    def _load_edit(self):
+        from apps.commands._pipelines import load_pipeline_folder
+        from generation.editing.pipeline_edit import EditPipeline
+
+        if self.edit_error is not None:
+            raise self.edit_error
+        return load_pipeline_folder(EditPipeline, str(self.edit_path), "edit-demo64", "an EditPipeline folder",
+                                    self.generator_arg, None, self.device)
 
     def _load_search_model(self):
         from hdvila.retrieval.evaluate import load_model_and_processor
@@ -168,10 +207,43 @@ class AppState:
         atomic_write_text(index, json.dumps(rows))
         return [[str(folder / name), caption] for name, caption in rows]
 
+    def _render_edit_examples(self) -> list[list[str]]:
+        """[[png path, prompt]]: demo-domain test renders at the edit generator's resolution, each with
+        a prompt that changes one attribute (training wording)."""
+        import json
+
+        import numpy as np
+
+        from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit
+        from hdvila.atomic import atomic_write_text
+        from hdvila.demo.dataset import DemoImageDataset
+        from hdvila.imageio import save_image
+
+        res = 64
+        if self.edit_path is not None and (self.edit_path / "generator" / "config.json").is_file():
+            cfg = json.loads((self.edit_path / "generator" / "config.json").read_text())
+            res = int(cfg.get("img_resolution", res))
+        folder = self.cache_dir / f"edit-examples-{res}"
+        index = folder / "examples.json"
+        if index.is_file():
+            rows = json.loads(index.read_text())
+            if all((folder / name).is_file() for name, _ in rows):
+                return [[str(folder / name), prompt] for name, prompt in rows]
+        ds = DemoImageDataset("test", EXAMPLES, resolution=res)
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(EXAMPLES):
+            attribute, value = sample_edit(ds.spec(i), rng, EDIT_ATTRIBUTES[i % len(EDIT_ATTRIBUTES)])
+            name = f"example_{i}.png"
+            save_image(ds[i]["image"], folder / name)
+            rows.append([name, edit_prompt(attribute, value, rng)])
+        atomic_write_text(index, json.dumps(rows))
+        return [[str(folder / name), prompt] for name, prompt in rows]
+
     def preload(self) -> None:
         """Load everything (for a background thread after the server is up); errors are left for
         the first request to report."""
-        for once in (self.sr, self.search_model, self.videos):
+        for once in (self.edit, self.sr, self.search_model, self.videos):
             try:
                 once.get()
             except Exception:  # noqa: BLE001 - surfaced again, as a gr.Error, by the request that needs it
@@ -224,6 +296,85 @@ def make_upscale(state: AppState) -> Callable:
     return upscale
 
 
+def _int_in(value: float, lo: int, hi: int, name: str) -> int:
+    v = int(value)
+    if not lo <= v <= hi:
+        raise UserError(f"{name} must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def make_edit(state: AppState) -> Callable:
+    @_user_errors
+    def edit(image: str | None, prompt: str | None, method: str = "mapper", strength: float = 1.0,
+             steps: float = 100, refine_steps: float = 0, progress=gr.Progress(track_tqdm=True)):
+        """Image file + prompt + settings -> ((input, edit) images, reconstruction, edit png path,
+        settings dict with the inversion PSNR)."""
+        import warnings
+
+        from generation.editing.pipeline_edit import fit_to_square, image_to_tensor
+        from hdvila.imageio import load_image, save_image
+        from hdvila.tensors import to_pil
+
+        if not image:
+            raise InputFileError("Upload a frame first (or pick an example).")
+        steps = _int_in(steps, 1, EDIT_STEPS_MAX, "steps")
+        refine_steps = _int_in(refine_steps, 0, EDIT_STEPS_MAX, "refine steps")
+        name = Path(image).name
+        pil = load_image(image, name=name)  # the 40 MP limit is checked from the header, before decoding
+        progress(0, desc="loading the edit model")
+        pipe = state.edit.get()
+        prompt = (prompt or "").strip()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
+                       refine_steps=refine_steps, labels=[name])
+        before = to_pil(fit_to_square(image_to_tensor(pil, name), pipe.resolution, name)[0])
+        edited = out.images[0]
+        path = save_image(edited, state.new_output_dir() / f"{Path(name).stem}_edit.png")
+        settings = {"prompt": prompt, "method": method, "strength": float(strength),
+                    "steps": steps if method == "optimize" else None, "refine_steps": refine_steps,
+                    "inversion_psnr_db": round(float(out.inversion_psnr[0]), 2),
+                    "resolution": pipe.resolution, "note": out.notes[0] or None,
+                    "warnings": sorted({str(w.message) for w in caught}) or None}
+        return (before, edited), to_pil(out.reconstructions[0]), str(path), settings
+
+    return edit
+
+
+def make_video(state: AppState) -> Callable:
+    @_user_errors
+    def video(clip: str | None, task: str = "edit", prompt: str | None = "", method: str = "mapper",
+              strength: float = 1.0, progress=gr.Progress(track_tqdm=True)):
+        """Video file + task + prompt -> (mp4 path to play, the same path to download, summary)."""
+        from apps.commands.edit import edit_video
+        from apps.commands.upscale import upscale_video
+
+        if not clip:
+            raise InputFileError("Upload a short video first.")
+        prompt = (prompt or "").strip()
+        src = Path(clip)
+        dst = state.new_output_dir() / f"{src.stem}_{task}.mp4"
+        if task == "edit":
+            progress(0, desc="loading the edit model")
+            pipe = state.edit.get()
+            r = edit_video(pipe, src, dst, prompt, method=method, strength=float(strength), steps=100,
+                           max_frames=VIDEO_MAX_FRAMES)
+            summary = (f"edited {r['frames']} frames as one clip ({method}, strength {float(strength):g}); "
+                       f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else ""))
+        elif task == "upscale":
+            progress(0, desc="loading the super-resolution model")
+            pipe = state.sr.get()
+            note = upscale_video(pipe, src, dst, prompt or None, max_frames=VIDEO_MAX_FRAMES)
+            summary = (f"upscaled every frame x{pipe.sr_model.config.scale} "
+                       + (f"with the caption: {prompt}" if prompt else "without a caption")
+                       + (f"; {note.split(': ', 1)[-1]}" if note else ""))
+        else:
+            raise UserError(f"task must be 'edit' or 'upscale', got {task!r}")
+        return str(dst), str(dst), summary
+
+    return video
+
+
 def make_search(state: AppState) -> Callable:
     @_user_errors
     def search(query: str | None, top: float = 5, progress=gr.Progress(track_tqdm=True)):
@@ -255,6 +406,69 @@ def make_search(state: AppState) -> Callable:
 
 
 # ---- the app --------------------------------------------------------------------------------------
+def _edit_tab(state: AppState) -> None:
+    from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
+
+    with gr.Tab("Edit", id="edit"):
+        gr.Markdown("A frame and the change you want (\"make it striped\", \"a blue one\"). The frame is "
+                    "inverted into the generator's latent space (centre-cropped to a square and resized to the "
+                    "generator's size first), edited there, and rendered. *mapper* edits in one pass; "
+                    "*optimize* runs StyleCLIP-style latent optimisation (slower).")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Frame", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                 elem_id="edit-input")
+                prompt = gr.Textbox(label="Prompt", placeholder="make it striped", elem_id="edit-prompt")
+                with gr.Row():
+                    method = gr.Radio(list(METHODS), value="mapper", label="Method")
+                    strength = gr.Slider(STRENGTH_RANGE[0], STRENGTH_RANGE[1], value=1.0, step=0.05, label="Strength")
+                with gr.Row():
+                    steps = gr.Slider(1, EDIT_STEPS_MAX, value=100, step=1, label="Steps (optimize)")
+                    refine = gr.Slider(0, EDIT_STEPS_MAX, value=0, step=1, label="Inversion refinement steps")
+                button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+            with gr.Column():
+                slider = gr.ImageSlider(label="Before | after", type="pil", format="png", elem_id="edit-slider",
+                                        elem_classes="pixelated")
+                with gr.Row():
+                    recon = gr.Image(label="Reconstruction (inversion)", type="pil", format="png", elem_classes="pixelated")
+                    download = gr.File(label="Edited PNG", elem_id="edit-download")
+                settings = gr.JSON(label="Settings and inversion PSNR", elem_id="edit-settings")
+        fn = make_edit(state)
+        inputs = [image, prompt, method, strength, steps, refine]
+        gr.on([button.click, prompt.submit], fn, inputs=inputs, outputs=[slider, recon, download, settings],
+              api_name="edit")
+        if state.edit_error is None:
+            gr.Examples(examples=state.edit_examples.get(), inputs=[image, prompt],
+                        outputs=[slider, recon, download, settings], fn=fn, cache_examples=True,
+                        cache_mode="lazy", label="Demo-domain examples")
+
+
+def _video_tab(state: AppState) -> None:
+    from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
+
+    with gr.Tab("Video", id="video"):
+        gr.Markdown(f"A short clip (at most {VIDEO_MAX_FRAMES} frames). *edit*: one edit for the whole clip "
+                    "from its HD-VILA clip embedding, latents smoothed over time; *upscale*: every frame "
+                    "super-resolved with the caption.")
+        with gr.Row():
+            with gr.Column():
+                clip = gr.Video(label="Clip", sources=["upload"])
+                task = gr.Radio(["edit", "upscale"], value="edit", label="Task")
+                prompt = gr.Textbox(label="Prompt (edit) or caption (upscale, optional)",
+                                    placeholder="make it striped")
+                with gr.Row():
+                    method = gr.Radio(list(METHODS), value="mapper", label="Method (edit)")
+                    strength = gr.Slider(STRENGTH_RANGE[0], STRENGTH_RANGE[1], value=1.0, step=0.05,
+                                         label="Strength (edit)")
+                button = gr.Button("Run", variant="primary")
+            with gr.Column():
+                result = gr.Video(label="Result", autoplay=True, loop=True)
+                download = gr.File(label="Result mp4")
+                summary = gr.Textbox(label="Summary", interactive=False)
+        button.click(make_video(state), inputs=[clip, task, prompt, method, strength],
+                     outputs=[result, download, summary], api_name="video")
+
+
 def _upscale_tab(state: AppState) -> None:
     with gr.Tab("Upscale", id="upscale"):
         gr.Markdown("A low-resolution frame (the bundled model takes 16x16 and returns 64x64; other sizes are "
@@ -268,12 +482,11 @@ def _upscale_tab(state: AppState) -> None:
                                      placeholder="a red star with stripes on a blue background")
                 button = gr.Button("Upscale", variant="primary")
             with gr.Column():
-                slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png")
+                slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png", elem_classes="pixelated")
                 download = gr.File(label="Super-resolved PNG")
                 notes = gr.Textbox(label="Notes", interactive=False)
         fn = make_upscale(state)
         button.click(fn, inputs=[image, caption], outputs=[slider, download, notes], api_name="upscale")
-        os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(state.cache_dir / "gradio-examples"))
         gr.Examples(examples=state.examples.get(), inputs=[image, caption], outputs=[slider, download, notes],
                     fn=fn, cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
 
@@ -296,18 +509,23 @@ def _search_tab(state: AppState) -> None:
 
 
 def build_app(sr_model: str | None = None, hdvila: str | None = None, videos: str | None = None, *,
+              edit_model: str | None = None, generator: str | None = None,
               cache_dir: str | os.PathLike | None = None, embedding_cache: str | os.PathLike | None = None,
               device: str | None = None, concurrency_limit: int = CONCURRENCY_LIMIT) -> gr.Blocks:
     """The app as a ``gr.Blocks`` with its queue set up; models load on first use (or via
-    ``demo.hdvila_state.preload()``). ``sr_model`` / ``hdvila`` / ``videos``: as the command-line
-    options (None: the bundled models and the demo videos); ``cache_dir``: renders, results and
+    ``demo.hdvila_state.preload()``). ``edit_model`` / ``generator`` / ``sr_model`` / ``hdvila`` /
+    ``videos``: as the command-line options (None: the bundled models and the demo videos); ``cache_dir``: renders, results and
     cached examples (default :func:`default_cache_dir`); ``embedding_cache``: the video-embedding
     cache (default ``$HDVILA_CACHE`` or ``~/.cache/hdvila/embeddings``)."""
-    state = AppState(sr_model, hdvila, videos, cache_dir=cache_dir, embedding_cache=embedding_cache, device=device)
+    state = AppState(sr_model, hdvila, videos, cache_dir=cache_dir, embedding_cache=embedding_cache, device=device,
+                     edit_model=edit_model, generator=generator)
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(state.cache_dir / "gradio-examples"))
     with gr.Blocks(title="HD-VILA") as demo:
-        gr.Markdown("# HD-VILA\nText-conditioned super-resolution and text-to-video search.")
+        gr.Markdown("# HD-VILA\nText-guided editing, text-conditioned super-resolution and text-to-video search.")
         with gr.Tabs():
+            _edit_tab(state)
             _upscale_tab(state)
+            _video_tab(state)
             _search_tab(state)
     demo.queue(default_concurrency_limit=concurrency_limit)
     demo.hdvila_state = state
@@ -321,7 +539,7 @@ def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     state: AppState = demo.hdvila_state
     allowed = [str(state.cache_dir)] + ([str(Path(state.videos_arg).resolve())] if state.videos_arg else [])
     result = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
-                         max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, show_error=True)
+                         max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, show_error=True, css=CSS)
     if preload:
         threading.Thread(target=state.preload, name="hdvila-preload", daemon=True).start()
     if not prevent_thread_lock:
@@ -331,6 +549,6 @@ def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 
 def launch(args) -> None:
     """``hdvila app``: build the app from the parsed options and serve it until interrupted."""
-    demo = build_app(args.sr_model, args.hdvila, args.videos, cache_dir=args.cache_dir, device=args.device,
-                     concurrency_limit=args.concurrency)
+    demo = build_app(args.sr_model, args.hdvila, args.videos, edit_model=args.edit_model, generator=args.generator,
+                     cache_dir=args.cache_dir, device=args.device, concurrency_limit=args.concurrency)
     serve(demo, host=args.host, port=args.port, share=args.share)

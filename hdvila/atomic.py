@@ -40,6 +40,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files that :func:`atomic_path` calls for ``path`` left behind when a process was
+    killed mid-write (``.tmp-STEM.XXXXXXXX.SUFFIX`` beside it; only ones made for exactly this path)."""
+    import glob
+    import re
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.tmp-{re.escape(path.stem)}\.[a-z0-9_]{{8}}{re.escape(path.suffix)}$")
+    return [p for p in path.parent.glob(f".tmp-{glob.escape(path.stem)}.*") if pattern.match(p.name)]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -297,6 +297,18 @@ def read_all_frames(path: str | os.PathLike, max_frames: int | None = None) -> t
     return np.stack(frames), fps
 
 
+def read_video_checked(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """:func:`read_all_frames` for a command that processes a whole video: a video with no frames,
+    or with more than ``max_frames``, is refused (:class:`InputFileError`) rather than cut short."""
+    frames, fps = read_all_frames(path, max_frames=None if max_frames is None else max_frames + 1)
+    if len(frames) == 0:
+        raise InputFileError(f"{path}: the video has no frames.")
+    if max_frames is not None and len(frames) > max_frames:
+        raise InputFileError(f"{path}: the video is longer than the limit of {max_frames} frames; cut it "
+                             f"shorter (or raise the limit where the command offers one).")
+    return frames, fps
+
+
 # ---- writing ---------------------------------------------------------------------------------------
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float = 8.0, crf: int = 12) -> Path:
     """Write ``frames`` to an .mp4 atomically and return the path.

@@ -1,10 +1,13 @@
-"""The web UI (``apps/web.py``) served in-process on the bundled models and called through
-``gradio_client``: Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
-once), Search (ranked, scored, playable results over the demo videos) and the serving defaults."""
+"""The web UI (``apps/web.py``) served in-process and called through ``gradio_client``: Edit (on an
+edit pipeline of the bundled generator and HD-VILA with a small encoder and mapper given through
+``--edit-model``), Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
+once), Video (edit and upscale a clip into a playable mp4, length limit), Search (ranked, scored,
+playable results over the demo videos) and the serving defaults."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +22,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def small_edit_pipeline(folder) -> str:
+    """An EditPipeline folder on the bundled generator and hdvila-mini with a small, randomly
+    initialised encoder and a mapper whose medium-group output is made non-zero (a visible edit)."""
+    import torch
+
+    from generation.editing.encoder import LatentEncoder, config_for_generator
+    from generation.editing.guide import guide_fingerprint
+    from generation.editing.mapper import EditMapper, MapperConfig
+    from generation.editing.pipeline_edit import EditPipeline
+    from generation.editing.prompts import vocabulary
+    from generation.stylegan2.convert import load_stylegan2
+    from generation.stylegan2.fingerprint import generator_fingerprint
+    from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.paths import bundled
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    torch.manual_seed(0)
+    G = load_stylegan2(bundled("stylegan2-demo64"))
+    hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).eval()
+    fp = generator_fingerprint(G)
+    encoder = LatentEncoder(config_for_generator(G, channels=8, head_channels=16))
+    mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
+                                     embed_dim=hdvila.config.projection_dim, hidden=32, generator_digest=fp["digest"],
+                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary()))
+    torch.nn.init.normal_(mapper.mlps["medium"].out.weight, std=0.5)
+    pipe = EditPipeline(hdvila=hdvila, processor=HDVILAProcessor.from_config(hdvila.config), generator=G,
+                        encoder=encoder, mapper=mapper)
+    return str(pipe.save_pretrained(folder))
+
+
 @pytest.fixture(scope="module")
 def served(one_thread, tmp_path_factory):
-    """(demo, client, tmp folder): the app on the bundled defaults, its caches in a temp folder."""
+    """(demo, url, client, tmp folder): the app on the bundled defaults (the edit pipeline from
+    :func:`small_edit_pipeline`), its caches in a temp folder."""
     from gradio_client import Client
 
     from apps.web import build_app, serve
 
     tmp = tmp_path_factory.mktemp("web")
-    demo = build_app(cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
+    edit_model = small_edit_pipeline(tmp / "edit-pipeline")
+    demo = build_app(edit_model=edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
     _, url, _ = serve(demo, port=_free_port(), prevent_thread_lock=True, quiet=True, preload=False)
     try:
         yield demo, url, Client(url, verbose=False), tmp
@@ -113,3 +148,126 @@ def test_search_api_ranks_demo_videos(served):
     assert {r[2] for r in table2["data"]} >= {r[2] for r in rows}
     with pytest.raises(Exception, match="query is empty"):
         client.predict("   ", 3, api_name="/search")
+
+
+def test_edit_api(served):
+    from gradio_client import handle_file
+
+    demo, _, client, tmp = served
+    state = demo.hdvila_state
+    path, prompt = state.edit_examples.get()[0]
+    assert Image.open(path).size == (64, 64) and prompt
+    (before, after), recon, png, settings = client.predict(handle_file(path), prompt, "mapper", 1.0, 10, 0,
+                                                           api_name="/edit")
+    b, a, r, p = _rgb(before), _rgb(after), _rgb(recon), _rgb(png)
+    assert b.shape == a.shape == r.shape == (64, 64, 3)
+    assert np.array_equal(a, p), "the PNG download is not the edit shown"
+    assert np.array_equal(b, _rgb(path)), "a 64x64 input is shown as it is"
+    assert np.abs(a - r).mean() > 0.5, "the edit is no different from the reconstruction"
+    assert settings["prompt"] == prompt and settings["method"] == "mapper" and settings["steps"] is None
+    assert isinstance(settings["inversion_psnr_db"], float) and settings["note"] is None
+
+    # Strength 0 returns the reconstruction; a 50x80 frame is centre-cropped and resized, and the note says so.
+    arr = np.random.default_rng(0).integers(0, 255, (50, 80, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp / "wide.png")
+    (before0, after0), recon0, _, settings0 = client.predict(handle_file(tmp / "wide.png"), prompt, "mapper", 0.0,
+                                                             10, 0, api_name="/edit")
+    assert np.array_equal(_rgb(after0), _rgb(recon0)) and Image.open(before0).size == (64, 64)
+    assert "centre-cropped" in settings0["note"]
+    # The optimisation method runs the given number of steps and echoes them.
+    (_, after1), _, _, settings1 = client.predict(handle_file(path), prompt, "optimize", 1.0, 3, 0, api_name="/edit")
+    assert settings1["steps"] == 3 and Image.open(after1).size == (64, 64)
+    assert state.edit.loads == 1
+
+
+def test_edit_bad_inputs_give_clear_errors(served):
+    from gradio_client import handle_file
+
+    demo, _, client, tmp = served
+    path, prompt = demo.hdvila_state.edit_examples.get()[1]
+    with pytest.raises(Exception, match="empty"):
+        client.predict(handle_file(path), "   ", "mapper", 1.0, 10, 0, api_name="/edit")
+    with pytest.raises(Exception, match="Shorten it"):
+        client.predict(handle_file(path), "stripes " * 200, "mapper", 1.0, 10, 0, api_name="/edit")
+    with pytest.raises(Exception, match="greater than maximum value 2"):
+        client.predict(handle_file(path), prompt, "mapper", 5.0, 10, 0, api_name="/edit")
+    (tmp / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(Exception, match="bad.jpg"):
+        client.predict(handle_file(tmp / "bad.jpg"), prompt, "mapper", 1.0, 10, 0, api_name="/edit")
+
+
+def test_video_api_edits_and_upscales_clips(served):
+    import torch
+    from gradio_client import handle_file
+
+    from hdvila.videoio import read_all_frames, write_video
+
+    demo, _, client, tmp = served
+    rng = np.random.default_rng(1)
+    clip = torch.from_numpy(rng.uniform(-1, 1, (6, 3, 64, 64)).astype(np.float32))
+    write_video(tmp / "clip64.mp4", clip, fps=8)
+    played, download, summary = client.predict(handle_file(tmp / "clip64.mp4"), "edit", "make it striped", "mapper",
+                                               1.0, api_name="/video")
+    frames, fps = read_all_frames(played["video"] if isinstance(played, dict) else played)
+    assert frames.shape == (6, 64, 64, 3) and fps == pytest.approx(8)
+    assert Path(download).read_bytes() == Path(played["video"] if isinstance(played, dict) else played).read_bytes()
+    assert "edited 6 frames as one clip" in summary and "PSNR" in summary
+
+    write_video(tmp / "clip16.mp4", clip[:4, :, :16, :16], fps=5)
+    played, _, summary = client.predict(handle_file(tmp / "clip16.mp4"), "upscale", "", "mapper", 1.0,
+                                        api_name="/video")
+    frames, _ = read_all_frames(played["video"] if isinstance(played, dict) else played)
+    assert frames.shape == (4, 64, 64, 3) and "without a caption" in summary
+
+    from apps.web import VIDEO_MAX_FRAMES
+
+    long = torch.zeros(VIDEO_MAX_FRAMES + 1, 3, 16, 16)
+    write_video(tmp / "long.mp4", long, fps=25)
+    with pytest.raises(Exception, match=f"limit of {VIDEO_MAX_FRAMES} frames"):
+        client.predict(handle_file(tmp / "long.mp4"), "upscale", "", "mapper", 1.0, api_name="/video")
+
+
+def chromium_path() -> str:
+    """The system Chromium (``$HDVILA_CHROMIUM``, else ``chromium`` / ``chromium-browser`` on PATH);
+    ``make setup`` installs it from apt. Playwright drives it and never downloads a browser."""
+    import os
+    import shutil
+
+    for candidate in (os.environ.get("HDVILA_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail("no Chromium found: install it (`apt-get install -y chromium`; `make setup` does) or set HDVILA_CHROMIUM")
+
+
+def test_browser_uploads_edits_and_downloads(served, tmp_path):
+    """A real Chromium: upload a frame on the Edit tab, type a prompt, click Edit, wait for the
+    edited PNG, fetch it, check its size and that it differs from the input; save a screenshot
+    (``$HDVILA_SCREENSHOT`` when set, for the README)."""
+    import io
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    demo, url, _, _ = served
+    path, prompt = demo.hdvila_state.edit_examples.get()[2]
+    shot = Path(os.environ.get("HDVILA_SCREENSHOT") or tmp_path / "app.png")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.set_input_files("#edit-input input[type=file]", path)
+            page.wait_for_selector("#edit-input img", timeout=30_000)
+            page.fill("#edit-prompt textarea", prompt)
+            page.click("#edit-button")
+            link = page.wait_for_selector("#edit-download a[href]", timeout=120_000)
+            png = page.request.get(link.get_attribute("href")).body()
+            page.wait_for_selector("#edit-settings", timeout=10_000)
+            assert "inversion_psnr_db" in page.inner_text("#edit-settings")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    out = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    assert out.shape == (64, 64, 3)
+    assert np.abs(out - _rgb(path)).mean() > 1.0, "the edited image is the input"
+    assert Image.open(shot).size[0] == 1280

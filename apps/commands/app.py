@@ -2,7 +2,8 @@
 
 Usage::
 
-    hdvila app [--host 127.0.0.1] [--port 7860] [--share] [--sr-model DIR] [--hdvila DIR] [--videos DIR]
+    hdvila app [--host 127.0.0.1] [--port 7860] [--share] [--edit-model DIR] [--generator PKL|DIR]
+        [--sr-model DIR] [--hdvila DIR] [--videos DIR]
         [--cache-dir DIR] [--device D] [--concurrency N]
 
 Serves on http://127.0.0.1:7860 by default (local only); ``--share`` opens a public Gradio link.
@@ -22,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"address to bind (default {DEFAULT_HOST}: this machine only; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--edit-model", default=None, metavar="DIR",
+                        help="EditPipeline folder for the Edit and Video tabs (default: the bundled checkpoints/edit-demo64)")
+    parser.add_argument("--generator", default=None, metavar="PKL|DIR",
+                        help="replace the edit pipeline's generator (NVlabs .pkl or model folder); its encoder and "
+                             "mapper must have been trained for it")
     parser.add_argument("--sr-model", default=None, metavar="DIR",
                         help="SR pipeline folder for the Upscale tab (default: the bundled checkpoints/sr-demo64-x4)")
     parser.add_argument("--hdvila", default=None, metavar="DIR",

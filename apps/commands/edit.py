@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from hdvila.errors import InputFileError, UserError
+from hdvila.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,16 +67,14 @@ def _write_meta(job, meta: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from accelerate import PartialState
-
-    from apps.batch import errors_path, plan_jobs, run_jobs
+    from apps.batch import errors_path, plan_jobs, process_share, run_jobs
     from generation.editing.pipeline_edit import INPUT_POLICY
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    state = PartialState()
+    rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
-    pipe = load_pipeline(args.model, args.generator, args.hdvila, args.device)
+    pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     policy = INPUT_POLICY.format(r=pipe.resolution)
     # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
@@ -92,20 +90,29 @@ def run(args: argparse.Namespace) -> int:
         from hdvila.imageio import load_image, save_image
 
         if batch[0].kind == "video":
-            return _edit_video(pipe, batch[0], args, base)
+            job = batch[0]
+            out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
+                             steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
+                             max_frames=args.max_frames,
+                             before_write=lambda r: _write_meta(job, {
+                                 **base, "input": str(job.src), "frames": r["frames"],
+                                 "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"]}))
+            print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
+            return None
         images = [load_image(j.src) for j in batch]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
                        refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
         for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
-            save_image(img, job.dst)
+            # The metadata first: the image marks the job done, so a kill between the two redoes it.
             _write_meta(job, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note})
+            save_image(img, job.dst)
             print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
-    report = errors_path(args.input, args.output, state.process_index, state.num_processes)
+    report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=state.process_index, world_size=state.num_processes, progress=not args.quiet)
+                 rank=rank, world_size=world, progress=not args.quiet)
     print(f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
           f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     for e in r["errors"][:5]:
@@ -113,23 +120,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if r["failed"] else 0
 
 
-def _edit_video(pipe, job, args, base: dict) -> None:
+def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
+               refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
+               before_write=None) -> dict:
+    """The video ``src`` edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for
+    every frame, latents smoothed over time), written to ``dst`` as an mp4 at the source frame rate
+    (atomically). Returns {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note};
+    ``before_write(result)`` runs just before the mp4 is written (the CLI's metadata sidecar)."""
     import warnings
 
     import torch
 
     from generation.editing.clips import edit_clip
-    from hdvila.videoio import read_all_frames, write_video
+    from hdvila.videoio import read_video_checked, write_video
 
-    frames, fps = read_all_frames(job.src, max_frames=args.max_frames)  # uint8 [T, H, W, 3]
-    if len(frames) == 0:
-        raise InputFileError(f"{job.src}: the video has no frames.")
+    frames, fps = read_video_checked(src, max_frames)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = edit_clip(pipe, x, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
-                        refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma)
-    write_video(job.dst, out["frames"], fps=fps)
-    _write_meta(job, {**base, "input": str(job.src), "frames": len(frames),
-                      "inversion_psnr_db": round(out["inversion_psnr"], 3), "note": "; ".join(out["notes"])})
-    print(f"{job.src}: {len(frames)} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
+        out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
+                        refine_steps=refine_steps, temporal_sigma=temporal_sigma)
+    result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"])}
+    if before_write is not None:
+        before_write(result)
+    write_video(dst, out["frames"], fps=fps)
+    return result

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hdvila.errors import InputFileError, UserError
+from hdvila.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,18 +64,16 @@ def caption_lookup(path: str | None):
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from accelerate import PartialState
-
-    from apps.batch import errors_path, plan_jobs, run_jobs
+    from apps.batch import errors_path, plan_jobs, process_share, run_jobs
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.prompt is not None and not args.prompt.strip():
         raise UserError("--prompt is empty; give a caption, or leave the option out to upscale without text.")
-    state = PartialState()
+    rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
     caption = caption_lookup(args.captions)
-    pipe = load_pipeline(args.model, args.generator, args.hdvila, args.device)
+    pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     scale = args.scale or pipe.sr_model.config.scale
 
@@ -86,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
         from hdvila.imageio import load_image, save_image
 
         if batch[0].kind == "video":
-            return _upscale_video(pipe, batch[0], prompt_of(batch[0]), scale, args)
+            note = upscale_video(pipe, batch[0].src, batch[0].dst, prompt_of(batch[0]), scale=scale,
+                                 batch_size=args.batch_size, max_frames=args.max_frames)
+            if note:
+                print(f"note: {batch[0].src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
+            return None
         images = [load_image(j.src) for j in batch]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the policy note is printed once per file below
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: {note}", file=sys.stderr)
             save_image(img, job.dst)
 
-    report = errors_path(args.input, args.output, state.process_index, state.num_processes)
+    report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=state.process_index, world_size=state.num_processes, progress=not args.quiet)
+                 rank=rank, world_size=world, progress=not args.quiet)
     print(f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
           f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     for e in r["errors"][:5]:
@@ -106,26 +108,26 @@ def run(args: argparse.Namespace) -> int:
     return 1 if r["failed"] else 0
 
 
-def _upscale_video(pipe, job, prompt, scale, args) -> None:
-    """Every frame of a video, upscaled, as an mp4 at the source frame rate."""
+def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
+                  max_frames: int | None = 2000) -> str | None:
+    """Every frame of the video ``src``, upscaled by ``pipe`` (an SRPipeline), written to ``dst`` as an
+    mp4 at the source frame rate (atomically). Returns the input-policy note of the frames, or None."""
     import warnings
 
     import torch
 
-    from hdvila.videoio import read_all_frames, write_video
+    from hdvila.videoio import read_video_checked, write_video
 
-    frames, fps = read_all_frames(job.src, max_frames=args.max_frames)  # uint8 [T, H, W, 3]
-    if len(frames) == 0:
-        raise InputFileError(f"{job.src}: the video has no frames.")
+    frames, fps = read_video_checked(src, max_frames)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     note = None
     outs = []
-    for i in range(0, len(x), args.batch_size):
+    for i in range(0, len(x), batch_size):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one note per video, not per frame
-            out = pipe(x[i:i + args.batch_size], prompt=prompt, scale=scale, output_type="pt")
+            out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale,
+                       output_type="pt")
         note = note or (out.notes[0] if out.notes else None)
         outs.append(out.images)
-    if note:
-        print(f"note: {job.src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
-    write_video(job.dst, torch.cat(outs), fps=fps)
+    write_video(dst, torch.cat(outs), fps=fps)
+    return note
