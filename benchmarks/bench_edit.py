@@ -25,26 +25,14 @@ from collections import defaultdict
 
 
 def build(device: str):
-    from generation.editing.encoder import LatentEncoder, config_for_generator
-    from generation.editing.guide import guide_fingerprint
-    from generation.editing.mapper import EditMapper, MapperConfig
     from generation.editing.pipeline_edit import EditPipeline
-    from generation.editing.prompts import vocabulary
     from generation.stylegan2.convert import load_stylegan2
-    from generation.stylegan2.fingerprint import generator_fingerprint
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import bundled
-    from hdvila.processing_hdvila import HDVILAProcessor
 
     G = load_stylegan2(bundled("stylegan2-demo64")).float().eval()
     hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).float().eval()
-    fp = generator_fingerprint(G)
-    encoder = LatentEncoder(config_for_generator(G)).eval()
-    mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
-                                     embed_dim=hdvila.config.projection_dim, generator_digest=fp["digest"],
-                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary())).eval()
-    pipe = EditPipeline(hdvila=hdvila, processor=HDVILAProcessor.from_config(hdvila.config), generator=G,
-                        encoder=encoder, mapper=mapper).to(device)
+    pipe = EditPipeline.untrained(G, hdvila).to(device).eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -91,7 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def load_models(args: argparse.Namespace) -> dict[str, Any]:
     """Generator, encoder, guide (frozen) and the HD-VILA folder's digest."""
     from generation.editing.encoder import LatentEncoder
-    from generation.editing.guide import HDVILAGuide, guide_fingerprint
+    from generation.editing.guide import HDVILAGuide
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import resolve_model_path
@@ -108,9 +108,8 @@ def load_models(args: argparse.Namespace) -> dict[str, Any]:
     if args.random_guide:
         torch.manual_seed(args.seed + 1000)
         hdvila = HDVILAModel(hdvila.config)
-    digest = guide_fingerprint(hdvila)
     guide = HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config))
-    return {"G": G, "encoder": encoder, "guide": guide, "guide_digest": digest, "hdvila_dir": h_path}
+    return {"G": G, "encoder": encoder, "guide": guide, "hdvila_dir": h_path}
 
 
 class EditData:
@@ -268,8 +267,7 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from generation.editing.mapper import EditMapper, MapperConfig
-    from generation.editing.prompts import vocabulary
+    from generation.editing.mapper import EditMapper, config_for
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
 
@@ -284,9 +282,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     fp = generator_fingerprint(G)
     _, w_std = w_statistics(G, 2000)
     torch.manual_seed(args.seed)
-    config = MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
-                          embed_dim=guide.embed_dim, hidden=args.hidden, w_scale=w_std / math.sqrt(fp["w_dim"]),
-                          generator_digest=fp["digest"], guide_digest=models["guide_digest"], vocabulary=vocabulary())
+    # The digest is of the guide really used (a random one under --random_guide).
+    config = config_for(G, guide.hdvila, hidden=args.hidden, w_scale=w_std / math.sqrt(fp["w_dim"]))
     mapper = EditMapper(config)
     cache = Path(args.output_dir) / "cache"
     tag = "random" if args.random_guide else "hdvila"

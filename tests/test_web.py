@@ -27,28 +27,16 @@ def small_edit_pipeline(folder) -> str:
     initialised encoder and a mapper whose medium-group output is made non-zero (a visible edit)."""
     import torch
 
-    from generation.editing.encoder import LatentEncoder, config_for_generator
-    from generation.editing.guide import guide_fingerprint
-    from generation.editing.mapper import EditMapper, MapperConfig
     from generation.editing.pipeline_edit import EditPipeline
-    from generation.editing.prompts import vocabulary
     from generation.stylegan2.convert import load_stylegan2
-    from generation.stylegan2.fingerprint import generator_fingerprint
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import bundled
-    from hdvila.processing_hdvila import HDVILAProcessor
 
     torch.manual_seed(0)
-    G = load_stylegan2(bundled("stylegan2-demo64"))
-    hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).eval()
-    fp = generator_fingerprint(G)
-    encoder = LatentEncoder(config_for_generator(G, channels=8, head_channels=16))
-    mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
-                                     embed_dim=hdvila.config.projection_dim, hidden=32, generator_digest=fp["digest"],
-                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary()))
-    torch.nn.init.normal_(mapper.mlps["medium"].out.weight, std=0.5)
-    pipe = EditPipeline(hdvila=hdvila, processor=HDVILAProcessor.from_config(hdvila.config), generator=G,
-                        encoder=encoder, mapper=mapper)
+    pipe = EditPipeline.untrained(load_stylegan2(bundled("stylegan2-demo64")),
+                                  HDVILAModel.from_pretrained(bundled("hdvila-mini")),
+                                  encoder_kwargs={"channels": 8, "head_channels": 16}, mapper_kwargs={"hidden": 32})
+    torch.nn.init.normal_(pipe.mapper.mlps["medium"].out.weight, std=0.5)
     return str(pipe.save_pretrained(folder))
 
 

@@ -46,6 +46,21 @@ class MapperConfig:
     vocabulary: list = field(default_factory=list)  # words of the training prompts (empty: no check)
 
 
+def config_for(generator: nn.Module, hdvila: nn.Module, **kwargs) -> MapperConfig:
+    """A :class:`MapperConfig` for ``generator`` and the HD-VILA model that guides it: sizes and both
+    digests from the models, the caption vocabulary of :mod:`generation.editing.prompts` unless
+    ``vocabulary`` is given; other fields from ``kwargs``."""
+    from generation.editing.guide import guide_fingerprint
+    from generation.editing.prompts import vocabulary
+    from generation.stylegan2.fingerprint import generator_fingerprint
+
+    fp = generator_fingerprint(generator)
+    kwargs.setdefault("vocabulary", vocabulary())
+    return MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
+                        embed_dim=int(hdvila.config.projection_dim), generator_digest=fp["digest"],
+                        guide_digest=guide_fingerprint(hdvila), **kwargs)
+
+
 class _GroupMLP(nn.Module):
     def __init__(self, cin: int, hidden: int, cout: int, layers: int):
         super().__init__()

@@ -90,6 +90,21 @@ class EditPipeline(Pipeline):
         self.register_modules(hdvila=hdvila, processor=processor, generator=generator, encoder=encoder, mapper=mapper)
         self._guide = None
 
+    @classmethod
+    def untrained(cls, generator, hdvila, *, encoder_kwargs: dict | None = None,
+                  mapper_kwargs: dict | None = None) -> "EditPipeline":
+        """A pipeline on ``generator`` and ``hdvila`` with a freshly initialised encoder and mapper
+        configured for them (the starting point of training, and for speed measurements; the mapper's
+        zero-initialised output makes every edit the reconstruction until it is trained)."""
+        from generation.editing.encoder import LatentEncoder, config_for_generator
+        from generation.editing.mapper import EditMapper, config_for
+        from hdvila.processing_hdvila import HDVILAProcessor
+
+        encoder = LatentEncoder(config_for_generator(generator, **(encoder_kwargs or {})))
+        mapper = EditMapper(config_for(generator, hdvila, **(mapper_kwargs or {})))
+        return cls(hdvila=hdvila.eval(), processor=HDVILAProcessor.from_config(hdvila.config), generator=generator,
+                   encoder=encoder, mapper=mapper)
+
     # ---- components ---------------------------------------------------------------------------
     def check_components(self) -> None:
         """Refuse an encoder or mapper trained for another generator, or a mapper for another guide."""
