@@ -311,7 +311,7 @@ def make_edit(state: AppState) -> Callable:
         settings dict with the inversion PSNR)."""
         import warnings
 
-        from generation.editing.pipeline_edit import fit_to_square, image_to_tensor
+        from generation.pipeline_utils import image_to_tensor
         from hdvila.imageio import load_image, save_image
         from hdvila.tensors import to_pil
 
@@ -328,7 +328,7 @@ def make_edit(state: AppState) -> Callable:
             warnings.simplefilter("always")
             out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
                        refine_steps=refine_steps, labels=[name])
-        before = to_pil(fit_to_square(image_to_tensor(pil, name), pipe.resolution, name)[0])
+        before = to_pil(pipe.fit(image_to_tensor(pil, name), name)[0])
         edited = out.images[0]
         path = save_image(edited, state.new_output_dir() / f"{Path(name).stem}_edit.png")
         settings = {"prompt": prompt, "method": method, "strength": float(strength),

@@ -292,3 +292,42 @@ def _load_component(directory: Path, name: str, class_name: str, where: str) -> 
 
 __all__ = ["ALLOWED_MODULE_PREFIXES", "INDEX_NAME", "OUTPUT_TYPES", "Pipeline", "PipelineOutput", "class_path",
            "import_component_class"]
+
+
+# ---- the input policy of the image pipelines ---------------------------------------------------------
+def image_to_tensor(image: Any, label: str) -> torch.Tensor:
+    """One image (PIL, path, bytes, uint8 HWC array, or a [3, H, W] / [1, 3, H, W] tensor in [-1, 1])
+    -> float [3, H, W] in [-1, 1]. Files go through :func:`hdvila.imageio.load_image` (any mode to
+    RGB, the 40 MP limit, clear errors); a tensor of another shape, or with NaN or infinite values,
+    is refused."""
+    from hdvila.errors import InputFileError
+    from hdvila.imageio import load_image
+    from hdvila.tensors import pil_to_tensor
+
+    if isinstance(image, torch.Tensor):
+        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise InputFileError(f"{label}: a tensor image must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
+        if not torch.isfinite(t).all():
+            raise InputFileError(f"{label}: the tensor has NaN or infinite values.")
+        return t.float()
+    return pil_to_tensor(load_image(image, name=label))
+
+
+def fit_to_square(t: torch.Tensor, size: int, label: str, target: str) -> tuple[torch.Tensor, str]:
+    """[3, H, W] in [-1, 1] -> ([3, size, size], note): centre-cropped to a square and resized
+    (antialiased bicubic), never stretched; the note (empty when nothing was done) says what was done
+    and why: "LABEL: WxH px is not TARGET; centre-cropped to SxS and resized to RxR." ``target``
+    names the expected size, e.g. "the model's 16x16 input"."""
+    import torch.nn.functional as F
+
+    h, w = t.shape[-2:]
+    if (h, w) == (size, size):
+        return t.clamp(-1, 1), ""
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    t = t[:, top:top + side, left:left + side]
+    t = F.interpolate(t[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    note = (f"{label}: {w}x{h} px is not {target}; " + (f"centre-cropped to {side}x{side} and " if h != w else "")
+            + f"resized to {size}x{size}.")
+    return t.clamp(-1, 1), note

@@ -47,9 +47,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, assert_replicas_equal, at_least,
-                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision,
-                             resolve_resume, run_cli, save_checkpoint, step_seed)
+from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, at_least,
+                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision, end_of_step,
+                             resolve_resume, run_cli, step_seed)
 
 logger = logging.getLogger("train_mapper")
 EMA_FOLDER = "ema"
@@ -334,23 +334,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         ema.update(accelerator.unwrap_model(mapper), decay=min(args.ema_decay, (1 + step) / (10 + step)))
         step += 1
-        bar.update(1)
-        logs = stats.collect(accelerator)
-        accelerator.log(logs, step=step)
-        bar.set_postfix(loss=f"{logs.get('loss', math.nan):.4f}")
-        stop = budget.expired(accelerator)
-        done = step >= args.max_train_steps or stop
-        if args.checkpointing_steps and (step % args.checkpointing_steps == 0 or done):
-            assert_replicas_equal(accelerator, [mapper])
-            save_checkpoint(accelerator, args.output_dir, step, {"edits_seen": step * args.train_batch_size *
-                                                                  args.gradient_accumulation_steps * accelerator.num_processes},
-                            args.checkpoints_total_limit, extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER))
-        if accelerator.is_main_process and ((args.validation_steps and step % args.validation_steps == 0) or done):
-            result = validate(ema.module, G, guide, texts, val, Path(args.output_dir) / "validation" / f"step-{step:06d}.png")
-            accelerator.log(result, step=step)
-            logger.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        stop, validation = end_of_step(
+            accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[mapper], seen_key="edits_seen",
+            save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger, precision=4,
+            validate=lambda: validate(ema.module, G, guide, texts, val,
+                                      Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
+        result = validation or result
         if stop:
-            logger.info("--max_train_minutes %s spent at step %d", args.max_train_minutes, step)
             break
     bar.close()
     accelerator.wait_for_everyone()

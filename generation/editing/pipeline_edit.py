@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from generation.pipeline_utils import Pipeline, PipelineOutput
+from generation.pipeline_utils import Pipeline, PipelineOutput, fit_to_square, image_to_tensor
 from hdvila.errors import CheckpointError, InputFileError, UserError
 
 METHODS = ("mapper", "optimize")
@@ -51,33 +50,6 @@ class EditPipelineOutput(PipelineOutput):
     reconstructions: torch.Tensor | None = None
     source_latents: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def image_to_tensor(image: Any, label: str) -> torch.Tensor:
-    """One image (PIL, path, bytes, uint8 HWC array, or a [3, H, W] / [1, 3, H, W] tensor in [-1, 1])
-    -> float [3, H, W] in [-1, 1]; a tensor with NaN or infinite values is refused."""
-    from generation.superres.pipeline_sr import _as_tensor
-
-    t = _as_tensor(image, label)
-    if isinstance(image, torch.Tensor) and not torch.isfinite(t).all():
-        raise InputFileError(f"{label}: the tensor has NaN or infinite values.")
-    return t
-
-
-def fit_to_square(t: torch.Tensor, size: int, label: str) -> tuple[torch.Tensor, str]:
-    """[3, H, W] -> ([3, size, size], note): centre-crop to a square, antialiased bicubic resize."""
-    h, w = t.shape[-2:]
-    if min(h, w) < MIN_SIDE:
-        raise InputFileError(f"{label} is {w}x{h} px: too small to edit (at least {MIN_SIDE} px a side).")
-    if (h, w) == (size, size):
-        return t.clamp(-1, 1), ""
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    t = t[:, top:top + side, left:left + side]
-    t = F.interpolate(t[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
-    note = (f"{label}: {w}x{h} px is not the generator's {size}x{size}; "
-            + (f"centre-cropped to {side}x{side} and " if h != w else "") + f"resized to {size}x{size}.")
-    return t.clamp(-1, 1), note
 
 
 class EditPipeline(Pipeline):
@@ -128,6 +100,14 @@ class EditPipeline(Pipeline):
     def resolution(self) -> int:
         return int(self.generator.img_resolution)
 
+    def fit(self, t: torch.Tensor, label: str) -> tuple[torch.Tensor, str]:
+        """[3, H, W] in [-1, 1] -> ([3, R, R], note) by the input policy (:data:`INPUT_POLICY`)."""
+        h, w = t.shape[-2:]
+        if min(h, w) < MIN_SIDE:
+            raise InputFileError(f"{label} is {w}x{h} px: too small to edit (at least {MIN_SIDE} px a side).")
+        r = self.resolution
+        return fit_to_square(t, r, label, f"the generator's {r}x{r}")
+
     @property
     def vocabulary(self) -> list[str] | None:
         return list(self.mapper.config.vocabulary) if self.mapper is not None and self.mapper.config.vocabulary else None
@@ -160,7 +140,7 @@ class EditPipeline(Pipeline):
         out, notes = [], []
         for i, image in enumerate(images):
             label = labels[i] if labels else f"image {i + 1}"
-            t, note = fit_to_square(image_to_tensor(image, label), self.resolution, label)
+            t, note = self.fit(image_to_tensor(image, label), label)
             if note:
                 warnings.warn(note, stacklevel=3)
             out.append(t)
@@ -175,7 +155,6 @@ class EditPipeline(Pipeline):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         """[N, 3, R, R] -> W+ [N, num_ws, w_dim] with the encoder."""
-        w_avg = self.generator.mapping.w_avg
         return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), self.generator).float()
                           for i in range(0, len(x), batch_size)])
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from generation.pipeline_utils import Pipeline, PipelineOutput
+from generation.pipeline_utils import Pipeline, PipelineOutput, fit_to_square, image_to_tensor
 from hdvila.errors import CheckpointError, InputFileError, UserError
 
 MIN_SIDE = 4
@@ -37,21 +36,6 @@ class SRPipelineOutput(PipelineOutput):
 
     lr_images: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _as_tensor(image: Any, label: str) -> torch.Tensor:
-    """One image (PIL, path, uint8 HWC array, or [3, H, W] / [1, 3, H, W] tensor in [-1, 1]) ->
-    float [3, H, W] in [-1, 1]."""
-    from hdvila.imageio import load_image
-    from hdvila.tensors import pil_to_tensor
-
-    if isinstance(image, torch.Tensor):
-        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise InputFileError(f"{label}: a tensor image must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
-        return t.float()
-    image = load_image(image, name=label)  # PIL, path, bytes or uint8 array; any mode -> RGB
-    return pil_to_tensor(image)
 
 
 class SRPipeline(Pipeline):
@@ -100,7 +84,7 @@ class SRPipeline(Pipeline):
         batch, notes = [], []
         for i, image in enumerate(images):
             label = labels[i] if labels else f"image {i + 1}"
-            t = _as_tensor(image, label)
+            t = image_to_tensor(image, label)
             h, w = t.shape[-2:]
             if min(h, w) < MIN_SIDE:
                 raise InputFileError(f"{label} is {w}x{h} px: too small to upscale (at least {MIN_SIDE} px a side).")
@@ -108,15 +92,8 @@ class SRPipeline(Pipeline):
                 raise InputFileError(f"{label} is {w}x{h} px, larger than this model's {out_res}x{out_res} output: "
                                      f"it upscales {r}x{r} frames x{self.sr_model.config.scale}. Pass a "
                                      f"low-resolution frame (or downscale it to {r}x{r} yourself).")
-            note = ""
-            if (h, w) != (r, r):
-                side = min(h, w)
-                top, left = (h - side) // 2, (w - side) // 2
-                t = t[:, top:top + side, left:left + side]
-                t = F.interpolate(t[None], size=(r, r), mode="bicubic", antialias=True, align_corners=False)[0]
-                note = (f"{label}: {w}x{h} px is not the model's {r}x{r} input; "
-                        + (f"centre-cropped to {side}x{side} and " if h != w else "")
-                        + f"resized to {r}x{r}.")
+            t, note = fit_to_square(t, r, label, f"the model's {r}x{r} input")
+            if note:
                 warnings.warn(note, stacklevel=3)
             batch.append(t.clamp(-1, 1))
             notes.append(note)

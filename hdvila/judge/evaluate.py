@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from hdvila.demo.dataset import DemoImageDataset
-from hdvila.judge.model import ATTRIBUTE_NAMES, AttributeJudge, load_judge
+from hdvila.judge.model import ATTRIBUTE_NAMES, AttributeJudge
 
 
 @torch.no_grad()

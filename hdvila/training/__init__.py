@@ -29,6 +29,7 @@ from hdvila.training.args import add_common_args, at_least, run_cli
 from hdvila.training.checkpoints import (STATE_FILE, checkpoint_dir, list_checkpoints, load_checkpoint,
                                          load_training_state, prune_checkpoints, resolve_resume, save_checkpoint)
 from hdvila.training.ema import EMA
+from hdvila.training.loop import end_of_step
 from hdvila.training.sampling import EpochShuffle, StepBatchSampler, batch_positions, step_seed
 from hdvila.training.schedules import SCHEDULES, lr_lambda
 from hdvila.training.stats import StepStats
@@ -36,7 +37,7 @@ from hdvila.training.stats import StepStats
 __all__ = [
     "EMA", "SCHEDULES", "STATE_FILE", "EpochShuffle", "StepBatchSampler", "StepStats", "TimeBudget", "add_common_args",
     "assert_replicas_equal", "at_least", "batch_positions", "build_accelerator", "checkpoint_dir",
-    "cpu_has_native_bf16", "init_trackers", "list_checkpoints", "load_checkpoint", "load_training_state", "lr_lambda",
+    "cpu_has_native_bf16", "end_of_step", "init_trackers", "list_checkpoints", "load_checkpoint", "load_training_state", "lr_lambda",
     "prune_checkpoints", "report_to", "resolve_mixed_precision", "resolve_resume", "run_cli", "save_checkpoint", "step_seed",
     "tracker_config",
 ]
