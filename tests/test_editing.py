@@ -214,3 +214,33 @@ def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
             assert all(0.0 <= v <= 1.0 for v in row.values())
     assert "| mapper | color |" in format_table(r)
     assert comparison_figure(r, tmp_path / "f.png").is_file()
+
+
+def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
+    """``hdvila eval-edit`` on a small untrained pipeline: per-attribute success/preservation for the
+    mapper and clip-vs-frame-by-frame consistency, as a table and as JSON, with values in range."""
+    import json
+
+    from tests.test_web import small_edit_pipeline
+
+    model = small_edit_pipeline(tmp_path / "pipe")
+    out = tmp_path / "m.json"
+    r = cli("eval-edit", "--model", model, "--num", "3", "--clips", "2", "--clip-frames", "4", "--json", out,
+            "--figure", tmp_path / "grid.png", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| mapper | color |" in r.stdout and "| as one clip (edit_clip) |" in r.stdout
+    m = json.loads(out.read_text())
+    assert m["num_renders"] == 3 and m["num_edits"] == 12
+    for a in ("shape", "color", "pattern", "size", "all"):
+        assert all(0.0 <= v <= 1.0 for v in m["methods"]["mapper"][a].values())
+    clips = m["clips"]
+    assert clips["num_videos"] == 2 and len(clips["videos"]) == 2
+    for name in ("clip", "per_frame"):
+        s = clips["summary"][name]
+        assert s["change_ratio"] > 0 and 0 <= s["flips"] <= 1 and 0 <= s["success"] <= 1
+    assert {v["motion"] for v in clips["videos"]}.isdisjoint({"grow", "shrink", "recolor"})
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size[0] > 64
+    bad = cli("eval-edit", "--model", model, "--num", "0")
+    assert bad.returncode != 0 and "--num must be >= 1" in bad.stderr

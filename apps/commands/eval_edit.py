@@ -4,6 +4,8 @@ on held-out demo renders with the attribute judge (:func:`generation.editing.eva
 Per method and edited attribute: success (the judge reads the asked value) and preservation (the
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
 encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in training.
+``--clips N`` also measures temporal consistency on N test videos: one edit as a clip against the same
+edit frame by frame (frame-to-frame change relative to the source, judge flips, success per frame).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", default=None, help="attribute judge folder (default: the bundled judge)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the metrics as JSON")
     parser.add_argument("--figure", default=None, metavar="PNG", help="source | reconstruction | four edits, 6 renders")
+    parser.add_argument("--clips", type=int, default=0, metavar="N", help="also evaluate clip editing on N test videos")
+    parser.add_argument("--clip-frames", type=int, default=16, help="frames per test video (default 16)")
     parser.add_argument("--device", default=None)
 
 
@@ -39,14 +43,26 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)}; got {args.methods!r}")
-    if args.num < 1:
-        raise UserError(f"--num must be >= 1, got {args.num}")
+    if args.num < 0 or (args.num == 0 and not args.clips):
+        raise UserError(f"--num must be >= 1 (or 0 with --clips), got {args.num}")
+    if args.clips < 0 or args.clip_frames < 2:
+        raise UserError("--clips must be >= 0 and --clip-frames >= 2")
     pipe = load_pipeline(args.model, device=args.device)
-    result = evaluate_edits(pipe, load_judge(args.judge), num=args.num, seed=args.seed, wording=args.wording,
-                            methods=methods, steps=args.steps, refine=args.refine)
-    print(format_table(result))
-    if args.figure:
-        print(f"wrote {comparison_figure(result, args.figure, methods[0])}")
+    judge = load_judge(args.judge)
+    result = {}
+    if args.num:
+        result = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
+                                methods=methods, steps=args.steps, refine=args.refine)
+        print(format_table(result))
+        if args.figure:
+            print(f"wrote {comparison_figure(result, args.figure, methods[0])}")
+    if args.clips:
+        from generation.editing.evaluate import evaluate_clips, format_clip_table
+
+        result["clips"] = evaluate_clips(pipe, judge, num=args.clips, frames=args.clip_frames, seed=args.seed,
+                                         method=methods[0] if methods[0] != "mapper+optimize" else "mapper",
+                                         steps=args.steps)
+        print(format_clip_table(result["clips"]))
     if args.json:
         from hdvila.atomic import atomic_write_text
 
