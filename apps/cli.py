@@ -23,11 +23,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "invert": ("apps.commands.invert", "project an image into a StyleGAN2 generator's W or W+ space"),
     "upscale": ("apps.commands.upscale", "text-conditioned x4 super-resolution of an image, a folder or a video"),
     "edit": ("apps.commands.edit", "text-guided editing of an image, a folder or a video (mapper or optimisation)"),
+    "assemble-edit": ("apps.commands.assemble_edit", "an EditPipeline folder from a trained encoder and mapper"),
     "eval-edit": ("apps.commands.eval_edit", "measure an edit pipeline: judge success and preservation per attribute"),
     "fd": ("apps.commands.fd", "FD-HDVILA of StyleGAN2 generators against demo-domain renders (lower is better)"),
     "eval-judge": ("apps.commands.eval_judge", "the attribute judge's accuracy on fresh demo-domain renders"),
     "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),
-    "app": ("apps.commands.app", "the web UI (upscale, search) on http://127.0.0.1:7860 by default"),
+    "app": ("apps.commands.app", "the web UI (edit, upscale, video, search) on http://127.0.0.1:7860 by default"),
 }
 
 

@@ -183,9 +183,11 @@ class Pipeline:
         return [Image.fromarray(a, mode="RGB") for a in arrays]
 
     # ---- files --------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write the pipeline folder (see the module docstring) atomically: ``save_directory`` is
-        replaced as a whole, the index written last. Returns the folder."""
+        replaced as a whole, the index written last. With ``dtype`` (e.g. ``torch.float16``, for
+        bundling) every model component's floating-point weights are stored as ``dtype``
+        (:func:`hdvila.modeling_utils.export_lean`; they load back as the model's fp32). Returns the folder."""
         index: dict[str, Any] = {"_class_name": class_path(self)}
         for name, component in self.components.items():
             if component is None:
@@ -203,6 +205,10 @@ class Pipeline:
             for name, component in self.components.items():
                 if component is not None:
                     component.save_pretrained(tmp / name)
+                    if dtype is not None and (tmp / name / "model.safetensors").is_file():
+                        from hdvila.modeling_utils import export_lean
+
+                        export_lean(tmp / name, tmp / name, dtype)
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         return Path(save_directory)
 

@@ -2,6 +2,7 @@
 EditPipeline (save/load, mismatched components refused, bad inputs refused before any work)."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,27 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
     assert Image.open(tmp_path / "grid.png").size[0] > 64
     bad = cli("eval-edit", "--model", model, "--num", "0")
     assert bad.returncode != 0 and "--num must be >= 1" in bad.stderr
+
+
+def test_assemble_edit_writes_a_loadable_fp16_pipeline_and_refuses_another_generator(cli, tmp_path):
+    from tests.test_web import small_edit_pipeline
+
+    src = Path(small_edit_pipeline(tmp_path / "src"))
+    out = tmp_path / "assembled"
+    r = cli("assemble-edit", out, "--encoder", src / "encoder", "--mapper", src / "mapper", "--fp16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    w = load_file(str(out / "mapper" / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in w.values() if v.is_floating_point())
+    pipe = EditPipeline.from_pretrained(out)
+    ref = EditPipeline.from_pretrained(src)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    a = pipe(x, "make it striped", output_type="pt").images
+    b = ref(x, "make it striped", output_type="pt").images
+    assert a.shape == (1, 3, 64, 64) and (a - b).abs().max() < 0.05  # fp16 storage, fp32 compute
+
+    other = tmp_path / "other-g"
+    tiny_generator(seed=3).save_pretrained(other)
+    bad = cli("assemble-edit", tmp_path / "bad", "--encoder", src / "encoder", "--generator", other)
+    assert bad.returncode != 0 and "generator" in bad.stderr and not (tmp_path / "bad").exists()
