@@ -245,6 +245,12 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
     assert Image.open(tmp_path / "grid.png").size[0] > 64
     bad = cli("eval-edit", "--model", model, "--num", "0")
     assert bad.returncode != 0 and "--num must be >= 1" in bad.stderr
+    inv = cli("eval-edit", "--model", model, "--num", "2", "--methods", "none", "--inversion", "3", "--json", out)
+    assert inv.returncode == 0, inv.stderr[-2000:]
+    m = json.loads(out.read_text())
+    assert set(m) == {"inversion"} and m["inversion"]["num_renders"] == 2
+    assert all(m["inversion"][k]["psnr"] > 5 for k in ("encoder", "projector", "encoder+3"))
+    assert "| projector, 3 steps from w_avg |" in inv.stdout
 
 
 def test_assemble_edit_writes_a_loadable_fp16_pipeline_and_refuses_another_generator(cli, tmp_path):

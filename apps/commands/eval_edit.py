@@ -4,7 +4,8 @@ on held-out demo renders with the attribute judge (:func:`generation.editing.eva
 Per method and edited attribute: success (the judge reads the asked value) and preservation (the
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
 encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in training.
-``--clips N`` also measures temporal consistency on N test videos: one edit as a clip against the same
+``--inversion N`` also measures the inversion PSNR of the encoder, of N projector steps from
+``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal consistency on N test videos: one edit as a clip against the same
 edit frame by frame (frame-to-frame change relative to the source, judge flips, success per frame).
 """
 
@@ -23,12 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=200, help="test-split renders, four edits each (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wording", choices=["train", "heldout"], default="train")
-    parser.add_argument("--methods", default="mapper", help="comma-separated: mapper, optimize, mapper+optimize")
+    parser.add_argument("--methods", default="mapper", help="comma-separated: mapper, optimize, mapper+optimize "
+                        "('none': no edits, e.g. with --inversion or --clips only)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
     parser.add_argument("--judge", default=None, help="attribute judge folder (default: the bundled judge)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the metrics as JSON")
     parser.add_argument("--figure", default=None, metavar="PNG", help="source | reconstruction | four edits, 6 renders")
+    parser.add_argument("--inversion", type=int, default=0, metavar="N",
+                        help="also measure inversion PSNR: encoder, N projector steps, encoder + N steps")
     parser.add_argument("--clips", type=int, default=0, metavar="N", help="also evaluate clip editing on N test videos")
     parser.add_argument("--clip-frames", type=int, default=16, help="frames per test video (default 16)")
     parser.add_argument("--device", default=None)
@@ -39,28 +43,35 @@ def run(args: argparse.Namespace) -> int:
     from generation.editing.evaluate import METHODS, comparison_figure, evaluate_edits, format_table
     from hdvila.judge.model import load_judge
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = () if args.methods == "none" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)}; got {args.methods!r}")
-    if args.num < 0 or (args.num == 0 and not args.clips):
-        raise UserError(f"--num must be >= 1 (or 0 with --clips), got {args.num}")
+    if bad or (not methods and args.methods != "none"):
+        raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)} (or 'none'); got {args.methods!r}")
+    if args.num < 0 or (args.num == 0 and not (args.clips or args.inversion)):
+        raise UserError(f"--num must be >= 1 (or 0 with --clips or --inversion), got {args.num}")
     if args.clips < 0 or args.clip_frames < 2:
         raise UserError("--clips must be >= 0 and --clip-frames >= 2")
     pipe = load_pipeline(args.model, device=args.device)
     judge = load_judge(args.judge)
     result = {}
-    if args.num:
+    if args.inversion:
+        from generation.editing.evaluate import evaluate_inversion, format_inversion_table
+
+        inv = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed)
+        print(format_inversion_table(inv))
+    if args.num and methods:
         result = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
                                 methods=methods, steps=args.steps, refine=args.refine)
         print(format_table(result))
         if args.figure:
             print(f"wrote {comparison_figure(result, args.figure, methods[0])}")
+    if args.inversion:
+        result["inversion"] = inv
     if args.clips:
         from generation.editing.evaluate import evaluate_clips, format_clip_table
 
         result["clips"] = evaluate_clips(pipe, judge, num=args.clips, frames=args.clip_frames, seed=args.seed,
-                                         method=methods[0] if methods[0] != "mapper+optimize" else "mapper",
+                                         method="optimize" if methods and methods[0] == "optimize" else "mapper",
                                          steps=args.steps)
         print(format_clip_table(result["clips"]))
     if args.json:

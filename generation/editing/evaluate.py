@@ -101,6 +101,47 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     return result
 
 
+def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0, batch_size: int = 50) -> dict[str, Any]:
+    """Inversion PSNR (dB, mean over ``num`` test-split renders at the generator's resolution) of the
+    encoder alone, of the projector alone (``steps`` steps from ``w_avg``, W+, the generator's stored
+    noise: latents an edit can start from) and of the encoder followed by ``steps`` projector steps
+    (what ``refine_steps`` does), with each method's seconds per image."""
+    import time
+
+    from generation.data import render_demo_images
+    from generation.stylegan2.projector import project_batch, psnr
+
+    x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
+    out: dict[str, Any] = {"num_renders": num, "steps": steps}
+
+    def run(name, fn):
+        t0, psnrs = time.perf_counter(), []
+        for b in range(0, num, batch_size):
+            psnrs += fn(x[b:b + batch_size])
+        out[name] = {"psnr": float(np.mean(psnrs)), "s_per_image": (time.perf_counter() - t0) / num}
+
+    def projector(xb):
+        res = project_batch(pipe.generator, xb, steps=steps, stored_noise=True, perceptual="multiscale", device=pipe.device)
+        ws = torch.cat([r.ws for r in res]).to(pipe.device)
+        with torch.no_grad():
+            rec = pipe.synthesize(ws).cpu()
+        return [psnr(rec[i:i + 1], xb[i:i + 1]) for i in range(len(xb))]
+
+    run("encoder", lambda xb: pipe.invert(xb)[1])
+    run("projector", projector)
+    run(f"encoder+{steps}", lambda xb: pipe.invert(xb, steps)[1])
+    return out
+
+
+def format_inversion_table(result: dict[str, Any]) -> str:
+    lines = [f"inversion of {result['num_renders']} test renders", "", "| method | PSNR (dB) | s / image |", "|---|---|---|"]
+    for name in ("encoder", "projector", f"encoder+{result['steps']}"):
+        label = {"encoder": "encoder (one pass)", "projector": f"projector, {result['steps']} steps from w_avg"}.get(
+            name, f"encoder + {result['steps']} projector steps")
+        lines.append(f"| {label} | {result[name]['psnr']:.2f} | {result[name]['s_per_image']:.3f} |")
+    return "\n".join(lines)
+
+
 def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 0, method: str = "mapper",
                    steps: int = 100, temporal_sigma: float = 1.0, progress: bool = True) -> dict[str, Any]:
     """Temporal consistency of clip editing against frame-by-frame editing (module docstring) on
