@@ -10,7 +10,9 @@ the render; the judge (never used in training or model selection) then reads the
   the reconstruction (the second separates what the edit changed from what inversion lost).
 
 Methods: ``mapper``, ``optimize`` (``steps`` Adam steps) and ``mapper+optimize`` (the mapper's edit,
-then ``refine`` optimisation steps from it). Also the inversion PSNR of every render.
+then ``refine`` optimisation steps from it), and ``reconstruction``: no edit at all, the baseline that
+says how often the judge already reads the target value on the inversion alone. Also the inversion
+PSNR of every render.
 
 :func:`evaluate_clips` measures temporal consistency on test-split demo videos whose attributes stay
 fixed (motions other than grow, shrink and recolor): each clip gets one edit, made once as a clip
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-METHODS = ("mapper", "optimize", "mapper+optimize")
+METHODS = ("mapper", "optimize", "mapper+optimize", "reconstruction")
 
 
 def edit_cases(num: int, *, seed: int = 0, wording: str = "train", start: int = 0):
@@ -72,7 +74,9 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
             chunk = cases[b:b + batch_size]
             idx = [c[0] for c in chunk]
             text = pipe.encode_prompt([c[3] for c in chunk], len(chunk))
-            if method == "optimize":
+            if method == "reconstruction":
+                edited = ws[idx]
+            elif method == "optimize":
                 edited = pipe.edit_latents(ws[idx], text, "optimize", 1.0, steps)
             else:
                 edited = pipe.edit_latents(ws[idx], text, "mapper", 1.0)
