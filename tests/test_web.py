@@ -1,6 +1,5 @@
-"""The web UI (``apps/web.py``) served in-process and called through ``gradio_client``: Edit (on an
-edit pipeline of the bundled generator and HD-VILA with a small encoder and mapper given through
-``--edit-model``), Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
+"""The web UI (``apps/web.py``) served in-process on the bundled defaults and called through
+``gradio_client`` and a real Chromium: Edit (bundled ``edit-demo64``), Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
 once), Video (edit and upscale a clip into a playable mp4, length limit), Search (ranked, scored,
 playable results over the demo videos) and the serving defaults."""
 
@@ -42,15 +41,13 @@ def small_edit_pipeline(folder) -> str:
 
 @pytest.fixture(scope="module")
 def served(one_thread, tmp_path_factory):
-    """(demo, url, client, tmp folder): the app on the bundled defaults (the edit pipeline from
-    :func:`small_edit_pipeline`), its caches in a temp folder."""
+    """(demo, url, client, tmp folder): the app on the bundled defaults, its caches in a temp folder."""
     from gradio_client import Client
 
     from apps.web import build_app, serve
 
     tmp = tmp_path_factory.mktemp("web")
-    edit_model = small_edit_pipeline(tmp / "edit-pipeline")
-    demo = build_app(edit_model=edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
+    demo = build_app(cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
     _, url, _ = serve(demo, port=_free_port(), prevent_thread_lock=True, quiet=True, preload=False)
     try:
         yield demo, url, Client(url, verbose=False), tmp
@@ -165,7 +162,7 @@ def test_edit_api(served):
     # The optimisation method runs the given number of steps and echoes them.
     (_, after1), _, _, settings1 = client.predict(handle_file(path), prompt, "optimize", 1.0, 3, 0, api_name="/edit")
     assert settings1["steps"] == 3 and Image.open(after1).size == (64, 64)
-    assert state.edit.loads == 1
+    assert state.edit.loads == 1 and state.edit_error is None and state.edit_path.name == "edit-demo64"
 
 
 def test_edit_bad_inputs_give_clear_errors(served):
