@@ -178,6 +178,23 @@ class AppState:
             export_demo_data(out, split="test", videos=DEMO_VIDEOS, images=0)
         return out / "videos"
 
+    @staticmethod
+    def _cached_examples(folder: Path, render: Callable[[Path], list[list[str]]]) -> list[list[str]]:
+        """[[png path, text]] from ``folder/examples.json``, or made once by ``render(folder)`` (which
+        saves the images and returns [[file name, text]]); the index is written last."""
+        import json
+
+        from hdvila.atomic import atomic_write_text
+
+        index = folder / "examples.json"
+        if index.is_file():
+            rows = json.loads(index.read_text())
+            if all((folder / name).is_file() for name, _ in rows):
+                return [[str(folder / name), text] for name, text in rows]
+        rows = render(folder)
+        atomic_write_text(index, json.dumps(rows))
+        return [[str(folder / name), text] for name, text in rows]
+
     def _render_examples(self) -> list[list[str]]:
         """[[LR png path, caption]]: demo-domain renders at the model's output size, downscaled to its
         input size the way the model was trained (:func:`generation.superres.losses.downsample`)."""
@@ -189,23 +206,16 @@ class AppState:
 
         cfg = json.loads((self.sr_path / "sr_model" / "config.json").read_text())
         out_res, scale = int(cfg["out_resolution"]), int(cfg["scale"])
-        folder = self.cache_dir / f"examples-{out_res}-x{scale}"
-        index = folder / "examples.json"
-        if index.is_file():
-            rows = json.loads(index.read_text())
-            if all((folder / name).is_file() for name, _ in rows):
-                return [[str(folder / name), caption] for name, caption in rows]
-        from hdvila.atomic import atomic_write_text
 
-        ds = DemoImageDataset("test", EXAMPLES, resolution=out_res)
-        rows = []
-        for i in range(EXAMPLES):
-            item = ds[i]
-            name = f"example_{i}.png"
-            save_image(downsample(item["image"][None], scale)[0], folder / name)
-            rows.append([name, item["caption"]])
-        atomic_write_text(index, json.dumps(rows))
-        return [[str(folder / name), caption] for name, caption in rows]
+        def render(folder: Path) -> list[list[str]]:
+            ds, rows = DemoImageDataset("test", EXAMPLES, resolution=out_res), []
+            for i in range(EXAMPLES):
+                item = ds[i]
+                save_image(downsample(item["image"][None], scale)[0], folder / f"example_{i}.png")
+                rows.append([f"example_{i}.png", item["caption"]])
+            return rows
+
+        return self._cached_examples(self.cache_dir / f"examples-{out_res}-x{scale}", render)
 
     def _render_edit_examples(self) -> list[list[str]]:
         """[[png path, prompt]]: demo-domain test renders at the edit generator's resolution, each with
@@ -215,30 +225,22 @@ class AppState:
         import numpy as np
 
         from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit
-        from hdvila.atomic import atomic_write_text
         from hdvila.demo.dataset import DemoImageDataset
         from hdvila.imageio import save_image
 
         res = 64
         if self.edit_path is not None and (self.edit_path / "generator" / "config.json").is_file():
-            cfg = json.loads((self.edit_path / "generator" / "config.json").read_text())
-            res = int(cfg.get("img_resolution", res))
-        folder = self.cache_dir / f"edit-examples-{res}"
-        index = folder / "examples.json"
-        if index.is_file():
-            rows = json.loads(index.read_text())
-            if all((folder / name).is_file() for name, _ in rows):
-                return [[str(folder / name), prompt] for name, prompt in rows]
-        ds = DemoImageDataset("test", EXAMPLES, resolution=res)
-        rng = np.random.default_rng(0)
-        rows = []
-        for i in range(EXAMPLES):
-            attribute, value = sample_edit(ds.spec(i), rng, EDIT_ATTRIBUTES[i % len(EDIT_ATTRIBUTES)])
-            name = f"example_{i}.png"
-            save_image(ds[i]["image"], folder / name)
-            rows.append([name, edit_prompt(attribute, value, rng)])
-        atomic_write_text(index, json.dumps(rows))
-        return [[str(folder / name), prompt] for name, prompt in rows]
+            res = int(json.loads((self.edit_path / "generator" / "config.json").read_text()).get("img_resolution", res))
+
+        def render(folder: Path) -> list[list[str]]:
+            ds, rng, rows = DemoImageDataset("test", EXAMPLES, resolution=res), np.random.default_rng(0), []
+            for i in range(EXAMPLES):
+                attribute, value = sample_edit(ds.spec(i), rng, EDIT_ATTRIBUTES[i % len(EDIT_ATTRIBUTES)])
+                save_image(ds[i]["image"], folder / f"example_{i}.png")
+                rows.append([f"example_{i}.png", edit_prompt(attribute, value, rng)])
+            return rows
+
+        return self._cached_examples(self.cache_dir / f"edit-examples-{res}", render)
 
     def preload(self) -> None:
         """Load everything (for a background thread after the server is up); errors are left for
