@@ -81,6 +81,16 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
     return jobs
 
 
+def add_batch_arguments(parser, *, batch_size: int, batch_help: str, quiet_help: str = "no progress bars") -> None:
+    """The options every batch command (``hdvila edit``, ``hdvila upscale``) shares: ``--batch-size``,
+    ``--max-frames``, ``--overwrite``, ``--device`` and ``--quiet``."""
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"{batch_help} (default {batch_size})")
+    parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help=quiet_help)
+
+
 def process_share(device: str | None = None) -> tuple[int, int, str | None]:
     """(rank, world size, device) of this process. Under ``accelerate launch`` (or torchrun) with
     several processes, the rank and world size come from Accelerate, and when ``device`` is None or

@@ -149,13 +149,11 @@ class AppState:
         return SRPipeline.from_pretrained(self.sr_path).to(get_device(self.device))
 
     def _load_edit(self):
-        from apps.commands._pipelines import load_pipeline_folder
-        from generation.editing.pipeline_edit import EditPipeline
+        from apps.commands.edit import load_pipeline
 
         if self.edit_error is not None:
             raise self.edit_error
-        return load_pipeline_folder(EditPipeline, str(self.edit_path), "edit-demo64", "an EditPipeline folder",
-                                    self.generator_arg, None, self.device)
+        return load_pipeline(str(self.edit_path), self.generator_arg, None, self.device)
 
     def _load_search_model(self):
         from hdvila.retrieval.evaluate import load_model_and_processor
@@ -313,7 +311,6 @@ def make_edit(state: AppState) -> Callable:
         settings dict with the inversion PSNR)."""
         import warnings
 
-        from generation.pipeline_utils import image_to_tensor
         from hdvila.imageio import load_image, save_image
         from hdvila.tensors import to_pil
 
@@ -330,7 +327,7 @@ def make_edit(state: AppState) -> Callable:
             warnings.simplefilter("always")
             out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
                        refine_steps=refine_steps, labels=[name])
-        before = to_pil(pipe.fit(image_to_tensor(pil, name), name)[0])
+        before = to_pil(out.inputs[0])
         edited = out.images[0]
         path = save_image(edited, state.new_output_dir() / f"{Path(name).stem}_edit.png")
         settings = {"prompt": prompt, "method": method, "strength": float(strength),
@@ -385,9 +382,7 @@ def make_search(state: AppState) -> Callable:
 
         if not query or not query.strip():
             raise TextInputError("The search query is empty; describe the video you are looking for.")
-        top = int(top)
-        if not 1 <= top <= SEARCH_TOP_MAX:
-            raise UserError(f"top must be between 1 and {SEARCH_TOP_MAX}, got {top}")
+        top = _int_in(top, 1, SEARCH_TOP_MAX, "top")
         progress(0, desc="loading the HD-VILA model")
         m = state.search_model.get()
         progress(0, desc="preparing the videos")

@@ -24,15 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def time_startup(edit_model: str | None, timeout: float = 120.0) -> float:
     """Seconds from starting ``hdvila app`` (a subprocess) to its page answering with HTTP 200."""
     import subprocess
     import sys
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "apps.cli", "app", "--port", str(port), "--cache-dir", tempfile.mkdtemp(prefix="bench-app-")]
     if edit_model:
         cmd += ["--edit-model", edit_model]
@@ -75,10 +79,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-web-"))
     demo = build_app(edit_model=args.edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "emb", device="cpu",
                      concurrency_limit=args.concurrency)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = serve(demo, port=port, prevent_thread_lock=True, quiet=True, preload=False)
+    _, url, _ = serve(demo, port=free_port(), prevent_thread_lock=True, quiet=True, preload=False)
     state = demo.hdvila_state
     state.edit.get()
     state.sr.get()

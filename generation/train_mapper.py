@@ -153,17 +153,6 @@ def invert_renders(G, encoder, guide, split: str, num: int, seed: int, cache: Pa
     return data
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """12 hex digits of a SHA-256 over ``module``'s parameters and buffers (names and fp16 bytes)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float16 if t.is_floating_point() else t.dtype).contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
 def synthesize(G, ws: torch.Tensor) -> torch.Tensor:
     return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
 
@@ -279,6 +268,7 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path)
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from generation.editing.mapper import EditMapper, config_for
+    from hdvila.modeling_utils import tensors_digest
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
 
@@ -300,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tag = "random" if args.random_guide else "hdvila"
     # The cache is named by the encoder's weights: another encoder in the same output folder inverts afresh.
     train = invert_renders(G, encoder, guide, "train", args.train_size, args.seed,
-                           cache / f"train-{args.train_size}-{tag}-{weights_digest(encoder)}.pt")
+                           cache / f"train-{args.train_size}-{tag}-{tensors_digest(encoder.state_dict().values(), 12)}.pt")
     val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
     texts, reader = PromptTable(guide), ZeroShotReader(guide)
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))

@@ -155,6 +155,19 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, map_location: 
     model.load_state_dict(state, strict=False)
 
 
+def tensors_digest(tensors, length: int = 16) -> str:
+    """``length`` hex digits of a SHA-256 over the bytes of ``tensors`` in order, floating-point ones
+    as float16 (so a model and its fp16 export agree). What a model records about another it was
+    trained with (a generator, a guide, an encoder), to refuse a different one later."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu", torch.float16 if t.is_floating_point() else t.dtype)
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
 def export_lean(model_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
     """Copy a saved model folder with its floating-point weights stored as ``dtype`` (for bundling:
     half the bytes). BatchNorm running statistics stay fp32; :func:`load_weights` casts everything

@@ -26,6 +26,7 @@ from hdvila.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from apps.batch import add_batch_arguments
     from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -43,11 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", default=None, help="replace the pipeline's generator (folder or NVlabs .pkl); "
                         "the encoder and mapper must have been trained for it")
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
-    parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_batch_arguments(parser, batch_size=8, batch_help="images per pass")
 
 
 def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):

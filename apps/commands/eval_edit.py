@@ -57,16 +57,15 @@ def run(args: argparse.Namespace) -> int:
     if args.inversion:
         from generation.editing.evaluate import evaluate_inversion, format_inversion_table
 
-        inv = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed)
-        print(format_inversion_table(inv))
+        result["inversion"] = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed)
+        print(format_inversion_table(result["inversion"]))
     if args.num and methods:
-        result = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
-                                methods=methods, steps=args.steps, refine=args.refine)
-        print(format_table(result))
+        edits = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
+                               methods=methods, steps=args.steps, refine=args.refine)
+        result.update(edits)
+        print(format_table(edits))
         if args.figure:
-            print(f"wrote {comparison_figure(result, args.figure, methods[0])}")
-    if args.inversion:
-        result["inversion"] = inv
+            print(f"wrote {comparison_figure(edits, args.figure, methods[0])}")
     if args.clips:
         from generation.editing.evaluate import evaluate_clips, format_clip_table
 

@@ -21,6 +21,8 @@ from hdvila.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from apps.batch import add_batch_arguments
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]
     parser.add_argument("input", help="an image, a video, or a folder of them")
@@ -32,11 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "it must be the one the SR model was trained with")
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor; must match the model (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
-    parser.add_argument("--max-frames", type=int, default=2000, help="refuse longer videos (default 2000 frames)")
-    parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (input-policy notes and errors are still printed)")
+    add_batch_arguments(parser, batch_size=16, batch_help="frames per forward pass",
+                        quiet_help="no progress bars (input-policy notes and errors are still printed)")
 
 
 def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):

@@ -137,10 +137,7 @@ def directional_loss(edit_embeds: torch.Tensor, source_embeds: torch.Tensor, tar
 def guide_fingerprint(hdvila: nn.Module) -> str:
     """A short digest of an HD-VILA model's two projection heads (text and video), in fp16 so that
     an fp32 model and its fp16 export agree: what an edit mapper records about its guide."""
-    import hashlib
+    from hdvila.modeling_utils import tensors_digest
 
-    h = hashlib.sha256()
-    for module in (hdvila.transformer.t_proj, hdvila.transformer.v_proj):
-        for t in module.state_dict().values():
-            h.update(t.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    heads = (hdvila.transformer.t_proj, hdvila.transformer.v_proj)
+    return tensors_digest(t for module in heads for t in module.state_dict().values())

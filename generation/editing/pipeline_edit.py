@@ -43,9 +43,11 @@ INPUT_POLICY = ("images that are not {r}x{r} px are centre-cropped to a square a
 class EditPipelineOutput(PipelineOutput):
     """``images``: the edits; ``latents``: their W+ latents [N, num_ws, w_dim] (CPU float32);
     ``inversion_psnr``: dB of each reconstruction against its (policy-resized) input, None for latent
-    inputs; ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did."""
+    inputs; ``inputs``: the images after the input policy [N, 3, R, R] in [-1, 1] (None for latent
+    inputs); ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did."""
 
     latents: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
     inversion_psnr: list[float] | None = None
     reconstructions: torch.Tensor | None = None
     source_latents: torch.Tensor | None = None
@@ -212,7 +214,7 @@ class EditPipeline(Pipeline):
         Returns :class:`EditPipelineOutput`.
         """
         notes: list[str] = []
-        psnrs = rec = None
+        psnrs = rec = x = None
         if latents is not None:
             ws = latents if latents.ndim == 3 else latents[:, None].expand(-1, self.generator.num_ws, -1)
             n = ws.shape[0]
@@ -244,4 +246,5 @@ class EditPipeline(Pipeline):
         if not return_dict:
             return (result,)
         return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
-                                  reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes)
+                                  reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes,
+                                  inputs=None if x is None else x.cpu())

@@ -3,10 +3,9 @@ encoder, edit mapper) records about that generator, so that another generator is
 
 from __future__ import annotations
 
-import hashlib
-
-import torch
 from torch import nn
+
+from hdvila.modeling_utils import tensors_digest
 
 
 def generator_fingerprint(G: nn.Module) -> dict:
@@ -15,11 +14,8 @@ def generator_fingerprint(G: nn.Module) -> dict:
     synthesis convolutions leaves alone)."""
     syn = G.synthesis
     channels = [int(getattr(syn, f"b{r}").conv1.weight.shape[0]) for r in syn.block_resolutions]
-    h = hashlib.sha256()
-    for t in (syn.b4.const, G.mapping.w_avg):
-        h.update(t.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
     return {"img_resolution": int(G.img_resolution), "w_dim": int(G.w_dim), "num_ws": int(G.num_ws),
-            "channels": channels, "digest": h.hexdigest()[:16]}
+            "channels": channels, "digest": tensors_digest((syn.b4.const, G.mapping.w_avg))}
 
 
 def check_generator_fits(G: nn.Module, *, resolution: int, w_dim: int, num_ws: int, digest: str, what: str,
