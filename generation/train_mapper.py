@@ -81,7 +81,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--direction_weight", type=float, default=0.5)
     g.add_argument("--l2_weight", type=float, default=0.02)
     g.add_argument("--pixel_weight", type=float, default=0.0)
+    g.add_argument("--guide_views", type=int, default=0,
+                   help="score the mean guide embedding of this many random views (shift, zoom, noise) of each "
+                        "edit instead of the edit alone (0: off); see HDVILAGuide.augmented_image_features")
     args = p.parse_args(argv)
+    if args.guide_views < 0:
+        p.error(f"--guide_views must be >= 0, got {args.guide_views}")
     for name in ("synthetic_fraction", "noop_prob"):
         if not 0.0 <= getattr(args, name) < 1.0:
             p.error(f"--{name} must be in [0, 1), got {getattr(args, name)}")
@@ -218,7 +223,8 @@ class PromptTable:
         return torch.stack([self.cache[t] for t in texts])
 
 
-def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, weights: dict[str, float]):
+def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, weights: dict[str, float],
+              guide_views: int = 0):
     """The training objective on one batch; -> (loss, parts, edited images)."""
     from generation.editing.guide import cosine_loss, directional_loss
 
@@ -228,7 +234,7 @@ def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, we
     w_avg = G.mapping.w_avg
     offset = mapper(ws, prompt, source_embeds, w_avg).float()
     img = synthesize(G, ws + offset).float()
-    emb = guide.image_features(img)
+    emb = guide.augmented_image_features(img, guide_views)
     scale = mapper.config.w_scale if hasattr(mapper, "config") else mapper.module.config.w_scale
     parts = {"clip": cosine_loss(emb, tgt_txt).mean(),
              "direction": directional_loss(emb, source_embeds, tgt_txt, src_txt).mean(),
@@ -327,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ws, src = torch.cat([ws, syn_ws]), torch.cat([src, syn_src])
             edits = draw_edits(specs, rng, args.noop_prob)
             with accelerator.autocast():
-                loss, parts, _ = edit_loss(mapper, G, guide, texts, ws, src, edits, weights)
+                loss, parts, _ = edit_loss(mapper, G, guide, texts, ws, src, edits, weights, args.guide_views)
             accelerator.backward(loss / args.gradient_accumulation_steps)
             stats.report("loss", loss.detach())
             for k, v in parts.items():

@@ -132,6 +132,24 @@ def test_pipeline_round_trip_and_bad_inputs(parts, tmp_path):
     assert lat.inversion_psnr is None and lat.images.shape == (1, 3, 16, 16)
 
 
+def test_augmented_guide_views(parts):
+    G, hdvila, processor, *_ = parts
+    guide = HDVILAGuide(hdvila, processor)
+    x = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    assert torch.equal(guide.augmented_image_features(x, 0), guide.image_features(x))
+    a = guide.augmented_image_features(x, 3, generator=torch.Generator().manual_seed(0))
+    b = guide.augmented_image_features(x, 3, generator=torch.Generator().manual_seed(0))
+    c = guide.augmented_image_features(x, 3, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (2, 16) and torch.allclose(a.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.equal(a, b) and not torch.allclose(a, c)       # seeded, and the views really differ
+    assert not torch.allclose(a, guide.image_features(x), atol=1e-4)
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0          # differentiable in the pixels
+    ws = G.mapping(torch.randn(2, G.z_dim), None)
+    out = optimize_edit(G, guide, ws, guide.text_features(["a red star"]), steps=3, guide_views=2)
+    assert out.ws.shape == ws.shape and len(out.history) == 3
+
+
 def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     """Both training scripts on the bundled generator and HD-VILA model, two steps each, resumable,
     ending in an EditPipeline folder that edits an image."""
@@ -147,7 +165,7 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
                                                    "--channels", "8", "--resume_from_checkpoint", "latest", *common])
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
-                                                "--encoder", enc["encoder"], "--hidden", "32",
+                                                "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2",
                                                 "--pipeline_dir", str(tmp_path / "pipe"), *common])
     assert out["step"] == 2 and (tmp_path / "map" / "validation").is_dir()
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "('none': no edits, e.g. with --inversion or --clips only)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
+    parser.add_argument("--guide-views", type=int, default=None, metavar="V",
+                        help="optimisation: score the mean guide embedding of V random views of each edit "
+                             "(default: optimize_edit's)")
     parser.add_argument("--judge", default=None, help="attribute judge folder (default: the bundled judge)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the metrics as JSON")
     parser.add_argument("--figure", default=None, metavar="PNG", help="source | reconstruction | four edits, 6 renders")
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--num must be >= 1 (or 0 with --clips or --inversion), got {args.num}")
     if args.clips < 0 or args.clip_frames < 2:
         raise UserError("--clips must be >= 0 and --clip-frames >= 2")
+    if args.guide_views is not None and args.guide_views < 0:
+        raise UserError(f"--guide-views must be >= 0, got {args.guide_views}")
     pipe = load_pipeline(args.model, device=args.device)
     judge = load_judge(args.judge)
     result = {}
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_inversion_table(result["inversion"]))
     if args.num and methods:
         edits = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
-                               methods=methods, steps=args.steps, refine=args.refine)
+                               methods=methods, steps=args.steps, refine=args.refine,
+                               optimize_kwargs={} if args.guide_views is None else {"guide_views": args.guide_views})
         result.update(edits)
         print(format_table(edits))
         if args.figure:

@@ -56,9 +56,12 @@ def _read(judge, images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str = "train",
                    methods: tuple[str, ...] = ("mapper",), steps: int = 300, refine: int = 50,
-                   batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+                   batch_size: int = 64, progress: bool = True,
+                   optimize_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Success and preservation per method and attribute (fractions), inversion PSNR, and the first
-    rows' images for a figure. See the module docstring."""
+    rows' images for a figure. See the module docstring. ``optimize_kwargs`` go to
+    :func:`~generation.editing.optimize.optimize_edit` (e.g. ``guide_views``)."""
+    optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
     from hdvila.demo.attributes import ATTRIBUTES
 
@@ -77,11 +80,11 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
             if method == "reconstruction":
                 edited = ws[idx]
             elif method == "optimize":
-                edited = pipe.edit_latents(ws[idx], text, "optimize", 1.0, steps)
+                edited = pipe.edit_latents(ws[idx], text, "optimize", 1.0, steps, **optimize_kwargs)
             else:
                 edited = pipe.edit_latents(ws[idx], text, "mapper", 1.0)
                 if method == "mapper+optimize":
-                    edited = pipe.edit_latents(edited, text, "optimize", 1.0, refine)
+                    edited = pipe.edit_latents(edited, text, "optimize", 1.0, refine, **optimize_kwargs)
             images.append(pipe.synthesize(edited).cpu())
             if progress:
                 print(f"{method}: {min(b + batch_size, len(cases))}/{len(cases)} edits", flush=True)

@@ -8,7 +8,11 @@ Patashnik et al., ICCV 2021).
   input and, downsampled, every LR neighbour); resizing and normalisation happen inside;
 - :meth:`HDVILAGuide.clip_features`: a clip [T, 3, H, W] -> [1, D] through the full hybrid encoder: the
   model's ``num_frames`` frames spread evenly over the clip, the middle one at high resolution;
-- :meth:`HDVILAGuide.text_features`: prompts -> [N, D], with :func:`check_prompt`'s rules.
+- :meth:`HDVILAGuide.text_features`: prompts -> [N, D], with :func:`check_prompt`'s rules;
+- :meth:`HDVILAGuide.augmented_image_features`: the mean embedding of ``views`` randomly shifted and
+  rescaled copies of each image, the guide for *gradients*. A small encoder's embedding can be moved
+  by pixel changes no viewer sees (an adversarial direction); the image must look like the text from
+  every view to move the average, as CLIPDraw (Frans et al., 2021) and StyleGAN-NADA augment CLIP.
 
 All of it is differentiable with respect to the pixels. The losses beside it are
 :func:`cosine_loss` (1 - cos between an image and a text embedding) and :func:`directional_loss`
@@ -85,6 +89,32 @@ class HDVILAGuide(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
         return self.hdvila.get_image_features(images.to(self.device), unit_range=True).float()
+
+    def augmented_image_features(self, images: torch.Tensor, views: int, *, shift: float = 0.125,
+                                 scale: tuple[float, float] = (0.85, 1.15), noise: float = 0.02,
+                                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """images [N, 3, H, W] in [-1, 1] -> [N, D]: the L2-normalised mean embedding of ``views``
+        random views of each image (``views`` 0: :meth:`image_features`). A view is the image shifted
+        by up to ``shift`` of its size, zoomed by a factor in ``scale`` (borders padded by reflection)
+        and given Gaussian pixel noise of std ``noise``; all of it is differentiable in the pixels."""
+        if views <= 0:
+            return self.image_features(images)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
+        n = images.shape[0]
+        x = images.to(self.device).float().repeat_interleave(views, dim=0)           # [N*V, 3, H, W]
+        m = x.shape[0]
+        rand = lambda *shape: torch.rand(*shape, generator=generator).to(x.device)  # noqa: E731
+        zoom = scale[0] + (scale[1] - scale[0]) * rand(m)
+        theta = torch.zeros(m, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+        theta[:, :, 2] = (rand(m, 2) * 2 - 1) * 2 * shift                              # grid units: [-1, 1] spans the image
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        if noise > 0:
+            x = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
+        emb = self.image_features(x.clamp(-1, 1)).view(n, views, -1).mean(dim=1)
+        return F.normalize(emb, dim=-1)
 
     def clip_frames(self, num_frames: int) -> tuple[int, list[int]]:
         """For a clip of ``num_frames`` frames: (index of the HR frame, indices of the LR frames), spread

@@ -39,10 +39,12 @@ def optimize_edit(G, guide, ws: torch.Tensor, text: torch.Tensor, *, space: str 
                   l2_weight: float = 0.008, pixel_weight: float = 0.0, multiscale_weight: float = 0.0,
                   identity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                   identity_weight: float = 0.0, source_text: torch.Tensor | None = None,
-                  progress: bool = False) -> OptimizationResult:
+                  guide_views: int = 0, progress: bool = False) -> OptimizationResult:
     """Edit latents ``ws`` [N, num_ws, w_dim] towards text embeddings ``text`` [N, D] (or [1, D]).
 
     ``space='w'`` optimises one w per image (the mean of its W+ vectors) broadcast to every layer.
+    ``guide_views`` > 0 scores the mean embedding of that many random views of each image
+    (:meth:`~generation.editing.guide.HDVILAGuide.augmented_image_features`), not the image alone.
     G and the guide are not modified. See the module docstring for the loss.
     """
     from generation.editing.guide import cosine_loss, directional_loss
@@ -78,7 +80,7 @@ def optimize_edit(G, guide, ws: torch.Tensor, text: torch.Tensor, *, space: str 
         for group in opt.param_groups:
             group["lr"] = lr * lr_ramp(step / steps, lr_rampup, lr_rampdown)
         img = render(w_opt)
-        emb = guide.image_features(img)
+        emb = guide.augmented_image_features(img, guide_views)
         if source_text is None:
             g = cosine_loss(emb, text)
         else:
