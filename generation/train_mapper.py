@@ -17,6 +17,10 @@ first: each attribute's value is the training caption wording HD-VILA scores hig
 reading by the guide itself; the judge is never used). The loss is
 
 - ``--clip_weight`` * (1 - cos(HD-VILA image embedding of the edit, target caption embedding));
+- ``--prompt_weight`` * (1 - cos(HD-VILA image embedding of the edit, prompt embedding)): StyleCLIP's
+  mapper target, the prompt itself ("make it crimson"). The full caption also names the attributes
+  an imperfect inversion lost, so its cosine alone rewards repairing the inversion as much as making
+  the asked change; the prompt names only the change;
 - ``--direction_weight`` * the directional loss (edit - source image embedding against target -
   source caption embedding): the change should be the asked one and no other;
 - ``--l2_weight`` * the mean squared W+ offset per dimension, in units of the generator's per-dimension
@@ -78,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max_grad_norm", type=float, default=1.0)
     g.add_argument("--ema_decay", type=float, default=0.999)
     g.add_argument("--clip_weight", type=float, default=1.0)
+    g.add_argument("--prompt_weight", type=float, default=0.0)
     g.add_argument("--direction_weight", type=float, default=0.5)
     g.add_argument("--l2_weight", type=float, default=0.02)
     g.add_argument("--pixel_weight", type=float, default=0.0)
@@ -237,6 +242,7 @@ def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, we
     emb = guide.augmented_image_features(img, guide_views)
     scale = mapper.config.w_scale if hasattr(mapper, "config") else mapper.module.config.w_scale
     parts = {"clip": cosine_loss(emb, tgt_txt).mean(),
+             "prompt": cosine_loss(emb, prompt).mean(),
              "direction": directional_loss(emb, source_embeds, tgt_txt, src_txt).mean(),
              "l2": (offset / scale).square().mean()}
     if weights.get("pixel"):
@@ -248,8 +254,11 @@ def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, we
 
 
 @torch.no_grad()
-def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path) -> dict[str, float]:
-    """Guide losses of one edit per attribute on the validation renders, and a PNG grid."""
+def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
+             weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Guide losses of one edit per attribute on the validation renders (``val/clip_*``: to the target
+    caption, ``val/prompt_*``: to the prompt), their means, ``val/guide`` (the two weighted as in
+    training, the selection metric), and a PNG grid."""
     from generation.editing.guide import cosine_loss
     from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit, target_caption
     from hdvila.imageio import save_image
@@ -262,13 +271,19 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path)
         edits = [sample_edit(s, rng, attribute) for s in val.specs]
         prompts = [edit_prompt(a, v, rng) for a, v in edits]
         targets = [target_caption(s, a, v, rng) for s, (a, v) in zip(val.specs, edits)]
-        out = synthesize(G, mapper.edit(ws, texts(prompts).to(ws.device), src, G.mapping.w_avg)).clamp(-1, 1)
-        metrics[f"val/clip_{attribute}"] = float(cosine_loss(guide.image_features(out), texts(targets).to(ws.device)).mean())
+        prompt_embeds = texts(prompts).to(ws.device)
+        out = synthesize(G, mapper.edit(ws, prompt_embeds, src, G.mapping.w_avg)).clamp(-1, 1)
+        emb = guide.image_features(out)
+        metrics[f"val/clip_{attribute}"] = float(cosine_loss(emb, texts(targets).to(ws.device)).mean())
+        metrics[f"val/prompt_{attribute}"] = float(cosine_loss(emb, prompt_embeds).mean())
         cols.append(out)
     k = min(8, len(val))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(torch.stack([c[:k] for c in cols], dim=1).flatten(0, 1), nrow=len(cols)), out_png)
-    metrics["val/clip"] = sum(metrics.values()) / len(EDIT_ATTRIBUTES)
+    for kind in ("clip", "prompt"):
+        metrics[f"val/{kind}"] = sum(metrics[f"val/{kind}_{a}"] for a in EDIT_ATTRIBUTES) / len(EDIT_ATTRIBUTES)
+    w = weights or {"clip": 1.0, "prompt": 0.0}
+    metrics["val/guide"] = w["clip"] * metrics["val/clip"] + w["prompt"] * metrics["val/prompt"]
     return metrics
 
 
@@ -312,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sampler = StepBatchSampler(len(train), max(n_real, 1), accumulation=args.gradient_accumulation_steps,
                                rank=accelerator.process_index, world_size=accelerator.num_processes, seed=args.seed,
                                start_step=step)
-    weights = {"clip": args.clip_weight, "direction": args.direction_weight, "l2": args.l2_weight,
-               "pixel": args.pixel_weight}
+    weights = {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight,
+               "l2": args.l2_weight, "pixel": args.pixel_weight}
     stats, budget, result = StepStats(), TimeBudget(args.max_train_minutes), {}
     from tqdm.auto import tqdm
 
@@ -347,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[mapper], seen_key="edits_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger, precision=4,
             validate=lambda: validate(ema.module, G, guide, texts, val,
-                                      Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
+                                      Path(args.output_dir) / "validation" / f"step-{step:06d}.png", weights))
         result = validation or result
         if stop:
             break

@@ -165,7 +165,7 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
                                                    "--channels", "8", "--resume_from_checkpoint", "latest", *common])
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
-                                                "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2",
+                                                "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2", "--prompt_weight", "1",
                                                 "--pipeline_dir", str(tmp_path / "pipe"), *common])
     assert out["step"] == 2 and (tmp_path / "map" / "validation").is_dir()
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
