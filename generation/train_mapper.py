@@ -257,14 +257,16 @@ def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, we
 def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
              weights: dict[str, float] | None = None) -> dict[str, float]:
     """Guide losses of one edit per attribute on the validation renders (``val/clip_*``: to the target
-    caption, ``val/prompt_*``: to the prompt), their means, ``val/guide`` (the two weighted as in
-    training, the selection metric), and a PNG grid."""
-    from generation.editing.guide import cosine_loss
+    caption, ``val/prompt_*``: to the prompt, ``val/direction_*``: the directional term against a
+    source/target caption pair of one wording), their means, ``val/guide`` (the three weighted as in
+    training: the selection metric), and a PNG grid."""
+    from generation.editing.guide import cosine_loss, directional_loss
     from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit, target_caption
+    from hdvila.demo.captions import caption_image
     from hdvila.imageio import save_image
     from hdvila.tensors import image_grid
 
-    rng = np.random.default_rng(0)
+    rng, pair_rng = np.random.default_rng(0), np.random.default_rng(1)
     ws, src = val.ws.to(G.mapping.w_avg.device), val.source_embeds.to(G.mapping.w_avg.device)
     cols, metrics = [synthesize(G, ws).clamp(-1, 1)], {}
     for attribute in EDIT_ATTRIBUTES:
@@ -276,14 +278,20 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
         emb = guide.image_features(out)
         metrics[f"val/clip_{attribute}"] = float(cosine_loss(emb, texts(targets).to(ws.device)).mean())
         metrics[f"val/prompt_{attribute}"] = float(cosine_loss(emb, prompt_embeds).mean())
+        keys = pair_rng.integers(1 << 30, size=len(edits)).tolist()
+        pair_src = [caption_image(s, np.random.default_rng(k), "train") for s, k in zip(val.specs, keys)]
+        pair_tgt = [target_caption(s, a, v, np.random.default_rng(k)) for s, (a, v), k in zip(val.specs, edits, keys)]
+        metrics[f"val/direction_{attribute}"] = float(directional_loss(
+            emb, src, texts(pair_tgt).to(ws.device), texts(pair_src).to(ws.device)).mean())
         cols.append(out)
     k = min(8, len(val))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(torch.stack([c[:k] for c in cols], dim=1).flatten(0, 1), nrow=len(cols)), out_png)
-    for kind in ("clip", "prompt"):
+    kinds = ("clip", "prompt", "direction")
+    for kind in kinds:
         metrics[f"val/{kind}"] = sum(metrics[f"val/{kind}_{a}"] for a in EDIT_ATTRIBUTES) / len(EDIT_ATTRIBUTES)
-    w = weights or {"clip": 1.0, "prompt": 0.0}
-    metrics["val/guide"] = w["clip"] * metrics["val/clip"] + w["prompt"] * metrics["val/prompt"]
+    w = weights or {"clip": 1.0, "prompt": 0.0, "direction": 0.0}
+    metrics["val/guide"] = sum(w[k] * metrics[f"val/{k}"] for k in kinds)
     return metrics
 
 

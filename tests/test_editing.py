@@ -166,8 +166,10 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
                                                 "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2", "--prompt_weight", "1",
-                                                "--pipeline_dir", str(tmp_path / "pipe"), *common])
-    assert out["step"] == 2 and (tmp_path / "map" / "validation").is_dir()
+                                                "--pipeline_dir", str(tmp_path / "pipe"), *common, "--validation_steps", "2"])
+    assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
+    assert {"val/clip", "val/prompt", "val/direction", "val/guide"} <= set(out)
+    assert out["val/guide"] == pytest.approx(out["val/clip"] + out["val/prompt"] + 0.5 * out["val/direction"])
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
     edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64)
