@@ -71,6 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "default: the bundled edit-demo64's)")
     g.add_argument("--hidden", type=at_least(16), default=512)
     g.add_argument("--pipeline_dir", default=None, help="also write the EditPipeline folder here at the end")
+    g.add_argument("--score", nargs="+", default=None, metavar="MAPPER",
+                   help="train nothing: score these mapper folders (e.g. checkpoint-N/ema) with the validation "
+                        "guide losses on --val_size test renders, weighted by the loss weights given, and exit")
     g = p.add_argument_group("data")
     g.add_argument("--train_size", type=at_least(1), default=10000, help="train-split renders to invert")
     g.add_argument("--val_size", type=at_least(1), default=16, help="test-split renders for validation")
@@ -295,6 +298,28 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
     return metrics
 
 
+def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """``--score``: the validation metrics of each mapper folder (no training, no judge); printed."""
+    from generation.editing.mapper import EditMapper
+    from hdvila.errors import CheckpointError
+
+    models = load_models(args)
+    G, encoder, guide = models["G"], models["encoder"], models["guide"]
+    val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
+    texts, out = PromptTable(guide), {}
+    weights = {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight}
+    for folder in args.score:
+        if not (Path(folder) / "config.json").is_file():
+            raise CheckpointError(f"{folder} is not a mapper folder (no config.json); give e.g. OUTPUT_DIR/mapper "
+                                  f"or OUTPUT_DIR/checkpoint-N/ema.")
+        mapper = EditMapper.from_pretrained(folder).eval()
+        mapper.check_generator(G)
+        out[folder] = validate(mapper, G, guide, texts, val, Path(args.output_dir) / "score" /
+                               f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png", weights)
+        print(folder, " ".join(f"{k}={v:.4f}" for k, v in out[folder].items() if k.count("_") == 0), flush=True)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from generation.editing.mapper import EditMapper, config_for
     from hdvila.modeling_utils import tensors_digest
@@ -302,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from generation.stylegan2.projector import w_statistics
 
     args = parse_args(argv)
+    if args.score:
+        return {"scores": score(args)}
     precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
     accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
     models = load_models(args)

@@ -170,6 +170,9 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
     assert {"val/clip", "val/prompt", "val/direction", "val/guide"} <= set(out)
     assert out["val/guide"] == pytest.approx(out["val/clip"] + out["val/prompt"] + 0.5 * out["val/direction"])
+    scored = train_mapper.main(["--output_dir", str(tmp_path / "score"), "--encoder", enc["encoder"], "--val_size", "4",
+                                "--direction_weight", "1", "--score", out["mapper"]])["scores"][out["mapper"]]
+    assert scored["val/guide"] == pytest.approx(scored["val/clip"] + scored["val/direction"])
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
     edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64)
