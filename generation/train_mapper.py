@@ -231,6 +231,12 @@ class PromptTable:
         return torch.stack([self.cache[t] for t in texts])
 
 
+def loss_weights(args: argparse.Namespace) -> dict[str, float]:
+    """The loss weights of the command line, by the part names of :func:`edit_loss`."""
+    return {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight,
+            "l2": args.l2_weight, "pixel": args.pixel_weight}
+
+
 def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, weights: dict[str, float],
               guide_views: int = 0):
     """The training objective on one batch; -> (loss, parts, edited images)."""
@@ -293,8 +299,8 @@ def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
     kinds = ("clip", "prompt", "direction")
     for kind in kinds:
         metrics[f"val/{kind}"] = sum(metrics[f"val/{kind}_{a}"] for a in EDIT_ATTRIBUTES) / len(EDIT_ATTRIBUTES)
-    w = weights or {"clip": 1.0, "prompt": 0.0, "direction": 0.0}
-    metrics["val/guide"] = sum(w[k] * metrics[f"val/{k}"] for k in kinds)
+    w = weights or {"clip": 1.0}
+    metrics["val/guide"] = sum(w.get(k, 0.0) * metrics[f"val/{k}"] for k in kinds)
     return metrics
 
 
@@ -307,7 +313,7 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     G, encoder, guide = models["G"], models["encoder"], models["guide"]
     val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
     texts, out = PromptTable(guide), {}
-    weights = {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight}
+    weights = loss_weights(args)
     for folder in args.score:
         if not (Path(folder) / "config.json").is_file():
             raise CheckpointError(f"{folder} is not a mapper folder (no config.json); give e.g. OUTPUT_DIR/mapper "
@@ -316,7 +322,8 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         mapper.check_generator(G)
         out[folder] = validate(mapper, G, guide, texts, val, Path(args.output_dir) / "score" /
                                f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png", weights)
-        print(folder, " ".join(f"{k}={v:.4f}" for k, v in out[folder].items() if k.count("_") == 0), flush=True)
+        means = ("val/clip", "val/prompt", "val/direction", "val/guide")
+        print(folder, " ".join(f"{k}={out[folder][k]:.4f}" for k in means), flush=True)
     return out
 
 
@@ -362,8 +369,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sampler = StepBatchSampler(len(train), max(n_real, 1), accumulation=args.gradient_accumulation_steps,
                                rank=accelerator.process_index, world_size=accelerator.num_processes, seed=args.seed,
                                start_step=step)
-    weights = {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight,
-               "l2": args.l2_weight, "pixel": args.pixel_weight}
+    weights = loss_weights(args)
     stats, budget, result = StepStats(), TimeBudget(args.max_train_minutes), {}
     from tqdm.auto import tqdm
 

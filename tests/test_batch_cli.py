@@ -79,7 +79,7 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output_once(tmp_path):
 
 
 def test_accelerate_two_processes_edit_each_file_exactly_once(tmp_path):
-    from tests.test_web import small_edit_pipeline
+    from tests.conftest import small_edit_pipeline
 
     model = small_edit_pipeline(tmp_path / "edit-pipeline")
     src, out = tmp_path / "in", tmp_path / "out"

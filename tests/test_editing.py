@@ -245,7 +245,7 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
     mapper and clip-vs-frame-by-frame consistency, as a table and as JSON, with values in range."""
     import json
 
-    from tests.test_web import small_edit_pipeline
+    from tests.conftest import small_edit_pipeline
 
     model = small_edit_pipeline(tmp_path / "pipe")
     out = tmp_path / "m.json"
@@ -277,7 +277,7 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
 
 
 def test_assemble_edit_writes_a_loadable_fp16_pipeline_and_refuses_another_generator(cli, tmp_path):
-    from tests.test_web import small_edit_pipeline
+    from tests.conftest import small_edit_pipeline
 
     src = Path(small_edit_pipeline(tmp_path / "src"))
     out = tmp_path / "assembled"
