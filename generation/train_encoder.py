@@ -16,6 +16,10 @@ split; otherwise a folder of images, centre-cropped and resized to the generator
   (``--pixel_weight``, ``--multiscale_weight``); with ``--foreground_weight F`` the pixel MSE of each
   pixel unlike the image's border (:func:`foreground_mask`) counts 1 + F times, so a small object on a
   plain background is not traded for the background (off by default: for images with plain backgrounds);
+- perceptual loss (``--perceptual_weight``, off by default): LPIPS where its weights are on disk, else
+  feature matching on the generator's frozen StyleGAN2 discriminator (``--discriminator``; pix2pixHD's
+  discriminator feature loss), whose features know the domain's edges and textures that pixel losses
+  blur (:func:`generation.superres.losses.make_perceptual`);
 - HD-VILA feature loss, 1 - cos of their image embeddings (``--hdvila_weight``, every
   ``--hdvila_every`` steps): the reconstruction keeps what the guide of editing reads;
 - on the generator samples, MSE between the predicted and the true latents (``--latent_weight``, off by
@@ -62,6 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "(default: the bundled stylegan2-demo64)")
     g.add_argument("--hdvila", default=None, help="HD-VILA model folder for the feature loss (default: the bundled "
                    "hdvila-mini)")
+    g.add_argument("--discriminator", default=None, help="StyleGAN2 discriminator for --perceptual_weight (default: "
+                   "the generator folder's discriminator/, or the pickle's D)")
     g.add_argument("--channels", type=at_least(8), default=32, help="encoder width at the input resolution")
     g.add_argument("--latent_space", choices=["z+", "w+"], default="z+", help="encoder head (see LatentEncoder)")
     g.add_argument("--init_encoder", default=None, help="start from this encoder model folder (e.g. a bundled one; "
@@ -81,6 +87,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--multiscale_weight", type=float, default=1.0)
     g.add_argument("--foreground_weight", type=float, default=0.0,
                    help="extra pixel-loss weight on pixels unlike the image border (0: off; e.g. 10 for the demo domain)")
+    g.add_argument("--perceptual_weight", type=float, default=0.0,
+                   help="perceptual loss weight (LPIPS if on disk, else discriminator features; 0: off)")
+    g.add_argument("--perceptual", choices=["auto", "lpips", "discriminator"], default="auto",
+                   help="which perceptual loss --perceptual_weight uses")
     g.add_argument("--hdvila_weight", type=float, default=0.5)
     g.add_argument("--hdvila_every", type=at_least(1), default=2)
     g.add_argument("--latent_weight", type=float, default=0.0,
@@ -93,7 +103,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def load_models(args: argparse.Namespace) -> dict[str, Any]:
-    """The frozen generator, the frozen HD-VILA guide, and their folders."""
+    """The frozen generator, the frozen HD-VILA guide, the perceptual loss (None unless
+    ``--perceptual_weight``), and the generator's folder."""
     from generation.editing.guide import HDVILAGuide
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.modeling_hdvila import HDVILAModel
@@ -105,7 +116,17 @@ def load_models(args: argparse.Namespace) -> dict[str, Any]:
     G = load_stylegan2(g_path).eval().requires_grad_(False).float()
     h_path = resolve_model_path(args.hdvila, "hdvila-mini", option="--hdvila")
     hdvila = HDVILAModel.from_pretrained(h_path)
-    return {"G": G, "guide": HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config)), "g_path": g_path}
+    perceptual = None
+    if args.perceptual_weight:
+        from generation.superres.losses import make_perceptual
+
+        D = None
+        if args.perceptual != "lpips":
+            D = load_stylegan2(args.discriminator or (Path(g_path) / "discriminator" if Path(g_path).is_dir() else g_path),
+                               which="D").eval().requires_grad_(False).float()
+        perceptual = make_perceptual(args.perceptual, D)
+    return {"G": G, "guide": HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config)), "g_path": g_path,
+            "perceptual": perceptual}
 
 
 def load_images(args: argparse.Namespace, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,10 +155,10 @@ def reconstruct(G, ws: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(encoder, G, val: torch.Tensor, out_png: Path) -> dict[str, float]:
+def validate(encoder, G, val: torch.Tensor, out_png: Path, perceptual=None) -> dict[str, float]:
     """PSNR (RGB, 8-bit) of the reconstructions of the validation images, the same over the pixels of
-    :func:`foreground_mask` only (``val/psnr_fg``: the object, what editing needs kept), and a grid PNG
-    of 8 pairs."""
+    :func:`foreground_mask` only (``val/psnr_fg``: the object, what editing needs kept), the perceptual
+    distance (``val/perceptual``, when a perceptual loss is given) and a grid PNG of 8 pairs."""
     from generation.stylegan2.projector import psnr
     from hdvila.imageio import save_image
     from hdvila.tensors import image_grid, unit_to_uint8
@@ -153,7 +174,11 @@ def validate(encoder, G, val: torch.Tensor, out_png: Path) -> dict[str, float]:
     diff = unit_to_uint8(rec).float() - unit_to_uint8(x).float()  # 8-bit levels, as psnr() measures
     mse_fg = (diff.square() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3))).clamp(min=1)
     fg = (10 * torch.log10(255.0 ** 2 / mse_fg.clamp(min=1e-10))).mean().item()
-    return {"val/psnr": sum(per) / len(per), "val/psnr_fg": fg}
+    out = {"val/psnr": sum(per) / len(per), "val/psnr_fg": fg}
+    if perceptual is not None:
+        out["val/perceptual"] = sum(perceptual(rec[i:i + 32], x[i:i + 32]).item() * len(x[i:i + 32])
+                                    for i in range(0, len(x), 32)) / len(x)
+    return out
 
 
 def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
@@ -182,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
     accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
     models = load_models(args)
-    G, guide = models["G"], models["guide"]
+    G, guide, perceptual = models["G"], models["guide"], models["perceptual"]
     torch.manual_seed(args.seed)
     if args.init_encoder:
         encoder = LatentEncoder.from_pretrained(args.init_encoder).float()
@@ -196,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = accelerator.device
     G.to(device)
     guide.to(device)
+    if perceptual is not None:
+        perceptual.to(device)
     ema = EMA(accelerator.unwrap_model(encoder), args.ema_decay)
     step = 0
     if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
@@ -227,10 +254,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          "delta": delta_regularizer(ws.float()).mean()}
                 if syn_ws is not None:
                     parts["latent"] = (ws[n_real:].float() - syn_ws).square().mean()
+                if perceptual is not None:
+                    parts["perceptual"] = perceptual(rec, x)
                 if use_hdvila:
                     parts["hdvila"] = cosine_loss(guide.image_features(rec), guide.image_features(x).detach()).mean()
             weights = {"pixel": args.pixel_weight, "multiscale": args.multiscale_weight, "delta": args.delta_weight,
-                       "latent": args.latent_weight, "hdvila": args.hdvila_weight}
+                       "latent": args.latent_weight, "hdvila": args.hdvila_weight,
+                       "perceptual": args.perceptual_weight}
             loss = sum(weights[k] * v for k, v in parts.items())
             accelerator.backward(loss / args.gradient_accumulation_steps)
             stats.report("loss", loss.detach())
@@ -244,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[encoder], seen_key="images_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger,
-            validate=lambda: validate(ema.module, G, val, Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
+            validate=lambda: validate(ema.module, G, val, Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
+                                     perceptual))
         result = validation or result
         if stop:
             break
