@@ -264,6 +264,8 @@ def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
             assert all(0.0 <= v <= 1.0 for v in row.values())
     assert "| mapper | color |" in format_table(r)
     assert comparison_figure(r, tmp_path / "f.png").is_file()
+    refined = evaluate_edits(pipe, load_judge(), num=2, methods=("reconstruction",), refine_steps=5, progress=False)
+    assert refined["refine_steps"] == 5 and refined["inversion_psnr"] > r["inversion_psnr"]  # the projector refines
 
 
 def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
@@ -294,6 +296,8 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
     assert Image.open(tmp_path / "grid.png").size[0] > 64
     bad = cli("eval-edit", "--model", model, "--num", "0")
     assert bad.returncode != 0 and "--num must be >= 1" in bad.stderr
+    bad = cli("eval-edit", "--model", model, "--num", "2", "--refine-steps", "-1")
+    assert bad.returncode != 0 and "--refine-steps must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
     inv = cli("eval-edit", "--model", model, "--num", "2", "--methods", "none", "--inversion", "3", "--json", out)
     assert inv.returncode == 0, inv.stderr[-2000:]
     m = json.loads(out.read_text())

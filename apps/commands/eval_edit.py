@@ -3,7 +3,8 @@ on held-out demo renders with the attribute judge (:func:`generation.editing.eva
 
 Per method and edited attribute: success (the judge reads the asked value) and preservation (the
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
-encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in training.
+encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in training; ``--refine-steps N``
+inverts with the encoder followed by N projector steps, as ``hdvila edit --refine-steps`` does.
 ``--inversion N`` also measures the inversion PSNR of the encoder, of N projector steps from
 ``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal consistency on N test videos: one edit as a clip against the same
 edit frame by frame (frame-to-frame change relative to the source, judge flips, success per frame).
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "('none': no edits, e.g. with --inversion or --clips only)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
+    parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                        help="invert with the encoder followed by N projector steps (slower, more faithful; default 0)")
     parser.add_argument("--guide-views", type=int, default=None, metavar="V",
                         help="optimisation: score the mean guide embedding of V random views of each edit "
                              "(default: optimize_edit's)")
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--num must be >= 1 (or 0 with --clips or --inversion), got {args.num}")
     if args.clips < 0 or args.clip_frames < 2:
         raise UserError("--clips must be >= 0 and --clip-frames >= 2")
+    if args.refine_steps < 0:
+        raise UserError(f"--refine-steps must be >= 0, got {args.refine_steps}")
     if args.guide_views is not None and args.guide_views < 0:
         raise UserError(f"--guide-views must be >= 0, got {args.guide_views}")
     pipe = load_pipeline(args.model, device=args.device)
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_inversion_table(result["inversion"]))
     if args.num and methods:
         edits = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
-                               methods=methods, steps=args.steps, refine=args.refine,
+                               methods=methods, steps=args.steps, refine=args.refine, refine_steps=args.refine_steps,
                                optimize_kwargs={} if args.guide_views is None else {"guide_views": args.guide_views})
         result.update(edits)
         print(format_table(edits))

@@ -56,10 +56,11 @@ def _read(judge, images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str = "train",
                    methods: tuple[str, ...] = ("mapper",), steps: int = 300, refine: int = 50,
-                   batch_size: int = 64, progress: bool = True,
+                   batch_size: int = 64, progress: bool = True, refine_steps: int = 0,
                    optimize_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Success and preservation per method and attribute (fractions), inversion PSNR, and the first
-    rows' images for a figure. See the module docstring. ``optimize_kwargs`` go to
+    rows' images for a figure. See the module docstring. ``refine_steps``: projector steps after the
+    encoder (:meth:`EditPipeline.invert`) before any edit. ``optimize_kwargs`` go to
     :func:`~generation.editing.optimize.optimize_edit` (e.g. ``guide_views``)."""
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
@@ -67,10 +68,10 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
 
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    ws, psnrs, rec = pipe.invert(x)
+    ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps)
     src_read, rec_read = _read(judge, x), _read(judge, rec)
     result: dict[str, Any] = {"num_renders": num, "num_edits": len(cases), "wording": wording,
-                              "inversion_psnr": float(np.mean(psnrs)), "methods": {}, "figure": {}}
+                              "refine_steps": refine_steps, "inversion_psnr": float(np.mean(psnrs)), "methods": {}, "figure": {}}
     for method in methods:
         images = []
         for b in range(0, len(cases), batch_size):
