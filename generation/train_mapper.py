@@ -70,6 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--encoder", default=None, help="latent encoder folder (generation/train_encoder.py's encoder/; "
                    "default: the bundled edit-demo64's)")
     g.add_argument("--hidden", type=at_least(16), default=512)
+    g.add_argument("--init_mapper", default=None, help="start from this mapper model folder (e.g. the bundled "
+                   "edit-demo64/mapper; fresh optimiser) instead of a random initialisation; it must fit the "
+                   "generator and the guide")
     g.add_argument("--pipeline_dir", default=None, help="also write the EditPipeline folder here at the end")
     g.add_argument("--score", nargs="+", default=None, metavar="MAPPER",
                    help="train nothing: score these mapper folders (e.g. checkpoint-N/ema) with the validation "
@@ -93,6 +96,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="score the mean guide embedding of this many random views (shift, zoom, noise) of each "
                         "edit instead of the edit alone (0: off); see HDVILAGuide.augmented_image_features")
     args = p.parse_args(argv)
+    if args.init_mapper and args.random_guide:
+        p.error("--init_mapper and --random_guide do not go together: a mapper trained with one guide does not read "
+                "another's embeddings")
     if args.guide_views < 0:
         p.error(f"--guide_views must be >= 0, got {args.guide_views}")
     for name in ("synthetic_fraction", "noop_prob"):
@@ -347,8 +353,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _, w_std = w_statistics(G, 2000)
     torch.manual_seed(args.seed)
     # The digest is of the guide really used (a random one under --random_guide).
-    config = config_for(G, guide.hdvila, hidden=args.hidden, w_scale=w_std / math.sqrt(fp["w_dim"]))
-    mapper = EditMapper(config)
+    if args.init_mapper:
+        from generation.editing.guide import guide_fingerprint
+
+        mapper = EditMapper.from_pretrained(args.init_mapper).float()
+        mapper.check_generator(G, source=f"--generator for --init_mapper {args.init_mapper}")
+        mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim),
+                           source=f"--hdvila for --init_mapper {args.init_mapper}")
+    else:
+        config = config_for(G, guide.hdvila, hidden=args.hidden, w_scale=w_std / math.sqrt(fp["w_dim"]))
+        mapper = EditMapper(config)
     cache = Path(args.output_dir) / "cache"
     tag = "random" if args.random_guide else "hdvila"
     # The cache is named by the encoder's weights: another encoder in the same output folder inverts afresh.

@@ -170,6 +170,14 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
     assert {"val/clip", "val/prompt", "val/direction", "val/guide"} <= set(out)
     assert out["val/guide"] == pytest.approx(out["val/clip"] + out["val/prompt"] + 0.5 * out["val/direction"])
+    # --init_mapper starts from a trained mapper: with a zero learning rate its weights come out unchanged.
+    tuned = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "tune"), "--max_train_steps", "1",
+                                                  "--encoder", enc["encoder"], "--init_mapper", out["mapper"],
+                                                  "--learning_rate", "0", *common])
+    before, after = (EditMapper.from_pretrained(d).state_dict() for d in (out["mapper"], tuned["mapper"]))
+    assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k]) for k in before)
+    with pytest.raises(SystemExit):
+        train_mapper.parse_args(["--output_dir", "x", "--init_mapper", out["mapper"], "--random_guide"])
     scored = train_mapper.main(["--output_dir", str(tmp_path / "score"), "--encoder", enc["encoder"], "--val_size", "4",
                                 "--direction_weight", "1", "--score", out["mapper"]])["scores"][out["mapper"]]
     assert scored["val/guide"] == pytest.approx(scored["val/clip"] + scored["val/direction"])
