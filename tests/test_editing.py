@@ -213,10 +213,13 @@ def test_train_encoder_perceptual_loss_uses_the_discriminator(tmp_path):
 
 
 def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
-    """``hdvila edit`` over a folder with a good image, a truncated one and a video: outputs with
-    their metadata, an errors report, exit 1; an empty prompt or a bad strength writes nothing."""
+    """``hdvila edit`` over a folder with a good image, a truncated one, a video, a truncated video and
+    an audio-only .mp4: outputs with their metadata, the failures in an errors report and on stderr, exit
+    1, no partial file; an empty or overlong prompt or a bad strength writes nothing; a prompt of unknown
+    words warns and still edits."""
     import json
 
+    import av
     from PIL import Image
 
     from hdvila.videoio import write_video
@@ -229,17 +232,51 @@ def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(src / "sub" / "a.png")
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     write_video(src / "clip.mp4", torch.rand(5, 3, 16, 16) * 2 - 1, fps=4)
-    for bad in (["--prompt", "  "], ["--prompt", "red", "--strength", "3"]):
+    data = (src / "clip.mp4").read_bytes()
+    (src / "cut.mp4").write_bytes(data[: len(data) // 3])
+    with av.open(str(src / "voice.mp4"), "w") as f:                    # a sound track and no video stream
+        stream = f.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            f.mux(packet)
+    for bad in (["--prompt", "  "], ["--prompt", "red " * 80], ["--prompt", "red", "--strength", "3"]):
         r = cli("edit", src, out, "--model", model, "--quiet", *bad)
         assert r.returncode != 0 and "Traceback" not in r.stderr and not out.exists(), r.stderr
+        assert r.stderr.strip().startswith("error:"), r.stderr
+    r = cli("edit", src / "sub" / "a.png", tmp_path / "odd.png", "--model", model, "--prompt", "qwzx blorf", "--quiet")
+    assert r.returncode == 0 and "may do nothing" in r.stderr and (tmp_path / "odd.png").is_file(), r.stderr
     r = cli("edit", src, out, "--model", model, "--prompt", "make it striped", "--quiet")
     assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "3 failed" in r.stdout, r.stdout + r.stderr
+    assert {line.split(": ")[1].split("/")[-1] for line in r.stderr.splitlines() if line.startswith("error:")} == {
+        "broken.png", "cut.mp4", "voice.mp4"}, r.stderr
+    assert not any((out / n).exists() or (out / (n + ".json")).exists() for n in ("broken.png", "cut.mp4", "voice.mp4"))
     assert Image.open(out / "sub" / "a.png").size == (16, 16)
     meta = json.loads((out / "sub" / "a.png.json").read_text())
     assert meta["prompt"] == "make it striped" and "centre-cropped" in meta["note"] and meta["inversion_psnr_db"] > 0
     assert (out / "clip.mp4").stat().st_size > 0 and not (out / "broken.png").exists()
+    assert "centre-cropped" in meta["input_policy"] and "16x16" in meta["input_policy"], meta
     errors = [json.loads(line) for line in (out / "hdvila-errors.jsonl").read_text().splitlines()]
-    assert [e["input"].split("/")[-1] for e in errors] == ["broken.png"]
+    assert sorted(e["input"].split("/")[-1] for e in errors) == ["broken.png", "cut.mp4", "voice.mp4"]
+
+
+def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
+    """A failed output write removes the metadata sidecar written before it: nothing partial stays."""
+    from types import SimpleNamespace
+
+    from apps.commands.edit import _write_with_meta
+
+    job = SimpleNamespace(dst=tmp_path / "a.png")
+
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        _write_with_meta(job, {"prompt": "red"}, fail)
+    assert list(tmp_path.iterdir()) == []
+    _write_with_meta(job, {"prompt": "red"}, lambda: job.dst.write_bytes(b"x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.png.json"]
 
 
 def test_clip_edit_uses_one_offset_and_smooths(parts):

@@ -55,10 +55,18 @@ def load_pipeline(model: str | None, generator: str | None = None, hdvila: str |
     return load_pipeline_folder(EditPipeline, model, "edit-demo64", "an EditPipeline folder (pipeline_index.json and one folder per component, e.g. from generation/train_mapper.py --pipeline_dir)", generator, hdvila, device)
 
 
-def _write_meta(job, meta: dict) -> None:
+def _write_with_meta(job, meta: dict, write) -> None:
+    """The metadata sidecar, then ``write()`` (the output, written atomically): the output marks the job
+    done, so a kill between the two redoes it; a failed write removes the sidecar, leaving nothing."""
     from hdvila.atomic import atomic_write_text
 
-    atomic_write_text(job.dst.with_name(job.dst.name + ".json"), json.dumps(meta, indent=1) + "\n")
+    sidecar = job.dst.with_name(job.dst.name + ".json")
+    atomic_write_text(sidecar, json.dumps(meta, indent=1) + "\n")
+    try:
+        write()
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
             out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
                              steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
                              max_frames=args.max_frames,
-                             before_write=lambda r: _write_meta(job, {
+                             write=lambda r, save: _write_with_meta(job, {
                                  **base, "input": str(job.src), "frames": r["frames"],
-                                 "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"]}))
+                                 "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"]}, save))
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
             return None
         images = [load_image(j.src) for j in batch]
@@ -102,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
             out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
                        refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
         for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
-            # The metadata first: the image marks the job done, so a kill between the two redoes it.
-            _write_meta(job, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note})
-            save_image(img, job.dst)
+            _write_with_meta(job, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
+                             lambda: save_image(img, job.dst))
             print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
     report = errors_path(args.input, args.output, rank, world)
@@ -119,11 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
 def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
                refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
-               before_write=None) -> dict:
+               write=None) -> dict:
     """The video ``src`` edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for
     every frame, latents smoothed over time), written to ``dst`` as an mp4 at the source frame rate
     (atomically). Returns {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note};
-    ``before_write(result)`` runs just before the mp4 is written (the CLI's metadata sidecar)."""
+    ``write(result, save)``, if given, is called in place of ``save()``, the mp4 write (the CLI wraps it
+    with its metadata sidecar)."""
     import warnings
 
     import torch
@@ -138,7 +146,11 @@ def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength:
         out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
                         refine_steps=refine_steps, temporal_sigma=temporal_sigma)
     result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"])}
-    if before_write is not None:
-        before_write(result)
-    write_video(dst, out["frames"], fps=fps)
+    def save():
+        write_video(dst, out["frames"], fps=fps)
+
+    if write is None:
+        save()
+    else:
+        write(result, save)
     return result
