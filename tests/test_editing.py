@@ -373,6 +373,12 @@ def test_assemble_edit_writes_a_loadable_fp16_pipeline_and_refuses_another_gener
     tiny_generator(seed=3).save_pretrained(other)
     bad = cli("assemble-edit", tmp_path / "bad", "--encoder", src / "encoder", "--generator", other)
     assert bad.returncode != 0 and "generator" in bad.stderr and not (tmp_path / "bad").exists()
+    other_h = tmp_path / "other-h"
+    HDVILAModel(HDVILAConfig(**TINY_HDVILA)).save_pretrained(other_h)
+    bad = cli("assemble-edit", tmp_path / "bad", "--encoder", src / "encoder", "--mapper", src / "mapper",
+              "--hdvila", other_h)
+    assert bad.returncode != 0 and "HD-VILA" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bundled_edit_pipeline_loads_and_edits():
