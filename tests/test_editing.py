@@ -240,10 +240,17 @@ def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
         frame.sample_rate = 16000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             f.mux(packet)
-    for bad in (["--prompt", "  "], ["--prompt", "red " * 80], ["--prompt", "red", "--strength", "3"]):
+    tiny_generator(seed=3).save_pretrained(tmp_path / "other-g")
+    torch.manual_seed(2)
+    HDVILAModel(HDVILAConfig(**TINY_HDVILA)).save_pretrained(tmp_path / "other-h")
+    for bad in (["--prompt", "  "], ["--prompt", "red " * 80], ["--prompt", "red", "--strength", "3"],
+                ["--prompt", "red", "--generator", tmp_path / "other-g"],   # parts that do not belong together
+                ["--prompt", "red", "--hdvila", tmp_path / "other-h"]):
         r = cli("edit", src, out, "--model", model, "--quiet", *bad)
         assert r.returncode != 0 and "Traceback" not in r.stderr and not out.exists(), r.stderr
         assert r.stderr.strip().startswith("error:"), r.stderr
+        if "--generator" in bad or "--hdvila" in bad:
+            assert "not the generator" in r.stderr or "not the HD-VILA model" in r.stderr, r.stderr
     r = cli("edit", src / "sub" / "a.png", tmp_path / "odd.png", "--model", model, "--prompt", "qwzx blorf", "--quiet")
     assert r.returncode == 0 and "may do nothing" in r.stderr and (tmp_path / "odd.png").is_file(), r.stderr
     r = cli("edit", src, out, "--model", model, "--prompt", "make it striped", "--quiet")
