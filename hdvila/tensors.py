@@ -62,3 +62,31 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> t
         r, col = divmod(i, nrow)
         grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i]
     return grid
+
+
+def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int, scale: int = 2, pad: int = 2) -> Image.Image:
+    """[N, 3, H, W] in [-1, 1] and one label per image -> an RGB ``PIL.Image`` grid: each tile upscaled
+    ``scale`` times (nearest neighbour, pixels stay visible) with its label in a strip beneath,
+    word-wrapped to the tile's width (PIL's built-in bitmap font, no font files needed)."""
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    font = ImageFont.load_default()
+    tiles = torch.nn.functional.interpolate(images.float(), scale_factor=scale, mode="nearest")
+    _, _, h, w = tiles.shape
+    char_w, line_h = max(font.getbbox("M")[2], 1), font.getbbox("Mg")[3] + 2
+    wrapped = [textwrap.wrap(t, max(w // char_w, 1)) or [""] for t in labels]
+    strip = max(len(lines) for lines in wrapped) * line_h + 4
+    rows = int(np.ceil(len(images) / nrow))
+    canvas = Image.new("RGB", (nrow * (w + pad) + pad, rows * (h + strip + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, lines) in enumerate(zip(tiles, wrapped)):
+        r, c = divmod(i, nrow)
+        x0, y0 = pad + c * (w + pad), pad + r * (h + strip + pad)
+        canvas.paste(to_pil(tile), (x0, y0))
+        for k, line in enumerate(lines):
+            draw.text((x0 + 2, y0 + h + 2 + k * line_h), line, fill=(0, 0, 0), font=font)
+    return canvas

@@ -315,7 +315,10 @@ def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
         for row in summary.values():
             assert all(0.0 <= v <= 1.0 for v in row.values())
     assert "| mapper | color |" in format_table(r)
-    assert comparison_figure(r, tmp_path / "f.png").is_file()
+    from PIL import Image
+
+    fig = Image.open(comparison_figure(r, tmp_path / "f.png"))
+    assert fig.width == 6 * (2 * 16 + 2) + 2 and fig.height > 2 * (2 * 16 + 2)  # 2 renders x 6 labelled tiles
     refined = evaluate_edits(pipe, load_judge(), num=2, methods=("reconstruction",), refine_steps=5, progress=False)
     assert refined["refine_steps"] == 5 and refined["inversion_psnr"] > r["inversion_psnr"]  # the projector refines
 

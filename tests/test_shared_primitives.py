@@ -80,3 +80,21 @@ def test_unwrap_state_dict():
     assert unwrap_state_dict({"state_dict": {"module.a": t, "module.b": t}}).keys() == {"a", "b"}
     assert unwrap_state_dict({"model": {"model": {"x": t, "epoch": 3}}}).keys() == {"x"}
     assert unwrap_state_dict({"epoch": 3}) is None and unwrap_state_dict([t]) is None
+
+
+def test_labelled_grid_draws_each_label_under_its_tile():
+    import numpy as np
+
+    from hdvila.tensors import labelled_grid
+
+    images = torch.full((3, 3, 8, 8), -1.0)                       # black tiles
+    grid = labelled_grid(images, ["a", "", "a long prompt that wraps over lines"], nrow=2, scale=4)
+    arr = np.asarray(grid)
+    w, h = arr.shape[1], arr.shape[0]
+    assert w == 2 * (32 + 2) + 2 and h > 2 * (32 + 2)              # two columns of 32 px tiles, two rows
+    strip = arr[2 + 32: 2 + 32 + 10]                                 # under the first row
+    assert (strip[:, 2:34] < 128).any(), "the first label is drawn"
+    assert (strip[:, 36:68] > 250).all(), "the empty label leaves its strip white"
+    assert (arr[2:34, 2:34] == 0).all()                              # the tile itself, unchanged
+    with pytest.raises(ValueError, match="labels"):
+        labelled_grid(images, ["x"], nrow=2)

@@ -212,11 +212,13 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def comparison_figure(result: dict[str, Any], path, method: str = "mapper"):
-    """A PNG grid: per render, source | reconstruction | its four edits (prompts in the caption file)."""
+    """A PNG grid: per render, source | reconstruction | its four edits, each edit labelled with its prompt."""
     from hdvila.imageio import save_image
-    from hdvila.tensors import image_grid
+    from hdvila.tensors import labelled_grid
 
     src, rec = result["figure"]["source"], result["figure"]["reconstruction"]
     edits = result["figure"][method].view(len(src), 4, *src.shape[1:])
+    prompts = result["figure"]["prompts"]
     rows = torch.cat([src[:, None], rec[:, None], edits], dim=1).flatten(0, 1)
-    return save_image(image_grid(rows, nrow=6), path)
+    labels = [t for i in range(len(src)) for t in ("source", "reconstruction", *prompts[4 * i: 4 * i + 4])]
+    return save_image(labelled_grid(rows, labels, nrow=6), path)
