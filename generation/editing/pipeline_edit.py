@@ -149,8 +149,11 @@ class EditPipeline(Pipeline):
             notes.append(note)
         return torch.stack(out), notes
 
+    @torch.no_grad()
     def synthesize(self, ws: torch.Tensor) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> images [N, 3, R, R] (clamped to [-1, 1]) with the stored noise."""
+        """ws [N, num_ws, w_dim] -> images [N, 3, R, R] (clamped to [-1, 1]) with the stored noise; for
+        rendering only, without gradients (an autograd graph kept with each image would hold every
+        activation of the generator: gigabytes over an evaluation)."""
         G = self.generator
         return G.synthesis(ws.to(self.device, torch.float32), noise_mode="const", force_fp32=True).float().clamp(-1, 1)
 
