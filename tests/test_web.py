@@ -203,7 +203,7 @@ def chromium_path() -> str:
     for candidate in (os.environ.get("HDVILA_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("no Chromium found: install it (`apt-get install -y chromium`; `make setup` does) or set HDVILA_CHROMIUM")
+    pytest.fail("no Chromium found: install it (`apt-get install -y chromium`; `make test` does) or set HDVILA_CHROMIUM")
 
 
 def test_browser_uploads_edits_and_downloads(served, tmp_path):
