@@ -71,8 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "default: the bundled edit-demo64's)")
     g.add_argument("--hidden", type=at_least(16), default=512)
     g.add_argument("--init_mapper", default=None, help="start from this mapper model folder (e.g. the bundled "
-                   "edit-demo64/mapper; fresh optimiser) instead of a random initialisation; it must fit the "
-                   "generator and the guide")
+                   "edit-demo64/mapper; fresh optimiser, its own size: --hidden does not apply) instead of a random "
+                   "initialisation; it must fit the generator and the guide")
     g.add_argument("--pipeline_dir", default=None, help="also write the EditPipeline folder here at the end")
     g.add_argument("--score", nargs="+", default=None, metavar="MAPPER",
                    help="train nothing: score these mapper folders (e.g. checkpoint-N/ema) with the validation "
@@ -349,10 +349,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = accelerator.device
     for m in (G, encoder, guide):
         m.to(device)
-    fp = generator_fingerprint(G)
-    _, w_std = w_statistics(G, 2000)
     torch.manual_seed(args.seed)
-    # The digest is of the guide really used (a random one under --random_guide).
     if args.init_mapper:
         from generation.editing.guide import guide_fingerprint
 
@@ -360,8 +357,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         mapper.check_generator(G, source=f"--generator for --init_mapper {args.init_mapper}")
         mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim),
                            source=f"--hdvila for --init_mapper {args.init_mapper}")
-    else:
-        config = config_for(G, guide.hdvila, hidden=args.hidden, w_scale=w_std / math.sqrt(fp["w_dim"]))
+    else:  # the digest is of the guide really used (a random one under --random_guide)
+        _, w_std = w_statistics(G, 2000)
+        config = config_for(G, guide.hdvila, hidden=args.hidden,
+                            w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]))
         mapper = EditMapper(config)
     cache = Path(args.output_dir) / "cache"
     tag = "random" if args.random_guide else "hdvila"

@@ -275,19 +275,17 @@ def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
 
 def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
     """A failed output write removes the metadata sidecar written before it: nothing partial stays."""
-    from types import SimpleNamespace
-
     from apps.commands.edit import _write_with_meta
 
-    job = SimpleNamespace(dst=tmp_path / "a.png")
+    dst = tmp_path / "a.png"
 
     def fail():
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        _write_with_meta(job, {"prompt": "red"}, fail)
+        _write_with_meta(dst, {"prompt": "red"}, fail)
     assert list(tmp_path.iterdir()) == []
-    _write_with_meta(job, {"prompt": "red"}, lambda: job.dst.write_bytes(b"x"))
+    _write_with_meta(dst, {"prompt": "red"}, lambda: dst.write_bytes(b"x"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.png.json"]
 
 

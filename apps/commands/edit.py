@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from hdvila.errors import UserError
 
@@ -55,12 +56,12 @@ def load_pipeline(model: str | None, generator: str | None = None, hdvila: str |
     return load_pipeline_folder(EditPipeline, model, "edit-demo64", "an EditPipeline folder (pipeline_index.json and one folder per component, e.g. from generation/train_mapper.py --pipeline_dir)", generator, hdvila, device)
 
 
-def _write_with_meta(job, meta: dict, write) -> None:
+def _write_with_meta(dst: Path, meta: dict, write) -> None:
     """The metadata sidecar, then ``write()`` (the output, written atomically): the output marks the job
     done, so a kill between the two redoes it; a failed write removes the sidecar, leaving nothing."""
     from hdvila.atomic import atomic_write_text
 
-    sidecar = job.dst.with_name(job.dst.name + ".json")
+    sidecar = dst.with_name(dst.name + ".json")
     atomic_write_text(sidecar, json.dumps(meta, indent=1) + "\n")
     try:
         write()
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
                              steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
                              max_frames=args.max_frames,
-                             write=lambda r, save: _write_with_meta(job, {
+                             write=lambda r, save: _write_with_meta(job.dst, {
                                  **base, "input": str(job.src), "frames": r["frames"],
                                  "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"]}, save))
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
                        refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
         for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
-            _write_with_meta(job, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
+            _write_with_meta(job.dst, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
                              lambda: save_image(img, job.dst))
             print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 

@@ -37,11 +37,6 @@ def temporal_change(frames: torch.Tensor) -> float:
     return float((frames[1:] - frames[:-1]).abs().mean() * 127.5)
 
 
-def _render(pipe, ws: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([pipe.synthesize(ws[i:i + 32]) for i in range(0, len(ws), 32)]).cpu()
-
-
 def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper", strength: float = 1.0,
               steps: int = 300, refine_steps: int = 0, temporal_sigma: float = 1.0) -> dict:
     """frames [T, 3, H, W] in [-1, 1] (any size: the pipeline's input policy applies to each) -> dict
@@ -54,10 +49,10 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
     ws = smooth_over_time(ws, temporal_sigma)
     mean = ws.mean(dim=0, keepdim=True)
     with torch.no_grad():
-        source = pipe.guide.clip_features(_render(pipe, ws).to(pipe.device))
+        source = pipe.guide.clip_features(pipe.synthesize(ws))
     edited_mean = pipe.edit_latents(mean, text, method, strength, steps, source_embeds=source)
     edited = ws + (edited_mean - mean)
-    return {"frames": _render(pipe, edited), "reconstructions": _render(pipe, ws), "latents": edited.cpu(),
+    return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(), "latents": edited.cpu(),
             "inversion_psnr": sum(psnrs) / len(psnrs), "notes": sorted(set(n.split(": ", 1)[-1] for n in notes if n))}
 
 

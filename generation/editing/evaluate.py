@@ -131,8 +131,7 @@ def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
     def projector(xb):
         res = project_batch(pipe.generator, xb, steps=steps, stored_noise=True, perceptual="multiscale", device=pipe.device)
         ws = torch.cat([r.ws for r in res]).to(pipe.device)
-        with torch.no_grad():
-            rec = pipe.synthesize(ws).cpu()
+        rec = pipe.synthesize(ws).cpu()
         return [psnr(rec[i:i + 1], xb[i:i + 1]) for i in range(len(xb))]
 
     run("encoder", lambda xb: pipe.invert(xb)[1])

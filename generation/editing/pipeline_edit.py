@@ -150,12 +150,14 @@ class EditPipeline(Pipeline):
         return torch.stack(out), notes
 
     @torch.no_grad()
-    def synthesize(self, ws: torch.Tensor) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> images [N, 3, R, R] (clamped to [-1, 1]) with the stored noise; for
-        rendering only, without gradients (an autograd graph kept with each image would hold every
-        activation of the generator: gigabytes over an evaluation)."""
+    def synthesize(self, ws: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, 3, R, R] on the pipeline's device (clamped to [-1, 1]) with
+        the stored noise, ``batch_size`` latents at a time; for rendering only, without gradients (an
+        autograd graph kept with each image would hold every activation of the generator: gigabytes over
+        an evaluation)."""
         G = self.generator
-        return G.synthesis(ws.to(self.device, torch.float32), noise_mode="const", force_fp32=True).float().clamp(-1, 1)
+        return torch.cat([G.synthesis(ws[i:i + batch_size].to(self.device, torch.float32), noise_mode="const",
+                                      force_fp32=True).float().clamp(-1, 1) for i in range(0, len(ws), batch_size)])
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -178,7 +180,7 @@ class EditPipeline(Pipeline):
                                     initial_noise_factor=0.0 if ws is not None else 0.05, perceptual="multiscale",
                                     device=self.device)
             ws = torch.cat([r.ws for r in results]).to(self.device)
-        rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, len(ws), 32)]).cpu()
+        rec = self.synthesize(ws).cpu()
         return ws, [psnr(rec[i:i + 1], x[i:i + 1].cpu()) for i in range(len(ws))], rec
 
     def encode_prompt(self, prompt: str | Sequence[str], n: int) -> torch.Tensor:
@@ -238,13 +240,12 @@ class EditPipeline(Pipeline):
         else:
             x, notes = self.prepare_images(images, labels)
             ws, psnrs, rec = self.invert(x, refine_steps)
+        if rec is None:
+            rec = self.synthesize(ws).cpu()
         with torch.no_grad():
-            if rec is None:
-                rec = torch.cat([self.synthesize(ws[i:i + 32]) for i in range(0, n, 32)]).cpu()
             source = self.guide.image_features(rec.to(self.device)) if method == "mapper" else None
         edited = self.edit_latents(ws, text, method, float(strength), steps, source_embeds=source, **optimize_kwargs)
-        with torch.no_grad():
-            out = torch.cat([self.synthesize(edited[i:i + 32]) for i in range(0, n, 32)])
+        out = self.synthesize(edited)
         result = self.postprocess(out, output_type)
         if not return_dict:
             return (result,)
