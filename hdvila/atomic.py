@@ -14,6 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+#: Name prefixes of the temporaries of :func:`atomic_path` and :func:`atomic_dir` (``.old-`` is a
+#: replaced folder waiting to be deleted).
+TEMP_PREFIXES = (".tmp-", ".old-")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -51,6 +55,21 @@ def stale_temporaries(path: str | os.PathLike) -> list[Path]:
         return []
     pattern = re.compile(rf"^\.tmp-{re.escape(path.stem)}\.[a-z0-9_]{{8}}{re.escape(path.suffix)}$")
     return [p for p in path.parent.glob(f".tmp-{glob.escape(path.stem)}.*") if pattern.match(p.name)]
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a temporary file or folder of :func:`atomic_path` / :func:`atomic_dir`
+    (a write in progress, or one a killed process left), never a finished output."""
+    return Path(path).name.startswith(TEMP_PREFIXES)
+
+
+def finished_files(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
+    """The finished files under ``folder`` (recursive) whose names match ``pattern``, sorted: what a
+    reader may open while a writer runs. Temporaries, and anything inside a temporary folder, are left
+    out (``rglob("*.png")`` also matches ``.tmp-x.k2j_9xq0.png``, a write in progress)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob(pattern)
+                  if p.is_file() and not any(is_temporary(part) for part in p.relative_to(folder).parts))
 
 
 def _umask() -> int:

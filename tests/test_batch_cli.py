@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hdvila.atomic import finished_files
 from tests.conftest import REPO
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -33,7 +34,25 @@ def _images(folder: Path, n: int, size: int = 16) -> list[Path]:
 
 
 def _outputs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.is_file())  # temporaries included: none may be left
+
+
+def test_finished_files_leave_out_writes_in_progress(tmp_path):
+    """What a reader may open while a writer runs (or after it was killed): a file being written by
+    atomic_path, or left by a kill, matches ``*.png`` but is not an output."""
+    from hdvila.atomic import atomic_dir, atomic_path, is_temporary
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "done.png").write_bytes(b"x")
+    with atomic_path(tmp_path / "sub" / "img_012.png") as tmp, atomic_dir(tmp_path / "model") as folder:
+        tmp.write_bytes(b"half")
+        (folder / "weights.png").write_bytes(b"x")
+        assert is_temporary(tmp) and is_temporary(folder)
+        assert [p.name for p in tmp_path.rglob("*.png")].count(tmp.name) == 1  # what the flaky test opened
+        assert finished_files(tmp_path, "*.png") == [tmp_path / "sub" / "done.png"]
+    assert finished_files(tmp_path, "*.png") == [tmp_path / "model" / "weights.png", tmp_path / "sub" / "done.png",
+                                                 tmp_path / "sub" / "img_012.png"]
+    assert not is_temporary(tmp_path / "sub" / "done.png")
 
 
 def test_stale_temporaries_match_only_their_target(tmp_path):
@@ -54,12 +73,12 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output_once(tmp_path):
            "--device", "cpu"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and len(list(out.rglob("*.png"))) < 5:
+    while time.time() < deadline and proc.poll() is None and len(finished_files(out, "*.png")) < 5:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    first = list(out.rglob("*.png"))
+    first = finished_files(out, "*.png")  # a write in progress when the kill landed is a temporary, not an output
     assert 5 <= len(first) < len(inputs)
     for p in first:  # whatever the kill left under a final name is a complete image
         with Image.open(p) as im:
