@@ -369,3 +369,79 @@ def test_stale_build_lock_is_removed_only_for_file_baton_torch(tmp_path):
     lock.write_text("")  # a fresh lock belongs to a build in progress: keep it
     _build._remove_stale_lock(tmp_path, file_baton_torch)
     assert lock.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# One build for every checkout, and a build that does not block a server.
+
+def test_build_compiles_a_copy_of_the_sources_inside_its_folder(cpu_extension):
+    """ninja records absolute source paths: a build of one checkout's files looks stale to another
+    checkout of the same version, which then recompiles on every alternation. Every path the build
+    reads must lie inside the build folder, whose key is the sources' content."""
+    build_dir = _build.build_folder("cpu")
+    ninja_file = (build_dir / "build.ninja").read_text()
+    assert str(_build.CSRC) not in ninja_file
+    for name in _build.SOURCES["cpu"] + _build.HEADERS:
+        assert (build_dir / "src" / name).read_bytes() == (_build.CSRC / name).read_bytes()
+        if name.endswith(".cpp"):
+            assert str(build_dir / "src" / name) in ninja_file
+
+
+def test_a_second_checkout_reuses_the_build(tmp_path, monkeypatch, isolated_build_cache):
+    """A copy of the sources elsewhere (an installed copy beside a development tree) maps to the same
+    build folder and loads it without compiling."""
+    import shutil
+
+    from torch.utils import cpp_extension
+
+    build_extension("cpu")
+    first = _build.build_folder("cpu")
+    so = first / "hdvila_stylegan2_ops_cpu.so"
+    stamp = so.stat().st_mtime_ns
+    other = tmp_path / "checkout" / "csrc"
+    shutil.copytree(_build.CSRC, other)
+    monkeypatch.setattr(_build, "CSRC", other)
+    _build.reset_cache()
+    seen = {}
+    real_load = cpp_extension.load
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real_load(**kwargs)
+
+    monkeypatch.setattr(cpp_extension, "load", spy)
+    build_extension("cpu")
+    assert _build.build_folder("cpu") == first
+    assert all(Path(s).parent == first / "src" for s in seen["sources"])
+    assert so.stat().st_mtime_ns == stamp, "the second checkout recompiled the ops"
+
+
+def test_background_build_serves_the_reference_until_ready(monkeypatch, isolated_build_cache):
+    """While build_in_background runs, 'auto' takes the reference path at once (a web server's first
+    request must not wait for the compiler); afterwards it takes the built kernel."""
+    import threading
+
+    monkeypatch.delenv("HDVILA_OPS_IMPL", raising=False)
+    release, started = threading.Event(), threading.Event()
+    real = _build.build_extension
+
+    def slow_build(kind):
+        started.set()
+        assert release.wait(60)
+        return real(kind)
+
+    monkeypatch.setattr(_build, "build_extension", slow_build)
+    lines = []
+    thread = _build.build_in_background("cpu", log=lines.append)
+    assert thread is not None and started.wait(60)
+    x = torch.randn(1, 2, 4, 4)
+    assert _build.resolve("auto", "upfirdn2d", x) is None  # does not wait for the build
+    torch.testing.assert_close(upsample2d(x, setup_filter([1, 3, 3, 1])),
+                               upsample2d(x, setup_filter([1, 3, 3, 1]), impl="ref"))
+    assert _build.build_in_background("cpu", log=lines.append) is None  # one build at a time
+    release.set()
+    thread.join(120)
+    assert not thread.is_alive()
+    assert _build.resolve("auto", "upfirdn2d", x) is not None
+    assert "reference" in lines[0] and "ready" in lines[-1]
+    assert _build.build_in_background("cpu", log=lines.append) is None  # nothing left to build

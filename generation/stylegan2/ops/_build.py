@@ -5,6 +5,12 @@ The C++ (CPU) and CUDA kernels in ``csrc/`` are compiled with ninja by
 ``$HDVILA_EXTENSIONS_DIR`` (default ``~/.cache/hdvila/torch_extensions``) in a folder whose name
 hashes the sources, the torch/CUDA/Python versions and the flags, so a stale build from another
 torch or an older source is never picked up (a known pain with ``~/.cache/torch_extensions``).
+The sources are compiled from a copy inside that folder (``src/``): ninja records absolute source
+paths, so two checkouts of one version (a development tree and an installed copy) that compiled
+their own files would each see the other's build as stale and recompile on every alternation.
+
+A server can start the build in a background thread (:func:`build_in_background`) and keep serving
+in the meantime: while it runs, ``'auto'`` picks the reference path instead of waiting for it.
 
 A build that fails emits ONE warning per extension and the ops fall back to their plain-PyTorch
 reference paths: nothing crashes because a compiler is missing.
@@ -67,6 +73,7 @@ _lock = threading.Lock()
 _modules: dict[str, ModuleType | None] = {}
 _errors: dict[str, BaseException] = {}
 _loaded: dict[Path, ModuleType] = {}  # build folder -> module: each build is loaded once per process
+_building: set[str] = set()  # kinds being built by build_in_background
 
 
 class ExtensionBuildError(RuntimeError):
@@ -141,6 +148,27 @@ def _remove_stale_lock(build_dir: Path, cpp_extension) -> None:
         pass
 
 
+def build_folder(kind: str) -> Path:
+    """The cache folder of the ``kind`` build for these sources, this torch and these flags."""
+    sources = [CSRC / name for name in SOURCES[kind]]
+    return extensions_dir() / f"hdvila_stylegan2_ops_{kind}_{_build_key(kind, sources)}"
+
+
+def _copy_sources(kind: str, build_dir: Path) -> Path:
+    """``build_dir/src`` holding the sources and headers of ``kind``; a file already there is left
+    alone (the folder's key is their content, so it matches), since a rewrite would touch its mtime
+    and make ninja recompile."""
+    from hdvila.atomic import atomic_write_bytes
+
+    src = build_dir / "src"
+    for file in SOURCES[kind] + HEADERS:
+        data = (CSRC / file).read_bytes()
+        target = src / Path(file).name
+        if not target.is_file() or target.read_bytes() != data:
+            atomic_write_bytes(target, data)
+    return src
+
+
 def build_extension(kind: str) -> ModuleType:
     """Compile (or load from the cache) the ``kind`` ('cpu' or 'cuda') extension; raises
     :class:`ExtensionBuildError` with the compiler's message on failure. A build loaded once in this
@@ -151,7 +179,7 @@ def build_extension(kind: str) -> ModuleType:
         raise ValueError(f"unknown extension kind {kind!r}; expected one of {sorted(SOURCES)}")
     sources = [CSRC / name for name in SOURCES[kind]]
     name = f"hdvila_stylegan2_ops_{kind}"
-    build_dir = extensions_dir() / f"{name}_{_build_key(kind, sources)}"
+    build_dir = build_folder(kind)
     if build_dir in _loaded:
         return _loaded[build_dir]
     # A first build takes minutes; say so, or the command looks hung (the loader itself is silent).
@@ -162,11 +190,13 @@ def build_extension(kind: str) -> ModuleType:
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_lock(build_dir, cpp_extension)
+        src = _copy_sources(kind, build_dir)
         _ensure_ninja_on_path()
         module = cpp_extension.load(
-            name=name, sources=[str(s) for s in sources], build_directory=str(build_dir),
+            name=name, sources=[str(src / s.name) for s in sources], build_directory=str(build_dir),
             extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
-            extra_cuda_cflags=list(CUDA_CFLAGS) if kind == "cuda" else None, extra_include_paths=[str(CSRC)], with_cuda=(kind == "cuda"), verbose=False)
+            extra_cuda_cflags=list(CUDA_CFLAGS) if kind == "cuda" else None, extra_include_paths=[str(src)],
+            with_cuda=(kind == "cuda"), verbose=False)
     except Exception as e:  # compiler errors surface as RuntimeError, missing tools as OSError etc.
         raise ExtensionBuildError(f"building the StyleGAN2 {kind} ops in {build_dir} failed: "
                                   f"{type(e).__name__}: {_tail(str(e))}") from e
@@ -181,23 +211,61 @@ def _tail(message: str, lines: int = 12) -> str:
     return "\n".join(parts[-lines:]) if len(parts) > lines else message.strip()
 
 
-def get_extension(kind: str) -> ModuleType | None:
-    """The ``kind`` extension, built on first use; ``None`` (after one warning) if it cannot be built."""
+def get_extension(kind: str, wait: bool = True) -> ModuleType | None:
+    """The ``kind`` extension, built on first use; ``None`` (after one warning) if it cannot be built.
+    With ``wait=False``, ``None`` while a background build (:func:`build_in_background`) is running."""
+    if not wait and kind in _building:
+        return None
     with _lock:
         if kind in _modules:
             return _modules[kind]
+        _load_or_warn(kind)
+        return _modules[kind]
+
+
+def _load_or_warn(kind: str) -> None:
+    """Build ``kind`` into ``_modules`` (None after one warning on failure); called holding ``_lock``."""
+    try:
+        module: ModuleType | None = build_extension(kind)
+    except ExtensionBuildError as e:
+        module = None
+        _errors[kind] = e
+        warnings.warn(
+            f"{e}\nFalling back to the (slower) PyTorch reference implementation of the StyleGAN2 ops; "
+            f"results are the same. To fix the build, install ninja and a C++ compiler"
+            f"{' and the CUDA toolkit (nvcc) matching torch.version.cuda' if kind == 'cuda' else ''}; "
+            f"to silence this, set HDVILA_OPS_IMPL=ref.", RuntimeWarning, stacklevel=4)
+    _modules[kind] = module
+
+
+def build_in_background(device: str | torch.device = "cpu", log=None) -> threading.Thread | None:
+    """Build (or load) the extension that ``'auto'`` uses on ``device`` in a daemon thread, and return
+    the thread; until it is done, ``'auto'`` runs the reference path instead of waiting for the
+    compiler (a web server answers its first request in seconds, not after a 20-90 s build).
+    ``log(message)`` (default: print to stderr) hears when the build starts and ends. ``None`` when
+    there is nothing to build: the extension is already loaded, or the policy never uses it."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    kind = torch.device(device).type
+    impl = os.environ.get("HDVILA_OPS_IMPL", "auto") or "auto"
+    if kind not in SOURCES or impl == "ref" or kind in _modules or kind in _building:
+        return None
+
+    def run() -> None:
+        started = time.perf_counter()
         try:
-            module: ModuleType | None = build_extension(kind)
-        except ExtensionBuildError as e:
-            module = None
-            _errors[kind] = e
-            warnings.warn(
-                f"{e}\nFalling back to the (slower) PyTorch reference implementation of the StyleGAN2 ops; "
-                f"results are the same. To fix the build, install ninja and a C++ compiler"
-                f"{' and the CUDA toolkit (nvcc) matching torch.version.cuda' if kind == 'cuda' else ''}; "
-                f"to silence this, set HDVILA_OPS_IMPL=ref.", RuntimeWarning, stacklevel=3)
-        _modules[kind] = module
-        return module
+            with _lock:
+                if kind not in _modules:
+                    _load_or_warn(kind)
+        finally:
+            _building.discard(kind)
+        if _modules.get(kind) is not None:
+            log(f"StyleGAN2 {kind} ops ready after {time.perf_counter() - started:.0f} s; using the compiled ops from now on")
+
+    _building.add(kind)
+    log(f"preparing the StyleGAN2 {kind} ops in the background; the PyTorch reference ops serve until they are ready")
+    thread = threading.Thread(target=run, name=f"hdvila-ops-build-{kind}", daemon=True)
+    thread.start()
+    return thread
 
 
 def last_error(kind: str) -> BaseException | None:
@@ -239,4 +307,4 @@ def resolve(impl: str, op: str, x: torch.Tensor) -> ModuleType | None:
     if impl == "auto" and kind == "cpu" and (op not in CPU_PREFERS_COMPILED or x.dtype not in CPU_COMPILED_DTYPES
                                              or not x.is_contiguous()):
         return None
-    return get_extension(kind)
+    return get_extension(kind, wait=impl != "auto")
