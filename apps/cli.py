@@ -2,6 +2,9 @@
 
 Each subcommand is one module of :mod:`apps.commands` exposing ``add_arguments(parser)`` and
 ``run(args)``; it parses the options and calls library functions of ``hdvila`` / ``generation``.
+A module that writes files names the options that hold output paths in ``OUTPUTS`` (argparse
+``dest`` names; ``-`` means stdout): each is checked writable before ``run``, so an output that cannot
+be written fails in one line before any work.
 Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant. A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
 status 2, never as a traceback.
 """
@@ -41,6 +44,18 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, outputs: tuple[str, ...]) -> None:
+    """A one-line :class:`~hdvila.errors.UserError` for the first output path in ``args`` (the ``dest``
+    names ``outputs``) that cannot be written, named as the user typed it (``--json``, ``OUTPUT``)."""
+    from hdvila.atomic import check_writable
+
+    names = {a.dest: (a.option_strings[-1] if a.option_strings else a.dest.upper()) for a in parser._actions}
+    for dest in outputs:
+        value = getattr(args, dest)
+        if value and value != "-":
+            check_writable(value, f"{names[dest]} {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
@@ -58,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdvila.errors import UserError
 
     try:
+        check_outputs(parser, args, getattr(module, "OUTPUTS", ()))
         result = module.run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -72,6 +72,29 @@ def finished_files(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
                   if p.is_file() and not any(is_temporary(part) for part in p.relative_to(folder).parts))
 
 
+def check_writable(path: str | os.PathLike, label: str | None = None) -> None:
+    """Raise a one-line :class:`~hdvila.errors.UserError` unless a file or folder can be written at
+    ``path`` (an existing folder, or a new name whose missing folders can be made): checked before
+    any work by trying a temporary file in the nearest folder that exists, so a run never computes
+    for minutes and then fails at its first write. Nothing is left behind."""
+    from hdvila.errors import UserError
+
+    path = Path(path)
+    label = label or str(path)
+    where = path if path.is_dir() else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise UserError(f"{label}: cannot write there, {where} is a file, not a folder. Choose another output path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-write-check.", dir=where)
+    except OSError as e:
+        raise UserError(f"{label}: cannot write in {where} ({e.strerror or e}). Choose an output folder you can "
+                        f"write to.") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -18,6 +18,10 @@ import argparse
 DEFAULT_HOST, DEFAULT_PORT, CONCURRENCY_LIMIT = "127.0.0.1", 7860, 2
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("cache_dir",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}: this machine only; 0.0.0.0 for all)")

@@ -16,6 +16,10 @@ from __future__ import annotations
 import argparse
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("out",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]

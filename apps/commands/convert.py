@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("out_dir",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hdvila.configuration_hdvila import PRESETS
 

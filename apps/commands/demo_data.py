@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("out_dir",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="folder to write into (created if missing)")
     parser.add_argument("--split", choices=["train", "val", "test"], default="test")

@@ -21,6 +21,10 @@ import sys
 from apps.commands._retrieval import add_model_arguments, load_from_args, write_json
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("json",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hdvila.retrieval.annotations import FORMATS
     from hdvila.retrieval.metrics import TIE_RULES

@@ -16,6 +16,10 @@ import sys
 from hdvila.errors import UserError
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("json", "figure")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]

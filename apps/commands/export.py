@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("out",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a checkpoint-N folder of generation/train_stylegan2.py, or the run's "
                                            "output folder (its newest checkpoint)")

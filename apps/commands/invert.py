@@ -11,6 +11,10 @@ from hdvila.errors import UserError
 GENERATOR_KINDS = "a model folder (config.json + model.safetensors), an NVlabs .pkl or a rosinality .pt"
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("out_dir",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from generation.stylegan2.projector import (BUNDLED_GENERATOR, LATENT_FILE, PERCEPTUAL, RECONSTRUCTION_FILE,
                                                 SPACES, TARGET_FILE)

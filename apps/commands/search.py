@@ -21,6 +21,10 @@ from apps.commands._retrieval import add_model_arguments, load_from_args, write_
 from hdvila.errors import TextInputError, UserError
 
 
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("json",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video_dir", help="folder of videos to search (searched recursively)")
     parser.add_argument("query", help="what to look for, e.g. \"a red star moving left\"")
