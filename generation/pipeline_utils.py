@@ -320,14 +320,31 @@ def image_to_tensor(image: Any, label: str) -> torch.Tensor:
     return pil_to_tensor(load_image(image, name=label))
 
 
-def fit_to_square(t: torch.Tensor, size: int, label: str, target: str) -> tuple[torch.Tensor, str]:
-    """[3, H, W] in [-1, 1] -> ([3, size, size], note): centre-cropped to a square and resized
+#: The longest side an input may have against its shortest: a centred square keeps at least a quarter
+#: of it. A longer strip (e.g. 4000x8 px) is refused: its crop would be a sliver of what the user sent.
+MAX_ASPECT = 4.0
+
+
+def fit_to_square(t: torch.Tensor, size: int, label: str, target: str, *, min_side: int = 1,
+                  task: str = "process") -> tuple[torch.Tensor, str]:
+    """The one input policy of every image command (edit, upscale, invert; the web UI too):
+    [3, H, W] in [-1, 1] -> ([3, size, size], note), centre-cropped to a square and resized
     (antialiased bicubic), never stretched; the note (empty when nothing was done) says what was done
     and why: "LABEL: WxH px is not TARGET; centre-cropped to SxS and resized to RxR." ``target``
-    names the expected size, e.g. "the model's 16x16 input"."""
+    names the expected size, e.g. "the model's 16x16 input". An image with a side under ``min_side``
+    or longer than :data:`MAX_ASPECT` times its width is refused with an
+    :class:`~hdvila.errors.InputFileError` naming ``task`` ("edit", "upscale", ...)."""
     import torch.nn.functional as F
 
+    from hdvila.errors import InputFileError
+
     h, w = t.shape[-2:]
+    if min(h, w) < min_side:
+        raise InputFileError(f"{label} is {w}x{h} px: too small to {task} (at least {min_side} px a side).")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise InputFileError(f"{label} is {w}x{h} px, a strip of {max(h, w) / min(h, w):.0f}:1: its centred square "
+                             f"would keep {100 * min(h, w) / max(h, w):.1f}% of it. Crop it to the part you want to "
+                             f"{task} (at most {MAX_ASPECT:g}:1) and try again.")
     if (h, w) == (size, size):
         return t.clamp(-1, 1), ""
     side = min(h, w)

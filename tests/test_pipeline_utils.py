@@ -203,3 +203,22 @@ def test_check_components_runs_after_loading(saved):
 def test_postprocess_refuses_a_wrong_shape():
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         Pipeline.postprocess(torch.zeros(3, 8, 8), "pt")
+
+
+def test_fit_to_square_is_one_policy_for_every_image_command():
+    """Too small or a long strip is refused (naming the task), anything else is centre-cropped and
+    resized with a note; the exact size passes untouched."""
+    from generation.pipeline_utils import MAX_ASPECT, fit_to_square
+    from hdvila.errors import InputFileError
+
+    x = torch.zeros(3, 64, 64)
+    assert fit_to_square(x, 64, "a.png", "the generator's 64x64", min_side=8, task="edit")[1] == ""
+    t, note = fit_to_square(torch.zeros(3, 60, 100), 64, "a.png", "the generator's 64x64", min_side=8, task="edit")
+    assert t.shape == (3, 64, 64) and note == ("a.png: 100x60 px is not the generator's 64x64; centre-cropped to "
+                                                "60x60 and resized to 64x64.")
+    with pytest.raises(InputFileError, match="a.png is 1x1 px: too small to edit"):
+        fit_to_square(torch.zeros(3, 1, 1), 64, "a.png", "x", min_side=8, task="edit")
+    with pytest.raises(InputFileError, match=r"a.png is 4000x8 px, a strip of 500:1: .* 0.2% .* to upscale"):
+        fit_to_square(torch.zeros(3, 8, 4000), 64, "a.png", "x", min_side=4, task="upscale")
+    side = 10
+    fit_to_square(torch.zeros(3, side, int(side * MAX_ASPECT)), 64, "a.png", "x")  # 4:1 still passes

@@ -146,6 +146,14 @@ def test_invert_cli(cli, tmp_path, monkeypatch, generated):
     ws, noise, meta = load_latent(out / LATENT_FILE)
     assert ws.shape == (1, G.num_ws, 32) and meta["space"] == "w" and noise
     assert float(meta["psnr_db"]) == pytest.approx(float(proc.stdout.split("PSNR ")[1].split(" dB")[0]), abs=0.01)
+    assert "note: photo.png: 24x20 px is not the generator's 16x16; centre-cropped to 20x20" in proc.stdout
+
+    # The input policy of hdvila edit: a 1x1 px image and a 4000x8 px strip are refused in one line.
+    for name, (w, h), says in (("dot.png", (1, 1), "too small to invert"), ("strip.png", (4000, 8), "500:1")):
+        Image.new("RGB", (w, h), (200, 10, 10)).save(tmp_path / name)
+        proc = cli("invert", tmp_path / name, tmp_path / "out_policy", "--generator", gen_dir, "--steps", "2")
+        assert proc.returncode == 2 and says in proc.stderr and name in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out_policy").exists()
 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from generation.stylegan2.projector import (BUNDLED_GENERATOR, LATENT_FILE, PERCEPTUAL, RECONSTRUCTION_FILE,
                                                 SPACES, TARGET_FILE)
 
-    parser.add_argument("image", help="image to invert (centre-cropped to a square and resized to the generator's size)")
+    parser.add_argument("image", help="image to invert (the input policy of `hdvila edit`: centre-cropped to a square "
+                        "and resized to the generator's size; under 8 px a side or longer than 4:1 refused)")
     parser.add_argument("out_dir", help=f"folder for {LATENT_FILE}, {RECONSTRUCTION_FILE} and {TARGET_FILE}")
     parser.add_argument("--generator", default=None,
                         help=f"StyleGAN2 generator: a model folder, an NVlabs .pkl or a rosinality .pt "
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.data import center_crop_resize
+    from generation.editing.pipeline_edit import MIN_SIDE
+    from generation.pipeline_utils import fit_to_square
     from generation.stylegan2.convert import load_stylegan2
     from generation.stylegan2.projector import BUNDLED_GENERATOR, PSNR_CONVENTION, project, save_projection
     from hdvila.device import get_device, use_cpu_threads
@@ -56,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
     G = load_stylegan2(gen_path)
     if G.img_channels != 3:
         raise UserError(f"{gen_path} makes {G.img_channels}-channel images; inversion needs an RGB generator.")
-    target = pil_to_tensor(center_crop_resize(image, G.img_resolution)).unsqueeze(0)
+    r = G.img_resolution
+    target, note = fit_to_square(pil_to_tensor(image), r, Path(args.image).name, f"the generator's {r}x{r}",
+                                 min_side=MIN_SIDE, task="invert")
+    target = target.unsqueeze(0)
+    if note:
+        print(f"note: {note}")
     if get_device(args.device).type == "cpu":
         use_cpu_threads("compute")
     result = project(G, target, space=args.space, steps=args.steps, lr=args.lr, perceptual=args.perceptual,
