@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fd": ("apps.commands.fd", "FD-HDVILA of StyleGAN2 generators against demo-domain renders (lower is better)"),
     "eval-judge": ("apps.commands.eval_judge", "the attribute judge's accuracy on fresh demo-domain renders"),
     "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),
+    "eval-guide": ("apps.commands.eval_guide", "zero-shot reading of each attribute of still renders by an HD-VILA model"),
     "app": ("apps.commands.app", "the web UI (edit, upscale, video, search) on http://127.0.0.1:7860 by default"),
 }
 

@@ -20,6 +20,7 @@ WRITERS = {
     "upscale": ["missing.png", "{out}"],
     "eval-edit": ["--json", "{out}"],
     "eval-sr": ["--figure", "{out}"],
+    "eval-guide": ["--json", "{out}"],
     "eval-retrieval": ["--annotations", "a.json", "--videos", "v", "--format", "msrvtt", "--json", "{out}"],
     "search": ["videos", "a query", "--json", "{out}"],
     "app": ["--cache-dir", "{out}"],
