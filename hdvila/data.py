@@ -79,6 +79,9 @@ VIDEO_GROUP_KEYS = (("shape", "color", "pattern", "background"),   # differ in m
                     ("shape", "color", "background"))              # differ in pattern / motion / size
 IMAGE_GROUP_KEYS = (("shape", "color", "pattern"),)                 # differ in position / size / background
 VIDEO_POOL, IMAGE_POOL = 1024, 512                                  # candidate items per micro-batch
+# Counterfactual caption negatives of an image (DemoStepBatches.negative_captions) change these in turn;
+# shape twice: the attribute a still's embedding reads worst.
+NEGATIVE_ATTRIBUTES = ("shape", "color", "pattern", "shape", "size", "background")
 
 
 def grouped_indices(specs: Sequence[Any], first_index: int, count: int, group_size: int,
@@ -122,11 +125,14 @@ class DemoStepBatches(StepBatches):
 
     def __init__(self, processor: HDVILAProcessor, batch_size: int, image_batch_size: int = 0, *,
                  split: str = "train", wording: str = "train", image_resolution: int = 64,
-                 video_resolution: int = 128, group_size: int = 4, **kwargs: Any) -> None:
+                 video_resolution: int = 128, group_size: int = 4, caption_negatives: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(batch_size, image_batch_size, **kwargs)
         from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
 
-        self.processor, self.group_size = processor, group_size
+        if caption_negatives < 0:
+            raise ValueError(f"caption_negatives must be >= 0, got {caption_negatives}")
+        self.processor, self.group_size, self.caption_negatives = processor, group_size, caption_negatives
         self.videos = DemoVideoDataset(split, _HUGE, num_frames=DEMO_VIDEO_FRAMES, resolution=video_resolution,
                                        seed=self.seed, wording=wording)
         self.images = DemoImageDataset(split, _HUGE, resolution=image_resolution, seed=self.seed, wording=wording)
@@ -157,6 +163,21 @@ class DemoStepBatches(StepBatches):
         rng = np.random.default_rng([self.seed, 12, m * self.world_size + self.rank])
         return grouped_indices(specs, first, self.image_batch_size, self.group_size, IMAGE_GROUP_KEYS, rng)
 
+    def negative_captions(self, index: int, m: int) -> list[str]:
+        """``caption_negatives`` counterfactual captions of image ``index`` (micro-batch ``m``): each the
+        image's own caption with one attribute changed to another value (the attributes cycle through
+        :data:`NEGATIVE_ATTRIBUTES`, shape twice), so the image-to-text loss must read that attribute
+        off the still to tell its caption from them."""
+        from hdvila.demo.attributes import ATTRIBUTES
+
+        spec, rng = self.images.spec(index), np.random.default_rng([self.seed, 13, index, m])
+        out = []
+        for k in range(self.caption_negatives):
+            attribute = NEGATIVE_ATTRIBUTES[k % len(NEGATIVE_ATTRIBUTES)]
+            others = [v for v in ATTRIBUTES[attribute] if v != getattr(spec, attribute)]
+            out.append(self.images.caption(index, **{attribute: others[int(rng.integers(len(others)))]}))
+        return out
+
     def __getitem__(self, m: int) -> dict[str, Any]:
         videos = [self.video_item(p) for p in self.video_indices(m)]
         images = [self.images[p] for p in self.image_indices(m)]
@@ -165,6 +186,10 @@ class DemoStepBatches(StepBatches):
         out["lr_frames"] = torch.stack([v["lr"] for v in videos])
         if images:
             out["images"] = self.processor.preprocess_images(torch.stack([i["image"] for i in images]))
+            if self.caption_negatives:
+                negatives = [c for i in images for c in self.negative_captions(i["index"], m)]
+                tokens = self.processor.tokenize(negatives)
+                out["negative_input_ids"], out["negative_attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
         out["needs_motion"] = torch.tensor([v["needs_motion"] for v in videos])
         out["needs_pattern"] = torch.tensor([v["needs_pattern"] for v in videos])
         return out

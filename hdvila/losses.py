@@ -57,6 +57,17 @@ def contrastive_loss(text_embeds: torch.Tensor, video_embeds: torch.Tensor, temp
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
+def contrastive_loss_with_negatives(text_embeds: torch.Tensor, visual_embeds: torch.Tensor, negatives: torch.Tensor,
+                                    temperature: float = 0.05) -> torch.Tensor:
+    """:func:`contrastive_loss` (no gathering) with extra text negatives: visual i must pick its text i
+    among every text of the batch *and* ``negatives`` [K, D] (e.g. captions that differ from the true
+    ones in one attribute); text-to-visual is unchanged. All inputs L2-normalised. Returns a scalar."""
+    logits = text_embeds @ visual_embeds.t() / temperature
+    target = torch.arange(logits.shape[0], device=logits.device)
+    v2t = torch.cat([logits.t(), visual_embeds @ negatives.t() / temperature], dim=1)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(v2t, target))
+
+
 def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, probability: float = 0.15,
                 mask_token_id: int = BERT_MASK_ID, vocab_size: int = 30522,
                 special_ids: tuple[int, ...] = BERT_SPECIAL_IDS,

@@ -2,7 +2,9 @@
 
 - :class:`ContrastiveObjective` (stage 1 and retrieval fine-tuning): InfoNCE between text and video
   embeddings (mean of the two directions, or their sum for fine-tuning), with the same loss on
-  image-caption pairs embedded as static clips, features gathered across processes.
+  image-caption pairs embedded as static clips, features gathered across processes; optionally
+  counterfactual caption negatives for the images (``negative_input_ids``: captions differing in one
+  attribute), extra columns of the image-to-text loss.
 - :class:`MLMObjective` (stage 2): masked language modelling through the multimodal layers.
 
 Each wraps the model, so that Accelerate's DDP wrapper sees a single forward per micro-batch.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdvila.losses import contrastive_loss, gather_features
+from hdvila.losses import contrastive_loss, contrastive_loss_with_negatives, gather_features
 
 
 class ContrastiveObjective(nn.Module):
@@ -28,10 +30,15 @@ class ContrastiveObjective(nn.Module):
         self.model, self.temperature, self.scale = model, temperature, 2.0 if direction_sum else 1.0
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hr_frames: torch.Tensor,
-                lr_frames: torch.Tensor, images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                lr_frames: torch.Tensor, images: torch.Tensor | None = None,
+                negative_input_ids: torch.Tensor | None = None,
+                negative_attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         m = self.model
         b = hr_frames.shape[0]
         text = m.get_text_features(input_ids, attention_mask)
+        negatives = None
+        if negative_input_ids is not None and images is not None:
+            negatives = gather_features(m.get_text_features(negative_input_ids, negative_attention_mask).float())
         if images is None:
             visual = m.get_video_features(hr_frames, lr_frames)
         else:
@@ -49,7 +56,10 @@ class ContrastiveObjective(nn.Module):
             t, v = gather_features(text[rows].float()), gather_features(visual[rows].float())
             if name == "video":
                 out["logits_shape"] = torch.tensor([t.shape[0], v.shape[0]])
-            loss = self.scale * contrastive_loss(t, v, self.temperature, gather=False)
+            if name == "image" and negatives is not None:
+                loss = self.scale * contrastive_loss_with_negatives(t, v, negatives, self.temperature)
+            else:
+                loss = self.scale * contrastive_loss(t, v, self.temperature, gather=False)
             out[f"{name}_loss"] = loss
             total = total + loss
         out["loss"] = total

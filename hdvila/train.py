@@ -96,6 +96,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="image-caption pairs per video in a batch (stage 1 / finetune; 0 disables images)")
     g.add_argument("--group_size", type=int, default=4,
                    help="demo: hard-negative groups of this many items sharing attributes (1: random batches)")
+    g.add_argument("--caption_negatives", type=at_least(0), default=0,
+                   help="demo: counterfactual captions per image (its caption with one attribute changed: shape, "
+                        "colour, pattern, shape, size, background in turn) as extra image-to-text negatives, so "
+                        "still-image embeddings must read every captioned attribute")
     g.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the model's num_frames)")
     g.add_argument("--sample_rate", type=int, default=4, help="frame step inside a clip")
     g.add_argument("--train_n_clips", type=at_least(1), default=1, help="clips per video in training (paper: 2)")
@@ -209,7 +213,7 @@ def build_data(args: argparse.Namespace, processor, rank: int, world: int):
     image_bs = 0 if args.stage == "2" else int(round(args.train_batch_size * args.image_ratio))
     if args.data == "demo":
         data = DemoStepBatches(processor, args.train_batch_size, image_bs, rank=rank, world_size=world, seed=args.seed,
-                               group_size=args.group_size)
+                               group_size=args.group_size, caption_negatives=args.caption_negatives)
     else:
         ann = load_annotations(args.annotations, args.format)
         rows = read_image_rows(args.image_annotations) if args.image_annotations else []

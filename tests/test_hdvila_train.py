@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -206,3 +207,37 @@ def test_lean_fp16_export_loads_and_embeds_alike(stage1, tmp_path):
     images = torch.rand(3, 3, 64, 64) * 2 - 1
     cos = (a.get_image_features(images, unit_range=True) * b.get_image_features(images, unit_range=True)).sum(-1)
     assert cos.min() > 0.999
+
+
+def test_caption_negatives_differ_in_one_attribute_and_train(tmp_path):
+    """--caption_negatives K: each image brings K captions that are its own with one attribute changed
+    (shape among them), extra image-to-text negatives; a tiny run trains with them."""
+    from hdvila.data import NEGATIVE_ATTRIBUTES, DemoStepBatches
+    from hdvila.demo.attributes import ATTRIBUTES
+    from hdvila.losses import contrastive_loss, contrastive_loss_with_negatives
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    proc = HDVILAProcessor.from_config(HDVILAConfig.preset("mini", **TINY), train_n_clips=1)
+    data = DemoStepBatches(proc, 2, 3, seed=1, group_size=1, caption_negatives=6)
+    batch = data[0]
+    assert batch["negative_input_ids"].shape[0] == 3 * 6
+    assert NEGATIVE_ATTRIBUTES.count("shape") == 2
+    for index in data.image_indices(0):
+        spec, own = data.images.spec(index), data.images.caption(index)
+        negatives = data.negative_captions(index, 0)
+        assert data.negative_captions(index, 0) == negatives  # a function of the step
+        for attribute, caption in zip(NEGATIVE_ATTRIBUTES, negatives):
+            # the true caption with only this attribute changed, worded with the same draws
+            others = [data.images.caption(index, **{attribute: v}) for v in ATTRIBUTES[attribute]
+                      if v != getattr(spec, attribute)]
+            assert caption in others and caption != own
+    assert data.images.caption(0, shape=data.images.spec(0).shape) == data.images.caption(0)
+
+    # The loss: with no negatives it is the plain InfoNCE; a negative equal to a true text raises it.
+    torch.manual_seed(0)
+    t, v = (torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for _ in range(2))
+    torch.testing.assert_close(contrastive_loss_with_negatives(t, v, t[:0], 0.1), contrastive_loss(t, v, 0.1, gather=False))
+    assert contrastive_loss_with_negatives(t, v, v, 0.1) > contrastive_loss(t, v, 0.1, gather=False)
+
+    s = _train(_args(tmp_path / "neg", "--caption_negatives", "2", "--group_size", "1", steps=2))
+    assert s["global_step"] == 2 and np.isfinite(s["last"]["image_loss"])

@@ -133,11 +133,21 @@ class DemoImageDataset(Dataset):
     def spec(self, index: int) -> ImageSpec:
         return sample_image_spec(self.split, self.seed, index)
 
+    def caption(self, index: int, **changes: str) -> str:
+        """The caption of item ``index``; with ``changes`` (e.g. ``shape="star"``) the caption of the same
+        item with those attributes replaced, worded with the same draws, so it differs from the true
+        caption only in the changed words (a counterfactual caption: a hard negative, or a candidate
+        of a zero-shot reading)."""
+        import dataclasses
+
+        spec = dataclasses.replace(self.spec(index), **changes) if changes else self.spec(index)
+        return caption_image(spec, caption_rng(self.split, self.seed, index, False, self.wording), self.wording)
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
         spec = self.spec(index)
-        caption = caption_image(spec, caption_rng(self.split, self.seed, index, False, self.wording), self.wording)
+        caption = self.caption(index)
         labels = spec.labels()
         return {"image": render_image(spec, self.resolution, self.supersample), "caption": caption,
                 "labels": torch.tensor([labels[k] for k in ("shape", "color", "background", "size", "pattern")]),
