@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_edit.py --threads 1
     .venv/bin/python benchmarks/bench_edit.py --device cuda
+    .venv/bin/python benchmarks/bench_edit.py --smoke   # a check that it runs: 1 thread, 1 repeat, 2 steps, reference ops
 
 - **one pass**: encoder + text embedding + mapper + generator (``EditPipeline(method='mapper')``);
 - **StyleCLIP path**: the 300-step projector (W+, the generator's stored noise) + 300-step latent
@@ -25,6 +26,8 @@ from collections import defaultdict
 
 
 def build(device: str):
+    import torch
+
     from generation.editing.pipeline_edit import EditPipeline
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.modeling_hdvila import HDVILAModel
@@ -32,7 +35,10 @@ def build(device: str):
 
     G = load_stylegan2(bundled("stylegan2-demo64")).float().eval()
     hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).float().eval()
-    pipe = EditPipeline.untrained(G, hdvila).to(device).eval()
+    pipe = EditPipeline.untrained(G, hdvila).to(device)
+    for component in pipe.components.values():  # a Pipeline is not a Module: each network goes to eval mode
+        if isinstance(component, torch.nn.Module):
+            component.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -77,7 +83,7 @@ def timed_forwards(pipe) -> dict[str, float]:
     return spent
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import torch
     from PIL import Image
@@ -87,7 +93,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
-    args = p.parse_args()
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): 1 thread, 1 repeat, 2 steps, the reference ops; not a measurement")
+    args = p.parse_args(argv)
+    if args.smoke:
+        import os
+
+        os.environ["HDVILA_OPS_IMPL"] = "ref"  # nothing to compile
+        args.threads, args.repeats, args.steps = 1, 1, 2
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = build(args.device)

@@ -1,6 +1,7 @@
 """HD-VILA benchmarks: video embedding throughput, processor overhead over bare decord, large-model memory.
 
     .venv/bin/python benchmarks/bench_hdvila.py [--threads 2] [--skip-large] [--json OUT]
+    .venv/bin/python benchmarks/bench_hdvila.py --smoke   # a check that it runs: 1 thread, batch 2, 1 repeat, 30-frame 720p, part 3 on mini
 
 1. Throughput (clips/s) of ``get_video_features`` for the default model (``checkpoints/hdvila-mini``'s
    config, else the training script's demo preset) and the full ``mini`` preset on the CPU, fp32 and
@@ -106,7 +107,7 @@ def processor_overhead(video: Path, processor, repeats: int) -> dict:
             "bare_decord_cpu_s": cb, "processor_cpu_s": cf, "overhead_cpu_pct": 100 * (cf / cb - 1)}
 
 
-def make_videos(folder: Path) -> dict[str, Path]:
+def make_videos(folder: Path, hd_frames: int = 90) -> dict[str, Path]:
     import numpy as np
 
     from hdvila.demo.dataset import DemoVideoDataset
@@ -117,8 +118,8 @@ def make_videos(folder: Path) -> dict[str, Path]:
     # 720p, 90 frames: a moving gradient with noise (incompressible enough to decode like real footage).
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:720, 0:1280]
-    frames = np.empty((90, 720, 1280, 3), np.uint8)
-    for t in range(90):
+    frames = np.empty((hd_frames, 720, 1280, 3), np.uint8)
+    for t in range(hd_frames):
         base = ((xx + 8 * t) % 256).astype(np.uint8)
         frames[t, ..., 0] = base
         frames[t, ..., 1] = ((yy + 3 * t) % 256).astype(np.uint8)
@@ -135,11 +136,11 @@ torch.set_num_threads({threads})
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.modeling_hdvila import HDVILAModel
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-cfg = HDVILAConfig.preset("large", stage=2)
+cfg = HDVILAConfig.preset({preset!r}, stage=2)
 base = rss()
 model = HDVILAModel(cfg).eval()
 after_model = rss()
-hr = torch.randn(1, 1, 3, 640, 1024); lr = torch.randn(1, 1, 6, 3, 160, 256)
+hr = torch.randn(1, 1, 3, *cfg.hr_size); lr = torch.randn(1, 1, cfg.num_frames - 1, 3, *cfg.lr_size)
 ids = torch.randint(1000, 2000, (1, 30)); mask = torch.ones(1, 30, dtype=torch.long)
 t0 = time.time()
 with torch.no_grad():
@@ -148,8 +149,9 @@ print(base, after_model, rss(), time.time() - t0, sum(p.numel() for p in model.p
 """
 
 
-def large_memory(threads: int) -> dict:
-    if torch.cuda.is_available():
+def large_memory(threads: int, preset: str = "large") -> dict:
+    """Peak memory of one forward of the ``preset`` model (its own HR/LR geometry; 'large': 640x1024)."""
+    if torch.cuda.is_available() and preset == "large":
         from hdvila.configuration_hdvila import HDVILAConfig
         from hdvila.modeling_hdvila import HDVILAModel
 
@@ -164,7 +166,7 @@ def large_memory(threads: int) -> dict:
         torch.cuda.synchronize()
         return {"device": torch.cuda.get_device_name(), "weights_mib": weights / 2**20,
                 "peak_mib": torch.cuda.max_memory_allocated() / 2**20}
-    code = _LARGE_CHILD.format(repo=str(REPO), threads=threads)
+    code = _LARGE_CHILD.format(repo=str(REPO), threads=threads, preset=preset)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         return {"device": "cpu", "skipped": f"subprocess failed: {proc.stderr[-500:]}"}
@@ -179,7 +181,14 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-large", action="store_true", help="skip the large-model memory measurement")
     p.add_argument("--json", default=None)
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): 1 thread, batch 2, 1 repeat, a 30-frame 720p video, the "
+                        "memory measurement on the mini preset instead of large; no --json; not a measurement")
     args = p.parse_args(argv)
+    batch, hd_frames, memory_preset = 16, 90, "large"
+    if args.smoke:
+        args.threads, args.repeats, args.json = 1, 1, None
+        batch, hd_frames, memory_preset = 2, 30, "mini"
     torch.set_num_threads(args.threads)
     from hdvila.configuration_hdvila import HDVILAConfig
     from hdvila.processing_hdvila import HDVILAProcessor
@@ -190,21 +199,22 @@ def main(argv=None) -> dict:
     for name, config in (("default (" + source + ")", cfg), ("mini preset", HDVILAConfig.preset("mini", stage=1))):
         for label, dt in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
             rows.append({"model": name, "device": "cpu", "dtype": label,
-                         "clips_per_s": throughput(config, "cpu", 16, 1, args.repeats, dt)})
-    if torch.cuda.is_available():
+                         "clips_per_s": throughput(config, "cpu", batch, 1, args.repeats, dt)})
+    if torch.cuda.is_available() and not args.smoke:
         rows.append({"model": "large", "device": torch.cuda.get_device_name(), "dtype": "fp16 autocast",
                      "clips_per_s": throughput(HDVILAConfig.preset("large", stage=1), "cuda", 8, 1, args.repeats,
                                                torch.float16)})
     results["throughput"] = rows
     with tempfile.TemporaryDirectory() as tmp:
-        videos = make_videos(Path(tmp))
+        videos = make_videos(Path(tmp), hd_frames)
         results["overhead"] = {
             "demo 128px, mini geometry (4 clips x 7)": processor_overhead(
                 videos["demo"], HDVILAProcessor.from_config(cfg, n_clips=4), args.repeats * 4),
             "720p, large geometry (4 clips x 7)": processor_overhead(
                 videos["hd720"], HDVILAProcessor.from_preset("large", n_clips=4), args.repeats),
         }
-    results["large_memory"] = ({"skipped": "--skip-large"} if args.skip_large else large_memory(args.threads))
+    results["large_memory"] = ({"skipped": "--skip-large"} if args.skip_large
+                               else large_memory(args.threads, memory_preset))
     results["load_avg_at_end"] = os.getloadavg()
 
     print(f"threads {args.threads}, load average at start {results['load_avg_at_start'][0]:.1f} "
@@ -218,7 +228,8 @@ def main(argv=None) -> dict:
         print(f"| {name} | {r['frames']} | {1000 * r['bare_decord_s']:.1f} / {1000 * r['bare_decord_cpu_s']:.1f} | "
               f"{1000 * r['processor_s']:.1f} / {1000 * r['processor_cpu_s']:.1f} | {r['overhead_pct']:+.1f}% | "
               f"{r['overhead_cpu_pct']:+.1f}% |")
-    print("\nlarge model, one clip at 640x1024:", json.dumps(results["large_memory"]))
+    hr = HDVILAConfig.preset(memory_preset).hr_size
+    print(f"\n{memory_preset} model, one clip at {hr[0]}x{hr[1]}:", json.dumps(results["large_memory"]))
     print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_projector.py                       # bundled 64 px generator
     .venv/bin/python benchmarks/bench_projector.py --generator PATH --batches 1,4,16 --steps 50
+    .venv/bin/python benchmarks/bench_projector.py --smoke   # a check that it runs: batches 1,2, 2 steps, 1 thread, reference ops
 
 For each batch size B, projects the same B test renders (demo domain, unseen attribute combinations)
 with ``project_batch`` (W+, the default losses) and reports wall seconds per image and the speed-up
@@ -12,6 +13,7 @@ noisy, so compare the ratios, not the absolute times). Results depend on ``--ste
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -32,7 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): batches 1,2, 2 steps, 1 repeat, 1 thread, the reference ops")
     a = p.parse_args(argv)
+    if a.smoke:
+        os.environ["HDVILA_OPS_IMPL"] = "ref"  # nothing to compile
+        a.batches, a.steps, a.repeats, a.threads = "1,2", 2, 1, 1
     if a.threads:
         torch.set_num_threads(a.threads)
     device = get_device(a.device)

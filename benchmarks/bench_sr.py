@@ -3,6 +3,7 @@ and 1024 px outputs, and against a diffusion upscaler of the same parameter coun
 
     .venv/bin/python benchmarks/bench_sr.py                          # CPU, all sizes
     .venv/bin/python benchmarks/bench_sr.py --sizes 64,256 --device cuda
+    .venv/bin/python benchmarks/bench_sr.py --smoke   # a check that it runs: 64 px, smallest UNet, 1 repeat, 1 step, 1 thread, reference ops
 
 Each configuration runs in its own subprocess, so its peak memory (CPU: the process's maximum
 resident set; CUDA: ``torch.cuda.max_memory_allocated``) is its own. 64 px uses the bundled generator;
@@ -87,10 +88,11 @@ def child_sr(size: int, batch: int, repeats: int, device_name: str) -> dict:
             "peak_mib": _peak(device), "params_sr": _params(sr), "params_bank": _params(G)}
 
 
-def _unet(target: int):
+def _unet(target: int, options: list[tuple[int, int]] | None = None):
     """The 4-level diffusers ``UNet2DConditionModel`` (widths b, 2b, 4b, 4b; 1 or 2 ResNet layers per
     block; cross-attention on a 256-d text embedding, as SD x4 attends to its prompt) whose parameter
-    count is nearest to ``target``."""
+    count is nearest to ``target``, among ``options`` ((b, layers) pairs; default all of b in 32, 64,
+    96 and 1 or 2 layers)."""
     from diffusers import UNet2DConditionModel
 
     def build(base, layers):
@@ -98,17 +100,19 @@ def _unet(target: int):
                                     block_out_channels=(base, base * 2, base * 4, base * 4), cross_attention_dim=256,
                                     attention_head_dim=8)
 
-    options = [(b, n) for b in (32, 64, 96) for n in (1, 2)]  # widths divisible by GroupNorm's 32 groups
+    if options is None:
+        options = [(b, n) for b in (32, 64, 96) for n in (1, 2)]  # widths divisible by GroupNorm's 32 groups
     best = min((abs(_params(build(b, n)) - target), b, n) for b, n in options)
     return build(best[1], best[2])
 
 
-def child_diffusion(target_params: int, steps: int, repeats: int, device_name: str) -> dict:
+def child_diffusion(target_params: int, steps: int, repeats: int, device_name: str,
+                    options: list[list[int]] | None = None) -> dict:
     import torch
     from diffusers import DDIMScheduler
 
     device = torch.device(device_name)
-    unet = _unet(target_params).eval().to(device)
+    unet = _unet(target_params, [tuple(o) for o in options] if options else None).eval().to(device)
     sched = DDIMScheduler(num_train_timesteps=1000)
     cond = torch.rand(1, 3, 64, 64, device=device) * 2 - 1
     text = torch.nn.functional.normalize(torch.randn(1, 1, 256, device=device), dim=-1)  # [batch, tokens, dim]
@@ -138,12 +142,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None, help="write the rows as JSON")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="a check that it runs (seconds): 64 px only, the smallest "
+                   "UNet, 1 repeat, 1 diffusion step, 1 thread, the reference ops; not a measurement")
     a = p.parse_args(argv)
-    import torch
+    if a.smoke:
+        import os
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    if a.child:
+        os.environ["HDVILA_OPS_IMPL"] = "ref"  # nothing to compile (the children inherit it)
+        a.sizes, a.repeats, a.steps, a.threads = "64", 1, 1, 1
+    if a.child:  # only the children import torch: the parent just starts them and prints
+        import torch
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
         spec = json.loads(a.child)
         fn = child_sr if spec.pop("kind") == "sr" else child_diffusion
         print("RESULT " + json.dumps(fn(**spec, repeats=a.repeats, device_name=a.device)))
@@ -153,12 +164,18 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--child", json.dumps(spec), "--repeats", str(a.repeats), "--device", a.device]
         if a.threads:
             cmd += ["--threads", str(a.threads)]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
-        return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:  # show why (the child's traceback), not only that it failed
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f"the {spec['kind']} measurement failed (exit status {proc.returncode})")
+        return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
     rows = [spawn({"kind": "sr", "size": int(s), "batch": a.batch}) for s in a.sizes.split(",")]
     sr64 = next((r for r in rows if r["size"] == 64), None) or spawn({"kind": "sr", "size": 64, "batch": 1})
-    rows.append(spawn({"kind": "diffusion", "target_params": sr64["params_sr"] + sr64["params_bank"], "steps": a.steps}))
+    diffusion = {"kind": "diffusion", "target_params": sr64["params_sr"] + sr64["params_bank"], "steps": a.steps}
+    if a.smoke:
+        diffusion["options"] = [[32, 1]]  # the smallest UNet only (no search over six builds)
+    rows.append(spawn(diffusion))
     print(f"{'what':>10} {'out px':>6} {'params':>12} {'s/image':>9} {'images/s':>9} {'peak MiB':>9}")
     for r in rows:
         params = r.get("params_unet") or r["params_sr"] + r["params_bank"]

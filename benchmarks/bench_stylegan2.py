@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_stylegan2.py                 # full run
     .venv/bin/python benchmarks/bench_stylegan2.py --repeats 2     # quicker
+    .venv/bin/python benchmarks/bench_stylegan2.py --smoke         # a check that it runs: 64 px, 1 repeat, 1 thread, 'ref' only (no build)
 
 Generator configs (z = w = 512, 8 mapping layers, noise 'const', truncation 1, eval mode):
   64 px: channel_base 8192, channel_max 256 (a small generator: 256 channels up to 32 px, 128 at 64 px);
@@ -58,8 +59,7 @@ def timed(fns, device: torch.device, repeats: int, warmup: int = 1) -> list[floa
     return [statistics.median(t) for t in times]
 
 
-def matmul_flops(device: torch.device, repeats: int) -> float:
-    n = 2048
+def matmul_flops(device: torch.device, repeats: int, n: int = 2048) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     return 2 * n ** 3 / timed([lambda: a @ b], device, max(repeats, 5), warmup=2)[0]
 
@@ -105,8 +105,8 @@ def _describe(cfg: dict) -> str:
     return "config-f" if (base, cmax) == (32768, 512) else f"base {base}, max {cmax}"
 
 
-def op_rows(device: torch.device, repeats: int) -> Iterator[tuple]:
-    """One row per op case, yielded as measured."""
+def op_rows(device: torch.device, repeats: int, impls: list[str]) -> Iterator[tuple]:
+    """One row per op case, yielded as measured: (name, shape, {impl: fwd ms}, {impl: fwd+bwd ms})."""
     f = setup_filter([1, 3, 3, 1], device=device)
     b256 = torch.randn(256, device=device)
     cases = [
@@ -124,12 +124,20 @@ def op_rows(device: torch.device, repeats: int) -> Iterator[tuple]:
         def fwd_bwd(i):
             fn(xg, i).square().sum().backward()
 
-        ref, comp = timed([lambda: fn(x, "ref"), lambda: fn(x, "compiled")], device, repeats)
-        ref_b, comp_b = timed([lambda: fwd_bwd("ref"), lambda: fwd_bwd("compiled")], device, repeats)
-        yield (name, "x".join(map(str, shape)), ref * 1e3, comp * 1e3, ref / comp, ref_b * 1e3, comp_b * 1e3, ref_b / comp_b)
+        fwd = timed([lambda i=i: fn(x, i) for i in impls], device, repeats)
+        both = timed([lambda i=i: fwd_bwd(i) for i in impls], device, repeats)
+        yield (name, "x".join(map(str, shape)), {i: t * 1e3 for i, t in zip(impls, fwd)},
+               {i: t * 1e3 for i, t in zip(impls, both)})
 
 
-def main() -> None:
+def _op_cells(ms: dict[str, float]) -> str:
+    """'ref ms | compiled ms | speed-up' cells ('-' for a path not measured)."""
+    ref, comp = ms.get("ref"), ms.get("compiled")
+    cell = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    return f"{cell(ref)} | {cell(comp)} | " + (f"{ref / comp:.1f}x" if ref is not None and comp is not None else "-")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 256, 1024], choices=sorted(CONFIGS))
@@ -139,7 +147,19 @@ def main() -> None:
     parser.add_argument("--watchdog", type=float, default=0,
                         help="every S seconds, print every thread's Python stack to stderr (0: off), to see where a "
                              "run that is stopped by a timeout was")
-    args = parser.parse_args()
+    parser.add_argument("--impls", default="ref,compiled",
+                        help="comma-separated op paths to time: ref, compiled (default both; 'ref' builds nothing)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a check that it runs (seconds): 64 px, batch 1, 1 repeat, 1 thread, 'ref' only, a "
+                             "512^3 matmul; not a measurement")
+    args = parser.parse_args(argv)
+    matmul_n = 2048
+    if args.smoke:
+        args.device, args.resolutions, args.batch, args.repeats, args.threads = "cpu", [64], 1, 1, 1
+        args.impls, matmul_n = "ref", 512
+    impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+    if not impls or set(impls) - {"ref", "compiled"}:
+        parser.error(f"--impls takes ref and/or compiled, got {args.impls!r}")
     if args.watchdog > 0:
         faulthandler.dump_traceback_later(args.watchdog, repeat=True, file=sys.stderr)
     device = torch.device(args.device)
@@ -147,23 +167,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch = args.batch or (8 if device.type == "cuda" else 1)
 
-    t = time.perf_counter()
-    build_extension(device.type)  # fail loudly here rather than silently timing the fallback
-    build_s = time.perf_counter() - t
-    peak = matmul_flops(device, args.repeats)
+    build = "not needed ('ref' only)"
+    if "compiled" in impls:
+        t = time.perf_counter()
+        build_extension(device.type)  # fail loudly here rather than silently timing the fallback
+        build = f"{time.perf_counter() - t:.1f} s"
+    peak = matmul_flops(device, args.repeats, matmul_n)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; extension build/load {build_s:.1f} s; "
-          f"fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s\n")
+    print(f"device: {name}; torch {torch.__version__}; extension build/load {build}; "
+          f"fp32 matmul {matmul_n}^3: {peak / 1e9:.1f} GFLOP/s\n")
 
     print("| op | shape | ref fwd ms | compiled fwd ms | speedup | ref fwd+bwd ms | compiled fwd+bwd ms | speedup |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in op_rows(device, args.repeats):
-        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.1f}x |",
-              flush=True)
+    for r in op_rows(device, args.repeats, impls):
+        print(f"| {r[0]} | {r[1]} | {_op_cells(r[2])} | {_op_cells(r[3])} |", flush=True)
 
     print("\n| px | channels | ops | batch | ms/img | img/s | GFLOP/img | GFLOP/s | % of matmul |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in generator_rows(device, args.resolutions, batch, args.repeats, ["ref", "compiled"], peak):
+    for r in generator_rows(device, args.resolutions, batch, args.repeats, impls, peak):
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f}% |",
               flush=True)
 

@@ -3,6 +3,7 @@ autocast, NCHW against channels-last (CPU or CUDA).
 
     .venv/bin/python benchmarks/bench_train_step.py --threads 2            # the bundled 64 px config
     .venv/bin/python benchmarks/bench_train_step.py --device cuda --batch 32
+    .venv/bin/python benchmarks/bench_train_step.py --smoke    # a check that it runs: batch 2, 1 run, no warm-up, 1 thread, CPU, reference ops
 
 One "step" is what ``generation/train_stylegan2.py`` does per step without the lazy regularisers:
 G forward+backward through D, then D forward+backward on fakes and reals (batch ``--batch``).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 
 import torch
 
@@ -59,7 +61,7 @@ def r1_step(D, reals, dtype, device) -> None:
     L.r1_penalty(real, logits).mean().backward()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
@@ -71,7 +73,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the results here")
-    a = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="a check that it runs (seconds): batch 2, one run of each variant "
+                   "without warm-up, 1 thread, CPU, the reference ops (nothing to compile); not a measurement")
+    a = p.parse_args(argv)
+    if a.smoke:
+        os.environ["HDVILA_OPS_IMPL"] = "ref"
+        a.device, a.batch, a.repeats, a.threads = "cpu", 2, 1, 1
+    warmup = 0 if a.smoke else 1
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     torch.manual_seed(0)
@@ -87,7 +95,7 @@ def main() -> None:
                     reals.contiguous(memory_format=fmt)) for fmt in (torch.contiguous_format, torch.channels_last)}
     main_fns = [lambda d=d, m=models[f]: main_step(m[0], m[1], m[2], d, device) for d, f in variants.values()]
     r1_fns = [lambda d=d, m=models[f]: r1_step(m[1], m[2], d, device) for d, f in variants.values()]
-    main_t, r1_t = timed(main_fns, device, a.repeats), timed(r1_fns, device, a.repeats)
+    main_t, r1_t = timed(main_fns, device, a.repeats, warmup), timed(r1_fns, device, a.repeats, warmup)
     res = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "cpu_native_bf16": cpu_has_native_bf16(),
            "threads": torch.get_num_threads(), "batch": a.batch, "resolution": a.resolution,

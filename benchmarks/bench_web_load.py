@@ -3,6 +3,7 @@ served in-process on the bundled defaults, through ``gradio_client``; every one 
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_web_load.py --requests 20
     .venv/bin/python benchmarks/bench_web_load.py --edit-model DIR     # another (or a not yet bundled) edit pipeline
+    .venv/bin/python benchmarks/bench_web_load.py --smoke   # a check that it runs: 2 requests, 1 thread, reference ops
 
 First it times ``hdvila app`` from the command to the page answering (HTTP 200 on ``/``) in a
 subprocess (the issue's "ready within 20 s"). Then it reports the wall time for all requests, the latency of each (submit to result: queueing included),
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import socket
 import statistics
@@ -30,14 +32,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_startup(edit_model: str | None, timeout: float = 120.0) -> float:
-    """Seconds from starting ``hdvila app`` (a subprocess) to its page answering with HTTP 200."""
+def time_startup(edit_model: str | None, cache_dir: Path, timeout: float = 120.0) -> float:
+    """Seconds from starting ``hdvila app`` (a subprocess, its renders in ``cache_dir``) to its page
+    answering with HTTP 200."""
     import subprocess
     import sys
     import urllib.request
 
     port = free_port()
-    cmd = [sys.executable, "-m", "apps.cli", "app", "--port", str(port), "--cache-dir", tempfile.mkdtemp(prefix="bench-app-")]
+    cmd = [sys.executable, "-m", "apps.cli", "app", "--port", str(port), "--cache-dir", str(cache_dir)]
     if edit_model:
         cmd += ["--edit-model", edit_model]
     t0 = time.perf_counter()
@@ -58,7 +61,19 @@ def time_startup(edit_model: str | None, timeout: float = 120.0) -> float:
         proc.wait()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        # Every file this process and the app's subprocess write (renders, gradio's uploads and the
+        # client's downloads) goes under tmp, removed at the end. Set before gradio is imported.
+        tmp_path = Path(tmp)
+        (tmp_path / "tmp").mkdir()
+        tempfile.tempdir = os.environ["TMPDIR"] = str(tmp_path / "tmp")
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+        os.environ.setdefault("HDVILA_CACHE", str(tmp_path / "emb"))  # the subprocess's embedding cache
+        run(argv, tmp_path)
+
+
+def run(argv: list[str] | None, tmp: Path) -> None:
     from apps.web import CONCURRENCY_LIMIT
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,7 +81,12 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=CONCURRENCY_LIMIT, help="the app's concurrency limit")
     p.add_argument("--edit-model", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="a check that it runs (seconds): 2 requests, 1 thread, the "
+                   "reference ops (nothing to compile); not a measurement")
+    args = p.parse_args(argv)
+    if args.smoke:
+        os.environ["HDVILA_OPS_IMPL"] = "ref"  # also for the `hdvila app` subprocess
+        args.requests, args.threads = 2, 1
 
     import torch
     from gradio_client import Client, handle_file
@@ -75,8 +95,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    startup = time_startup(args.edit_model)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    startup = time_startup(args.edit_model, tmp / "app")
     demo = build_app(edit_model=args.edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "emb", device="cpu",
                      concurrency_limit=args.concurrency)
     _, url, _ = serve(demo, port=free_port(), prevent_thread_lock=True, quiet=True, preload=False)

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/quality/eval_hdvila_default.py                      # bundled checkpoints/hdvila-mini
     .venv/bin/python benchmarks/quality/eval_hdvila_default.py --model runs/hdvila-mini/model \\
         --ablation lr_only=runs/hdvila-mini-lr_only/model --ablation hr_only=runs/hdvila-mini-hr_only/model
+    .venv/bin/python benchmarks/quality/eval_hdvila_default.py --smoke   # a check that it runs: 8 videos, 8 images, 1 thread, in a temp dir
 
 Steps:
 1. ``export_demo_data`` writes 1,000 test videos (one caption each, training wordings) and 1,000 test
@@ -50,6 +51,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -308,7 +310,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--export_only", action="store_true", help="only write the test sets")
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): 8 test videos and 8 images exported to a temporary folder "
+                        "(instead of --work_dir), 1 thread, no --json; the numbers mean nothing")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.videos, args.images, args.threads, args.workers, args.json = 8, 8, 1, 1, None
+        with tempfile.TemporaryDirectory(prefix="eval-hdvila-smoke-") as tmp:
+            args.work_dir = tmp
+            return run(p, args)
+    return run(p, args)
+
+
+def run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.work_dir)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/quality/eval_stylegan2_default.py                    # checkpoints/stylegan2-demo64
     .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --generator runs/stylegan2-demo64/generator
+    .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --smoke   # a check that it runs: 16 samples, 2 inversions of 2 steps, 1 thread, grid to a temp dir
 
 1. Samples: ``--samples`` images at truncation 1.0 (noise 'const', seeds 0..N-1) are read by the judge
    (the independent referee: it plays no part in training or checkpoint choice). Reported: the share
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,9 +51,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spaces", default="w+", help="comma-separated latent spaces to invert into (w+, w)")
     p.add_argument("--grid", default="docs/images/stylegan2_demo64_samples.png")
     p.add_argument("--json", default=None)
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): 16 samples, 2 test renders inverted with 2 steps, 1 thread, "
+                        "the reference ops, the grid to a temporary folder and no --json; the numbers mean nothing")
     a = p.parse_args(argv)
     if a.invert_batch < 1:
         p.error("--invert_batch must be >= 1")
+    if a.smoke:
+        os.environ["HDVILA_OPS_IMPL"] = "ref"  # nothing to compile
+        torch.set_num_threads(1)
+        a.samples, a.invert, a.invert_steps, a.invert_batch, a.json = 16, 2, 2, 2, None
+        with tempfile.TemporaryDirectory(prefix="eval-stylegan2-smoke-") as tmp:
+            a.grid = str(Path(tmp) / "samples.png")
+            evaluate(a)
+    else:
+        evaluate(a)
+
+
+def evaluate(a: argparse.Namespace) -> None:
     G = load_stylegan2(a.generator).eval()
     judge = load_judge()
     res: dict = {"generator": a.generator}
