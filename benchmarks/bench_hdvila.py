@@ -135,7 +135,14 @@ sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.modeling_hdvila import HDVILAModel
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss():  # peak RSS in MiB of this process: VmHWM (ru_maxrss of a child starts at its parent's peak)
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 cfg = HDVILAConfig.preset({preset!r}, stage=2)
 base = rss()
 model = HDVILAModel(cfg).eval()
