@@ -55,6 +55,8 @@ class HDVILAConfig:
     # Language encoder (BERT) and multimodal layers (BERT layers after the text layers).
     text_init: str = "minilm"               # "minilm": load the offline all-MiniLM-L6-v2 text tower; "random"
     freeze_text_encoder: bool = True        # text embeddings + text layers frozen (and not saved when "minilm")
+    text_trainable_layers: int = 0          # with freeze_text_encoder: the top N text layers train all the same
+                                            # (and are saved), so words the frozen tower puts close can separate
     vocab_size: int = 30522
     text_hidden_size: int = 384
     text_layers: int = 6                    # layers of the text encoder
@@ -83,6 +85,9 @@ class HDVILAConfig:
             problems.append(f"model_type must be 'hdvila', got {self.model_type!r}")
         if self.stage not in (1, 2):
             problems.append(f"stage must be 1 or 2, got {self.stage}")
+        if not 0 <= self.text_trainable_layers <= self.text_layers:
+            problems.append(f"text_trainable_layers must be from 0 to text_layers ({self.text_layers}), "
+                            f"got {self.text_trainable_layers}")
         if self.num_frames < 1 or self.num_frames % 2 != 1:
             problems.append(f"num_frames must be odd, got {self.num_frames}")
         if len(self.resnet_layers) != 4:

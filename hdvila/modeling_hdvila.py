@@ -113,13 +113,19 @@ class HDVILAModel(PretrainedModel):
             self._load_minilm_text_tower()
             if c.freeze_text_encoder:
                 # The frozen tower comes from the installed package; checkpoints need not carry it.
-                self.external_weight_prefixes = tuple(n + "." for n in self._text_module_names())
+                self.external_weight_prefixes = tuple(n + "." for n in self._frozen_text_module_names())
         self.set_training_stage(None)
 
     # ---- construction helpers ------------------------------------------------------------------------
     def _text_module_names(self) -> list[str]:
         return ["transformer.bert.embeddings"] + [f"transformer.bert.encoder.layer.{i}"
                                                   for i in range(self.config.text_layers)]
+
+    def _frozen_text_module_names(self) -> list[str]:
+        """With ``freeze_text_encoder``: the text modules that stay frozen (all but the top
+        ``text_trainable_layers`` layers)."""
+        names = self._text_module_names()
+        return names[:len(names) - self.config.text_trainable_layers]
 
     def _multimodal_module_names(self) -> list[str]:
         return [f"transformer.bert.encoder.layer.{i}"
@@ -201,7 +207,7 @@ class HDVILAModel(PretrainedModel):
         self._frozen.clear()
         frozen = list(_UNUSED_MODULES) + list(_UNUSED_BY_INPUT[self.config.video_input])
         if self.config.freeze_text_encoder:
-            frozen += self._text_module_names()
+            frozen += self._frozen_text_module_names()
         if stage == 1:
             frozen += list(_STAGE2_MODULES) + self._multimodal_module_names()
         elif stage == 2:

@@ -193,6 +193,31 @@ def test_save_and_load_roundtrip_without_external_text_tower(mini, tmp_path):
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+def test_top_text_layers_train_and_are_saved(tmp_path):
+    """text_trainable_layers=1 on the frozen MiniLM tower: only its top layer trains, and it (not the
+    rest of the tower) is stored, so a trained top layer survives a save and load."""
+    torch.manual_seed(0)
+    model = HDVILAModel(HDVILAConfig.preset("mini", text_trainable_layers=1, resnet_layers=(1, 1, 1, 1),
+                                            resnet_width=8, vision_width=32, timesformer_heads=4))
+    model.set_training_stage(1)
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert all(grads[n] for n in grads if n.startswith("transformer.bert.encoder.layer.5."))
+    assert not any(grads[n] for n in grads if n.startswith(("transformer.bert.encoder.layer.4.",
+                                                             "transformer.bert.embeddings.")))
+    with torch.no_grad():
+        model.transformer.bert.encoder.layer[5].output.dense.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "m")
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert any(k.startswith("transformer.bert.encoder.layer.5.") for k in keys)
+    assert not any(k.startswith("transformer.bert.encoder.layer.4.") for k in keys)
+    loaded = HDVILAModel.from_pretrained(tmp_path / "m")
+    torch.testing.assert_close(loaded.transformer.bert.encoder.layer[5].output.dense.weight,
+                               model.transformer.bert.encoder.layer[5].output.dense.weight)
+    with pytest.raises(ValueError, match="text_trainable_layers"):
+        HDVILAConfig.preset("mini", text_trainable_layers=7)
+
+
 def test_large_checkpoint_must_carry_its_text_tower(tmp_path):
     """External prefixes apply only to the frozen MiniLM tower, not to a random-init text encoder."""
     from hdvila.errors import CheckpointError
