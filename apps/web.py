@@ -14,9 +14,10 @@ Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
   the input-policy notes out (:class:`generation.superres.pipeline_sr.SRPipeline`, the bundled
   ``checkpoints/sr-demo64-x4`` unless ``--sr-model`` is given). Examples are demo-domain renders
   downscaled to the model's input size; their outputs are cached on first use.
-* **Video** (``/video``): a short clip (at most ``VIDEO_MAX_FRAMES`` frames), the task (``edit``: one
-  edit for the whole clip, latents smoothed over time; ``upscale``: every frame super-resolved) and
-  a prompt/caption in; the result as an mp4 that plays in the page and downloads, and a summary out.
+* **Video** (``/video``): a short clip (at most ``VIDEO_MAX_FRAMES`` frames, or any clip with
+  "Only the first VIDEO_MAX_FRAMES frames" ticked), the task (``edit``: one edit for the whole clip,
+  latents smoothed over time; ``upscale``: every frame super-resolved) and a prompt/caption in; the
+  result as an mp4 that plays in the page and downloads, and a summary out.
 * **Search** (``/search``): a text query in; the best-matching videos of the ``--videos`` folder (the
   demo videos, rendered on first use, by default) with their cosine scores, playable in the page
   (:func:`hdvila.retrieval.search.search_videos` over the on-disk embedding cache, so each video is
@@ -26,13 +27,23 @@ Serving policy: the server binds 127.0.0.1:7860 unless told otherwise and shares
 ``--share`` is given. Models load lazily, each at most once (:class:`Once`), and in a background
 thread right after the server is up, so the page is ready within seconds. Requests go through a
 queue with a concurrency limit; uploads are capped (``max_file_size``) and images over 40 MP are
-refused before decoding. A user error (an unreadable image, one larger than the model's output,
-an empty query) comes back as a ``gr.Error`` with the library's one-line message.
+refused before decoding.
+
+Messages: a user error (an empty, corrupt or non-image upload, a decompression bomb, one larger than
+the model's output, a clip over the limit, an empty query) comes back as a ``gr.Error`` with the
+library's one-line message. Image inputs are :class:`ImageUpload`, which hands the uploaded file to
+the action undecoded, so :func:`hdvila.imageio.load_image` judges it (not gradio's preprocessing).
+Messages name an upload by its file name, never by the server's temporary path, and advise only
+what the page offers. Notes (the input policy's, the prompt's) come back in the pipelines' return
+values, never through Python's process-wide ``warnings``, so two requests served at once each get
+exactly their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -52,6 +63,7 @@ EXAMPLES = 4
 SEARCH_TOP_MAX = 20
 CSS = ".pixelated img, .pixelated canvas { image-rendering: pixelated; }"  # 16-64 px frames shown enlarged, not blurred
 VIDEO_MAX_FRAMES = 300  # the Video tab's length limit (the batch CLI takes --max-frames)
+FIRST_FRAMES_LABEL = f"Only the first {VIDEO_MAX_FRAMES} frames"  # the Video tab's box for longer clips
 EDIT_STEPS_MAX = 500
 
 
@@ -256,22 +268,82 @@ class AppState:
 
 
 # ---- actions --------------------------------------------------------------------------------------
-def _user_errors(fn: Callable) -> Callable:
-    """Turn the library's :class:`UserError` into a ``gr.Error`` with the same one-line message."""
+@contextlib.contextmanager
+def _no_gradio_stub_file():
+    """Defining a gradio component class makes gradio's metaclass write a ``.pyi`` stub of the
+    module beside it (tooling for custom-component packages), here ``apps/web.pyi``; this keeps it
+    from writing into the package."""
+    from gradio import component_meta
+
+    write = getattr(component_meta, "create_or_modify_pyi", None)
+    component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        if write is not None:
+            component_meta.create_or_modify_pyi = write
+
+
+with _no_gradio_stub_file():
+    class ImageUpload(gr.Image):
+        """``gr.Image`` in the page (the same front end: upload, clipboard paste, preview) whose
+        preprocessing hands the uploaded file's path to the action without opening it. ``gr.Image``
+        decodes the upload first, so an empty file, a non-image or a decompression bomb failed there
+        with gradio's "Could not preprocess input component"; here :func:`hdvila.imageio.load_image`
+        reads it and says what is wrong with it. A pasted image that arrives as a data URL is written
+        to gradio's cache as it is, still undecoded."""
+
+        is_template = True  # the front end renders it as the gr.Image it is
+        # (no __init__ of its own: gradio reads the front end's props from gr.Image.__init__'s signature)
+
+        def preprocess(self, payload) -> str | None:
+            """The upload's file path (or None when there is none)."""
+            from gradio.processing_utils import save_base64_to_cache
+
+            if payload is None:
+                return None
+            if payload.url and payload.url.startswith("data:"):
+                return save_base64_to_cache(payload.url, self.GRADIO_CACHE, file_name=None)
+            if not payload.path:
+                raise gr.Error("The upload did not arrive; upload the image again.", print_exception=False)
+            return payload.path
+
+
+def _public_message(message: str, uploads: tuple[str, ...] = ()) -> str:
+    """``message`` with each upload's server path (as given and resolved) replaced by its file name,
+    and any other path in gradio's upload folder likewise: the user knows the file by its name."""
+    from gradio.utils import get_upload_folder
+
+    for upload in uploads:
+        for form in sorted({str(upload), str(Path(upload).resolve())}, key=len, reverse=True):
+            message = message.replace(form, Path(upload).name)
+    for root in {get_upload_folder(), str(Path(get_upload_folder()).resolve())}:
+        message = re.sub(re.escape(root.rstrip(os.sep)) + r"/(?:[^/\s'\"]+/)*([^/\s'\"]+)", r"\1", message)
+    return message
+
+
+def _user_errors(*, upload: bool) -> Callable[[Callable], Callable]:
+    """Turn the library's :class:`UserError` into a ``gr.Error`` with the same one-line message, an
+    upload named by its file name (:func:`_public_message`). ``upload``: the action's first argument
+    is an uploaded file's path."""
     import functools
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UserError as e:
+                uploads = (args[0],) if upload and args and isinstance(args[0], str) and args[0] else ()
+                raise gr.Error(_public_message(str(e), uploads), print_exception=False) from None
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 def make_upscale(state: AppState) -> Callable:
-    @_user_errors
+    @_user_errors(upload=True)
     def upscale(image: str | None, caption: str | None, progress=gr.Progress(track_tqdm=True)):
         """LR image file + optional caption -> ((bicubic, SR) images, SR png path, input-policy notes)."""
         from generation.superres.losses import upsample_bicubic
@@ -304,13 +376,13 @@ def _int_in(value: float, lo: int, hi: int, name: str) -> int:
 
 
 def make_edit(state: AppState) -> Callable:
-    @_user_errors
+    @_user_errors(upload=True)
     def edit(image: str | None, prompt: str | None, method: str = "mapper", strength: float = 1.0,
              steps: float = 100, refine_steps: float = 0, progress=gr.Progress(track_tqdm=True)):
         """Image file + prompt + settings -> ((input, edit) images, reconstruction, edit png path,
-        settings dict with the inversion PSNR)."""
-        import warnings
-
+        settings dict with the inversion PSNR, the input-policy ``note`` of the image and the prompt's
+        notes as ``warnings``, each None when there is none). Safe to run concurrently: the notes
+        are this call's own return values."""
         from hdvila.imageio import load_image, save_image
         from hdvila.tensors import to_pil
 
@@ -323,10 +395,8 @@ def make_edit(state: AppState) -> Callable:
         progress(0, desc="loading the edit model")
         pipe = state.edit.get()
         prompt = (prompt or "").strip()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
-                       refine_steps=refine_steps, labels=[name])
+        out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
+                   refine_steps=refine_steps, labels=[name])
         before = to_pil(out.inputs[0])
         edited = out.images[0]
         path = save_image(edited, state.new_output_dir() / f"{Path(name).stem}_edit.png")
@@ -334,50 +404,73 @@ def make_edit(state: AppState) -> Callable:
                     "steps": steps if method == "optimize" else None, "refine_steps": refine_steps,
                     "inversion_psnr_db": round(float(out.inversion_psnr[0]), 2),
                     "resolution": pipe.resolution, "note": out.notes[0] or None,
-                    "warnings": sorted({str(w.message) for w in caught}) or None}
+                    "warnings": list(out.prompt_notes) or None}
         return (before, edited), to_pil(out.reconstructions[0]), str(path), settings
 
     return edit
 
 
 def make_video(state: AppState) -> Callable:
-    @_user_errors
+    @_user_errors(upload=True)
     def video(clip: str | None, task: str = "edit", prompt: str | None = "", method: str = "mapper",
-              strength: float = 1.0, progress=gr.Progress(track_tqdm=True)):
-        """Video file + task + prompt -> (mp4 path to play, the same path to download, summary)."""
-        from apps.commands.edit import edit_video
-        from apps.commands.upscale import upscale_video
+              strength: float = 1.0, first_frames_only: bool = False, progress=gr.Progress(track_tqdm=True)):
+        """Video file + task + prompt -> (mp4 path to play, the same path to download, summary). A clip
+        over ``VIDEO_MAX_FRAMES`` frames is refused unless ``first_frames_only`` (the tab's
+        :data:`FIRST_FRAMES_LABEL` box), which processes its first ``VIDEO_MAX_FRAMES`` frames."""
+        from apps.commands.edit import edit_frames_to_video
+        from apps.commands.upscale import upscale_frames_to_video
+        from hdvila.videoio import read_all_frames
 
         if not clip:
             raise InputFileError("Upload a short video first.")
+        if task not in ("edit", "upscale"):
+            raise UserError(f"task must be 'edit' or 'upscale', got {task!r}")
         prompt = (prompt or "").strip()
         src = Path(clip)
+        name = src.name
+        frames, fps = read_all_frames(src, max_frames=VIDEO_MAX_FRAMES + 1)  # one more: is it longer?
+        if len(frames) == 0:
+            raise InputFileError(f"{name}: the video has no frames.")
+        cut = len(frames) > VIDEO_MAX_FRAMES
+        if cut and not first_frames_only:
+            raise InputFileError(f"{name}: the video is longer than the limit of {VIDEO_MAX_FRAMES} frames; trim it "
+                                 f"to {VIDEO_MAX_FRAMES} frames or fewer, or tick \"{FIRST_FRAMES_LABEL}\" to "
+                                 f"{task} just its start.")
+        frames = frames[:VIDEO_MAX_FRAMES]
+        which = f"the first {len(frames)} frames" if cut else f"{len(frames)} frames"
         dst = state.new_output_dir() / f"{src.stem}_{task}.mp4"
         if task == "edit":
             progress(0, desc="loading the edit model")
             pipe = state.edit.get()
-            r = edit_video(pipe, src, dst, prompt, method=method, strength=float(strength), steps=100,
-                           max_frames=VIDEO_MAX_FRAMES)
-            summary = (f"edited {r['frames']} frames as one clip ({method}, strength {float(strength):g}); "
-                       f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else ""))
-        elif task == "upscale":
+            r = edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=float(strength), steps=100)
+            summary = (f"edited {which} as one clip ({method}, strength {float(strength):g}); "
+                       f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else "")
+                       + "".join(f"; {n}" for n in r["prompt_notes"]))
+        else:
             progress(0, desc="loading the super-resolution model")
             pipe = state.sr.get()
-            note = upscale_video(pipe, src, dst, prompt or None, max_frames=VIDEO_MAX_FRAMES)
-            summary = (f"upscaled every frame x{pipe.sr_model.config.scale} "
+            note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None)
+            summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} "
                        + (f"with the caption: {prompt}" if prompt else "without a caption")
                        + (f"; {note.split(': ', 1)[-1]}" if note else ""))
-        else:
-            raise UserError(f"task must be 'edit' or 'upscale', got {task!r}")
         return str(dst), str(dst), summary
 
     return video
 
 
+def _name_paths(text: str, folder: Path, where: str) -> str:
+    """``text`` with the files of ``folder`` named relative to it and the folder itself as ``where``."""
+    for form in sorted({str(folder), str(folder.resolve())}, key=len, reverse=True):
+        text = text.replace(form + os.sep, "").replace(form, where)
+    return text
+
+
 def make_search(state: AppState) -> Callable:
-    @_user_errors
+    @_user_errors(upload=False)
     def search(query: str | None, top: float = 5, progress=gr.Progress(track_tqdm=True)):
-        """Text query -> (gallery [(video path, caption)], table [[rank, score, file]], summary)."""
+        """Text query -> (gallery [(video path, caption)], table [[rank, score, file]], summary); the
+        summary and messages name the videos relative to the searched folder, and the folder as the
+        ``--videos`` option gave it (or "the demo videos"), not by the server's cache path."""
         from hdvila.retrieval.search import search_videos
 
         if not query or not query.strip():
@@ -387,16 +480,21 @@ def make_search(state: AppState) -> Callable:
         m = state.search_model.get()
         progress(0, desc="preparing the videos")
         folder = state.videos.get()
-        out = search_videos(m["model"], m["processor"], folder, query.strip(), top=top, cache_dir=m["cache_dir"],
-                            model_id=m["model_id"], device=m["device"], dtype=m["dtype"], workers=0, progress=True)
+        where = state.videos_arg or "the demo videos"
+        try:
+            out = search_videos(m["model"], m["processor"], folder, query.strip(), top=top, cache_dir=m["cache_dir"],
+                                model_id=m["model_id"], device=m["device"], dtype=m["dtype"], workers=0, progress=True)
+        except UserError as e:
+            raise type(e)(_name_paths(str(e), Path(folder), where)) from None
         gallery, table = [], []
         for r in out["results"]:
             rel = os.path.relpath(r["file"], folder)
             gallery.append((r["file"], f"#{r['rank']}  {r['score']:.3f}  {rel}"))
             table.append([r["rank"], round(r["score"], 4), rel])
-        summary = f"searched {out['num_videos']} videos in {folder}"
+        summary = f"searched {out['num_videos']} videos in {where}"
         if out["skipped"]:
-            summary += f"; skipped {len(out['skipped'])} unreadable: " + "; ".join(s["reason"] for s in out["skipped"])
+            summary += f"; skipped {len(out['skipped'])} unreadable: " + "; ".join(
+                _name_paths(s["reason"], Path(folder), where) for s in out["skipped"])
         return gallery, table, summary
 
     return search
@@ -413,8 +511,8 @@ def _edit_tab(state: AppState) -> None:
                     "*optimize* runs StyleCLIP-style latent optimisation (slower).")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Frame", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                 elem_id="edit-input")
+                image = ImageUpload(label="Frame", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                    elem_id="edit-input")
                 prompt = gr.Textbox(label="Prompt", placeholder="make it striped", elem_id="edit-prompt")
                 with gr.Row():
                     method = gr.Radio(list(METHODS), value="mapper", label="Method")
@@ -444,9 +542,9 @@ def _video_tab(state: AppState) -> None:
     from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
 
     with gr.Tab("Video", id="video"):
-        gr.Markdown(f"A short clip (at most {VIDEO_MAX_FRAMES} frames). *edit*: one edit for the whole clip "
-                    "from its HD-VILA clip embedding, latents smoothed over time; *upscale*: every frame "
-                    "super-resolved with the caption.")
+        gr.Markdown(f"A short clip (at most {VIDEO_MAX_FRAMES} frames; tick *{FIRST_FRAMES_LABEL}* for a longer "
+                    "one). *edit*: one edit for the whole clip from its HD-VILA clip embedding, latents smoothed "
+                    "over time; *upscale*: every frame super-resolved with the caption.")
         with gr.Row():
             with gr.Column():
                 clip = gr.Video(label="Clip", sources=["upload"])
@@ -457,12 +555,14 @@ def _video_tab(state: AppState) -> None:
                     method = gr.Radio(list(METHODS), value="mapper", label="Method (edit)")
                     strength = gr.Slider(STRENGTH_RANGE[0], STRENGTH_RANGE[1], value=1.0, step=0.05,
                                          label="Strength (edit)")
+                first = gr.Checkbox(value=False, label=FIRST_FRAMES_LABEL,
+                                    info="of a longer clip (otherwise a longer clip is refused)")
                 button = gr.Button("Run", variant="primary")
             with gr.Column():
                 result = gr.Video(label="Result", autoplay=True, loop=True)
                 download = gr.File(label="Result mp4")
                 summary = gr.Textbox(label="Summary", interactive=False)
-        button.click(make_video(state), inputs=[clip, task, prompt, method, strength],
+        button.click(make_video(state), inputs=[clip, task, prompt, method, strength, first],
                      outputs=[result, download, summary], api_name="video")
 
 
@@ -473,8 +573,8 @@ def _upscale_tab(state: AppState) -> None:
                     "caption describing it.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Low-resolution frame", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"])
+                image = ImageUpload(label="Low-resolution frame", type="filepath", image_mode=None,
+                                    sources=["upload", "clipboard"], elem_id="upscale-input")
                 caption = gr.Textbox(label="Caption (optional)",
                                      placeholder="a red star with stripes on a blue background")
                 button = gr.Button("Upscale", variant="primary")

@@ -92,10 +92,14 @@ def _decord():
 
 
 def _short(e: BaseException) -> str:
-    """The gist of a decoder error: its first line without decord's ``[time] file.cc:N:`` prefix."""
+    """The gist of a decoder error: its first line without decord's ``[time] file.cc:N:`` prefix, and
+    without the file name PyAV appends (the message that quotes it names the file already)."""
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     text = lines[0] if lines else type(e).__name__
     text = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", text)
+    name = getattr(e, "filename", None)
+    if name:
+        text = text.replace(f": {str(name)!r}", "")
     return text[:200]
 
 
@@ -109,7 +113,7 @@ def _check_file(path: Path) -> None:
 
 
 def _no_video_stream(path: Path) -> InputFileError:
-    return InputFileError(f"{path} has no video stream (an audio-only or data file?); pass a video file.")
+    return InputFileError(f"{path}: the file has no video stream (an audio-only or data file?); pass a video file.")
 
 
 # ---- frame folders ---------------------------------------------------------------------------------

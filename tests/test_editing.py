@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from generation.editing.encoder import LatentEncoder, config_for_generator, delta_regularizer, ws_groups, ws_resolutions
-from generation.editing.guide import HDVILAGuide, UnknownPromptWarning, directional_loss, guide_fingerprint
+from generation.editing.guide import HDVILAGuide, directional_loss, guide_fingerprint
 from generation.editing.mapper import EditMapper, MapperConfig
 from generation.editing.optimize import optimize_edit
 from generation.editing.pipeline_edit import EditPipeline
@@ -107,7 +107,9 @@ def test_pipeline_round_trip_and_bad_inputs(parts, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = pipe(img, "make it striped", output_type="pt")
-    assert any("centre-cropped" in str(w.message) for w in caught)
+    # The note is returned (one per image), not warned: process-wide warnings would mix up concurrent calls.
+    assert len(out.notes) == 1 and "centre-cropped" in out.notes[0] and out.prompt_notes == []
+    assert not [w for w in caught if "centre-cropped" in str(w.message)]
     assert out.images.shape == (1, 3, 16, 16) and out.latents.shape == (1, G.num_ws, G.w_dim)
     assert len(out.inversion_psnr) == 1 and np.isfinite(out.inversion_psnr[0])
     same = pipe(img, "make it striped", strength=0.0, output_type="pt")
@@ -124,8 +126,13 @@ def test_pipeline_round_trip_and_bad_inputs(parts, tmp_path):
     for prompt, err in (("", TextInputError), ("   ", TextInputError), ("red " * 80, TextInputError)):
         with pytest.raises(err):
             pipe(img, prompt)
-    with pytest.warns(UnknownPromptWarning, match="may do nothing"):
-        pipe(img, "qwzx blorf")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unknown = pipe([img, img], ["qwzx blorf", "make it striped"], output_type="pt")
+    assert not [w for w in caught if "may do nothing" in str(w.message)]  # a note is data, not a warning
+    assert len(unknown.prompt_notes) == 1 and "prompt 1 ('qwzx blorf')" in unknown.prompt_notes[0]
+    assert "may do nothing" in unknown.prompt_notes[0] and len(unknown.notes) == 2
+    assert pipe.prompt_notes("qwzx blorf") == [n.replace("prompt 1", "the prompt") for n in unknown.prompt_notes]
     for bad in (-0.5, 2.5, "1"):
         with pytest.raises(UserError, match="strength"):
             pipe(img, "red", strength=bad)
@@ -273,6 +280,38 @@ def test_edit_command_folder_video_errors_and_bad_prompt(parts, cli, tmp_path):
     assert sorted(e["input"].split("/")[-1] for e in errors) == ["broken.png", "cut.mp4", "voice.mp4"]
 
 
+def test_edit_errors_name_each_file_once(parts, cli, tmp_path):
+    """``hdvila edit`` over a folder of bad files prints one ``error:`` line per file that names the
+    file once (the library's message names it already; not ``error: x.png: x.png: image is ...``), and
+    the errors report keeps the input and the message."""
+    import json
+
+    from PIL import Image
+
+    from tests.test_web import _png_header
+
+    G, hdvila, processor, encoder, mapper = parts
+    model = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper
+                         ).save_pretrained(tmp_path / "model")
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(src / "good.png")
+    _png_header(src / "huge.png", 8000, 6000)
+    (src / "notes.png").write_text("not a picture\n")
+    (src / "diary.mp4").write_text("not a video\n")
+    r = cli("edit", src, out, "--model", model, "--prompt", "make it striped", "--quiet")
+    assert r.returncode == 1 and "3 failed" in r.stdout, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 3, r.stderr
+    for name, says in (("huge.png", "image is 8000x6000 = 48,000,000 pixels"),
+                       ("notes.png", "not a recognised image file"), ("diary.mp4", "cannot decode the video")):
+        line = next(line for line in lines if name in line)
+        assert line.startswith(f"error: {src / name}: ") and line.count(name) == 1 and says in line, line
+    errors = [json.loads(line) for line in (out / "hdvila-errors.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["input"]).name for e in errors) == ["diary.mp4", "huge.png", "notes.png"]
+    assert (out / "good.png").is_file()
+
+
 def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
     """A failed output write removes the metadata sidecar written before it: nothing partial stays."""
     from apps.commands.edit import _write_with_meta
@@ -304,6 +343,11 @@ def test_clip_edit_uses_one_offset_and_smooths(parts):
     offsets = out["latents"] - src
     assert torch.allclose(offsets, offsets[:1].expand_as(offsets), atol=1e-4), "one edit offset for the whole clip"
     assert out["frames"].shape == (6, 3, 16, 16) and temporal_change(out["frames"]) >= 0
+    # Notes come back in the result: the input policy's (once, without the frame label) and the prompt's.
+    assert out["notes"] == [] and out["prompt_notes"] == []
+    odd = edit_clip(pipe, torch.rand(2, 3, 20, 24) * 2 - 1, "qwzx blorf")
+    assert len(odd["notes"]) == 1 and odd["notes"][0].startswith("24x20 px") and "centre-cropped" in odd["notes"][0]
+    assert len(odd["prompt_notes"]) == 1 and "may do nothing" in odd["prompt_notes"][0]
 
 
 def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):

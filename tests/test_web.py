@@ -1,7 +1,9 @@
 """The web UI (``apps/web.py``) served in-process on the bundled defaults and called through
 ``gradio_client`` and a real Chromium: Edit (bundled ``edit-demo64``), Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
-once), Video (edit and upscale a clip into a playable mp4, length limit), Search (ranked, scored,
-playable results over the demo videos) and the serving defaults."""
+once), Video (edit and upscale a clip into a playable mp4, length limit, the first-frames box), Search
+(ranked, scored, playable results over the demo videos) and the serving defaults; unreadable uploads
+(empty, not an image, a decompression bomb) get the library's message naming the file, never a
+server path; concurrent requests each get exactly their own notes."""
 
 from __future__ import annotations
 
@@ -41,6 +43,48 @@ def _rgb(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A valid PNG of a few dozen bytes whose header says ``width`` x ``height`` (a decompression
+    bomb's shape, made without allocating it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def _bad_images(folder: Path) -> dict[str, str]:
+    """{file name: what the library's message says}: an empty file, a text file named .png and a
+    20000x20000 bomb PNG."""
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("my shopping list, not a picture\n")
+    _png_header(folder / "bomb.png", 20000, 20000)
+    return {"empty.png": "file is empty (0 bytes)",
+            "notes.png": "not a recognised image file",
+            "bomb.png": "image is 20000x20000 = 400,000,000 pixels, above the limit of 40,000,000"}
+
+
+def _app_error(client, *args, api_name: str) -> str:
+    """The message a call to ``api_name`` fails with."""
+    with pytest.raises(Exception) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+def _assert_user_message(msg: str, name: str, expected: str) -> None:
+    """``msg`` is the library's message about the upload ``name``: it names the file by its base name
+    and never by the server's temporary path, and is not gradio's preprocessing error."""
+    from gradio.utils import get_upload_folder
+
+    assert msg.startswith(f"{name}: ") and expected in msg, msg
+    assert "preprocess" not in msg and "ImageData" not in msg, msg
+    assert get_upload_folder() not in msg and "/tmp" not in msg, msg
+
+
 def test_serves_on_localhost_with_queue_and_upload_limits(served):
     import argparse
 
@@ -54,6 +98,10 @@ def test_serves_on_localhost_with_queue_and_upload_limits(served):
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
     assert demo._queue.default_concurrency_limit == 2
     assert demo.max_file_size == 50 * 1024 * 1024
+    # The image inputs are ImageUpload, rendered as gr.Image; defining it wrote no apps/web.pyi stub.
+    assert [c["type"] for c in demo.get_config_file()["components"]
+            if c["props"].get("elem_id") in ("edit-input", "upscale-input")] == ["image", "image"]
+    assert not (Path(__file__).resolve().parent.parent / "apps" / "web.pyi").exists()
 
 
 def test_upscale_api(served):
@@ -97,6 +145,26 @@ def test_upscale_bad_inputs_give_clear_errors(served):
     assert Image.open(sr).size == (64, 64)
 
 
+def test_unreadable_image_uploads_get_the_library_message(served):
+    """An empty file, a text file named .png and a 20000x20000 bomb PNG get what ``load_image`` says
+    (naming the upload), not gradio's "Could not preprocess input component", on /edit and /upscale;
+    the app still serves afterwards."""
+    from gradio_client import handle_file
+
+    demo, _, client, tmp = served
+    folder = tmp / "bad-uploads"
+    folder.mkdir()
+    _, prompt = demo.hdvila_state.edit_examples.get()[0]
+    for name, expected in _bad_images(folder).items():
+        msg = _app_error(client, handle_file(folder / name), prompt, "mapper", 1.0, 10, 0, api_name="/edit")
+        _assert_user_message(msg, name, expected)
+        msg = _app_error(client, handle_file(folder / name), "", api_name="/upscale")
+        _assert_user_message(msg, name, expected)
+    Image.new("RGB", (16, 16), (20, 30, 200)).save(folder / "fine.png")
+    (_, sr), _, _ = client.predict(handle_file(folder / "fine.png"), "", api_name="/upscale")
+    assert Image.open(sr).size == (64, 64)
+
+
 def test_search_api_ranks_demo_videos(served):
     demo, _, client, _ = served
     gallery, table, summary = client.predict("a red star moving left", 4, api_name="/search")
@@ -108,7 +176,7 @@ def test_search_api_ranks_demo_videos(served):
     assert len(set(r[2] for r in rows)) == 4 and all(r[2].endswith(".mp4") for r in rows)
     assert len(gallery) == 4 and all(g["video"].endswith(".mp4") for g in gallery)
     assert [g["caption"].split()[2] for g in gallery] == [r[2] for r in rows]
-    assert "searched 6 videos" in summary
+    assert "searched 6 videos" in summary and str(demo.hdvila_state.cache_dir) not in summary, summary
     # A second query reuses the loaded model and the embedding cache.
     _, table2, _ = client.predict("a blue circle moving up", 6, api_name="/search")
     assert len(table2["data"]) == 6 and demo.hdvila_state.search_model.loads == 1
@@ -194,6 +262,79 @@ def test_video_api_edits_and_upscales_clips(served):
         client.predict(handle_file(tmp / "long.mp4"), "upscale", "", "mapper", 1.0, api_name="/video")
 
 
+def test_video_messages_name_the_upload_and_offer_what_the_tab_offers(served):
+    """A clip over the Video tab's limit is refused naming the user's file ("world.mp4: ..."), never
+    gradio's temporary path, with advice the tab offers (trim it, or the "only the first N frames"
+    box); with the box ticked its first VIDEO_MAX_FRAMES frames are processed. A file that is not a
+    video is named the same way."""
+    import torch
+    from gradio_client import handle_file
+
+    from apps.web import VIDEO_MAX_FRAMES
+    from hdvila.videoio import read_all_frames, write_video
+
+    _, _, client, tmp = served
+    folder = tmp / "named"
+    folder.mkdir()
+    write_video(folder / "world.mp4", torch.zeros(VIDEO_MAX_FRAMES + 1, 3, 16, 16), fps=25)
+    msg = _app_error(client, handle_file(folder / "world.mp4"), "upscale", "", "mapper", 1.0, api_name="/video")
+    _assert_user_message(msg, "world.mp4", f"longer than the limit of {VIDEO_MAX_FRAMES} frames")
+    assert "trim it" in msg and f"Only the first {VIDEO_MAX_FRAMES} frames" in msg, msg
+    assert "command" not in msg and "raise the limit" not in msg, msg
+
+    played, _, summary = client.predict(handle_file(folder / "world.mp4"), "upscale", "", "mapper", 1.0, True,
+                                        api_name="/video")
+    frames, _ = read_all_frames(played["video"] if isinstance(played, dict) else played)
+    assert frames.shape == (VIDEO_MAX_FRAMES, 64, 64, 3)
+    assert f"the first {VIDEO_MAX_FRAMES} frames" in summary, summary
+
+    (folder / "diary.mp4").write_text("not a video at all\n")
+    msg = _app_error(client, handle_file(folder / "diary.mp4"), "edit", "make it striped", "mapper", 1.0,
+                     api_name="/video")
+    _assert_user_message(msg, "diary.mp4", "cannot decode the video")
+    (folder / "nothing.mp4").write_bytes(b"")
+    msg = _app_error(client, handle_file(folder / "nothing.mp4"), "upscale", "", "mapper", 1.0, api_name="/video")
+    _assert_user_message(msg, "nothing.mp4", "empty")
+
+
+def test_concurrent_edits_each_get_their_own_notes(served):
+    """Two edit requests at once (the server runs two at a time), one a 100x60 frame (centre-crop
+    note) and one a 64x64 frame with a prompt of unknown words (the prompt note): each response
+    carries exactly its own notes, every time. Notes travel in return values, not through the
+    process-wide ``warnings`` machinery that concurrent requests share."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.web import make_edit
+
+    demo, _, _, tmp = served
+    state = demo.hdvila_state
+    state.edit.get()
+    edit = make_edit(state)
+    wide = tmp / "wide100x60.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (60, 100, 3), dtype=np.uint8)).save(wide)
+    square, _ = state.edit_examples.get()[0]
+    assert Image.open(square).size == (64, 64)
+    barrier = threading.Barrier(2)
+
+    def settings_of(image, prompt):
+        barrier.wait(timeout=600)
+        return edit(str(image), prompt, "mapper", 1.0, 10, 0)[3]
+
+    for _ in range(8):
+        barrier.reset()
+        with ThreadPoolExecutor(2) as pool:
+            fa = pool.submit(settings_of, wide, "make it striped")
+            fb = pool.submit(settings_of, square, "qwzx blorf")
+            a, b = fa.result(timeout=900), fb.result(timeout=900)
+        # nothing crossed over between the two requests ...
+        assert "may do nothing" not in str(a) and "centre-cropped" not in str(b), (a, b)
+        # ... and nothing was lost
+        assert a["note"].startswith("wide100x60.png: 100x60 px") and "centre-cropped" in a["note"], a
+        assert a["warnings"] is None, a
+        assert b["note"] is None and len(b["warnings"]) == 1 and "may do nothing" in b["warnings"][0], b
+
+
 def chromium_path() -> str:
     """The system Chromium (``$HDVILA_CHROMIUM``, else ``chromium`` / ``chromium-browser`` on PATH);
     ``make setup`` installs it from apt. Playwright drives it and never downloads a browser."""
@@ -209,7 +350,8 @@ def chromium_path() -> str:
 def test_browser_uploads_edits_and_downloads(served, tmp_path):
     """A real Chromium: upload a frame on the Edit tab, type a prompt, click Edit, wait for the
     edited PNG, fetch it, check its size and that it differs from the input; save a screenshot
-    (``$HDVILA_SCREENSHOT`` when set, for the README)."""
+    (``$HDVILA_SCREENSHOT`` when set, for the README). Then upload a text file named .png and see
+    the library's message about it in the page."""
     import io
     import os
 
@@ -232,6 +374,18 @@ def test_browser_uploads_edits_and_downloads(served, tmp_path):
             page.wait_for_selector("#edit-settings", timeout=10_000)
             assert "inversion_psnr_db" in page.inner_text("#edit-settings")
             page.screenshot(path=str(shot), full_page=True)
+
+            # A text file named .png: previewed as the browser can, and the Edit button shows the
+            # library's message about it (not gradio's preprocessing error).
+            bad = tmp_path / "notes.png"
+            bad.write_text("my shopping list, not a picture\n")
+            page.goto(url)
+            page.set_input_files("#edit-input input[type=file]", str(bad))
+            page.fill("#edit-prompt textarea", prompt)
+            page.click("#edit-button")
+            toast = page.wait_for_selector("text=not a recognised image file", timeout=120_000)
+            shown = toast.inner_text()
+            assert "notes.png" in shown and "preprocess" not in page.content(), shown
         finally:
             browser.close()
     out = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)

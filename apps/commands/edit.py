@@ -9,7 +9,8 @@ inversion with N projector steps (slower, more faithful).
 Input policy: an image or frame that is not the generator's size (64x64 for the bundled model) is
 centre-cropped to a square and resized to it; the aspect is never distorted. Each output is at the
 generator's resolution; the inversion PSNR of each file is printed and written to
-``OUTPUT.json`` beside it (with the prompt, the method and the policy note). A video is edited as one
+``OUTPUT.json`` beside it (with the prompt, the method and the policy note). A prompt none of whose
+words the mapper was trained on gets one warning before any file. A video is edited as one
 clip: one edit offset for every frame, latents smoothed over ``--temporal-sigma`` frames; it is
 written as an mp4 at the source frame rate. A rerun skips finished outputs (``--overwrite`` redoes
 them); bad inputs go to the errors report beside the outputs and make the exit status 1; every file
@@ -24,6 +25,10 @@ import sys
 from pathlib import Path
 
 from hdvila.errors import UserError
+
+
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("output",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +75,15 @@ def _write_with_meta(dst: Path, meta: dict, write) -> None:
         raise
 
 
-def run(args: argparse.Namespace) -> int:
-    import warnings
+def error_line(error: dict) -> str:
+    """The stderr line for one entry of the errors report (``{"input", "error"}``): the message
+    names its file already (nearly every one starts with the path), so the path is added only when
+    it does not."""
+    message, path = str(error["error"]), str(error["input"])
+    return f"error: {message}" if path in message else f"error: {path}: {message}"
 
+
+def run(args: argparse.Namespace) -> int:
     from apps.batch import errors_path, plan_jobs, process_share, run_jobs
     from generation.editing.pipeline_edit import INPUT_POLICY
 
@@ -85,11 +96,9 @@ def run(args: argparse.Namespace) -> int:
     policy = INPUT_POLICY.format(r=pipe.resolution)
     # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
     pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pipe.encode_prompt(args.prompt, 1)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    pipe.encode_prompt(args.prompt, 1)
+    for note in pipe.prompt_notes(args.prompt):
+        print(f"warning: {note}", file=sys.stderr)
     base = {"prompt": args.prompt, "method": args.method, "strength": args.strength, "input_policy": policy}
 
     def process(batch):
@@ -106,10 +115,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
             return None
         images = [load_image(j.src) for j in batch]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
-                       refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
+        out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
+                   refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
         for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
             _write_with_meta(job.dst, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
                              lambda: save_image(img, job.dst))
@@ -121,32 +128,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
           f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     for e in r["errors"][:5]:
-        print(f"error: {e['input']}: {e['error']}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
     return 1 if r["failed"] else 0
 
 
 def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
                refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
                write=None) -> dict:
-    """The video ``src`` edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for
-    every frame, latents smoothed over time), written to ``dst`` as an mp4 at the source frame rate
-    (atomically). Returns {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note};
-    ``write(result, save)``, if given, is called in place of ``save()``, the mp4 write (the CLI wraps it
-    with its metadata sidecar)."""
-    import warnings
+    """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
+    and written to ``dst``: :func:`edit_frames_to_video` on its frames."""
+    from hdvila.videoio import read_video_checked
 
+    frames, fps = read_video_checked(src, max_frames)
+    return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
+                                refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write)
+
+
+def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
+                         strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
+                         temporal_sigma: float = 1.0, write=None) -> dict:
+    """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
+    edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for every frame,
+    latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically). Returns
+    {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
+    "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
+    ``save()``, the mp4 write (the CLI wraps it with its metadata sidecar)."""
     import torch
 
     from generation.editing.clips import edit_clip
-    from hdvila.videoio import read_video_checked, write_video
+    from hdvila.videoio import write_video
 
-    frames, fps = read_video_checked(src, max_frames)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
-                        refine_steps=refine_steps, temporal_sigma=temporal_sigma)
-    result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"])}
+    out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
+                    refine_steps=refine_steps, temporal_sigma=temporal_sigma)
+    result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"]),
+              "prompt_notes": out["prompt_notes"]}
+
     def save():
         write_video(dst, out["frames"], fps=fps)
 

@@ -3,8 +3,8 @@ of an image, a folder of images and videos (recursive, relative paths kept) or a
 (:class:`generation.superres.pipeline_sr.SRPipeline`).
 
 Input policy: a frame whose side is not the model's LR size (16 px for the bundled x4 model) is
-centre-cropped to a square and resized to it, with a warning; a frame larger than the model's output
-(64 px) is refused. The caption of a file comes from ``--captions`` (jsonl ``{"image", "caption"}`` or a
+centre-cropped to a square and resized to it, with a note on stderr; a frame larger than the model's
+output (64 px) is refused. The caption of a file comes from ``--captions`` (jsonl ``{"image", "caption"}`` or a
 CSV with image and caption columns, paths relative to that file), else ``--prompt``, else none (the
 model then upscales without text). Images are written as PNG, videos as mp4 at the source frame
 rate. A rerun skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors
@@ -18,6 +18,10 @@ import sys
 from pathlib import Path
 
 from hdvila.errors import UserError
+
+
+#: Output paths, checked writable before run (apps/cli.py).
+OUTPUTS = ("output",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +65,8 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
     from apps.batch import errors_path, plan_jobs, process_share, run_jobs
+    from apps.commands.edit import error_line
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -89,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: {batch[0].src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
             return None
         images = [load_image(j.src) for j in batch]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the policy note is printed once per file below
-            out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch])
+        out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch])
         for job, img, note in zip(batch, out.images, out.notes):
             if note:
                 print(f"note: {note}", file=sys.stderr)
@@ -103,30 +104,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
           f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     for e in r["errors"][:5]:
-        print(f"error: {e['input']}: {e['error']}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
     return 1 if r["failed"] else 0
 
 
 def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
                   max_frames: int | None = 2000) -> str | None:
-    """Every frame of the video ``src``, upscaled by ``pipe`` (an SRPipeline), written to ``dst`` as an
-    mp4 at the source frame rate (atomically). Returns the input-policy note of the frames, or None."""
-    import warnings
-
-    import torch
-
-    from hdvila.videoio import read_video_checked, write_video
+    """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
+    written to ``dst``: :func:`upscale_frames_to_video` on its frames."""
+    from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
+    return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size)
+
+
+def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
+                            batch_size: int = 16) -> str | None:
+    """The frames of a video (uint8 [T, H, W, 3]), each upscaled by ``pipe`` (an SRPipeline), written
+    to ``dst`` as an mp4 at ``fps`` (atomically). Returns the input-policy note of the frames (one for
+    the video, not one per frame), or None."""
+    import torch
+
+    from hdvila.videoio import write_video
+
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     note = None
     outs = []
     for i in range(0, len(x), batch_size):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # one note per video, not per frame
-            out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale,
-                       output_type="pt")
-        note = note or (out.notes[0] if out.notes else None)
+        out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale, output_type="pt")
+        note = note or next((n for n in out.notes if n), None)
         outs.append(out.images)
     write_video(dst, torch.cat(outs), fps=fps)
     return note

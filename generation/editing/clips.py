@@ -41,9 +41,12 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
               steps: int = 300, refine_steps: int = 0, temporal_sigma: float = 1.0) -> dict:
     """frames [T, 3, H, W] in [-1, 1] (any size: the pipeline's input policy applies to each) -> dict
     with ``frames`` [T, 3, R, R] (the edit), ``reconstructions``, ``latents`` [T, num_ws, w_dim],
-    ``inversion_psnr`` (mean over frames) and ``notes``."""
+    ``inversion_psnr`` (mean over frames), ``notes`` (what the input policy did, each distinct note
+    once, without its frame label) and ``prompt_notes`` (:meth:`EditPipeline.prompt_notes
+    <generation.editing.pipeline_edit.EditPipeline.prompt_notes>`). Notes are returned, never warned."""
     pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
     text = pipe.encode_prompt(prompt, 1)
+    prompt_notes = pipe.prompt_notes(prompt)
     x, notes = pipe.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
     ws, psnrs, _ = pipe.invert(x, refine_steps)
     ws = smooth_over_time(ws, temporal_sigma)
@@ -53,7 +56,8 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
     edited_mean = pipe.edit_latents(mean, text, method, strength, steps, source_embeds=source)
     edited = ws + (edited_mean - mean)
     return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(), "latents": edited.cpu(),
-            "inversion_psnr": sum(psnrs) / len(psnrs), "notes": sorted(set(n.split(": ", 1)[-1] for n in notes if n))}
+            "inversion_psnr": sum(psnrs) / len(psnrs), "notes": sorted(set(n.split(": ", 1)[-1] for n in notes if n)),
+            "prompt_notes": prompt_notes}
 
 
 def edit_frames_independently(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper",

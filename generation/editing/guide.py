@@ -8,7 +8,9 @@ Patashnik et al., ICCV 2021).
   input and, downsampled, every LR neighbour); resizing and normalisation happen inside;
 - :meth:`HDVILAGuide.clip_features`: a clip [T, 3, H, W] -> [1, D] through the full hybrid encoder: the
   model's ``num_frames`` frames spread evenly over the clip, the middle one at high resolution;
-- :meth:`HDVILAGuide.text_features`: prompts -> [N, D], with :func:`check_prompt`'s rules;
+- :meth:`HDVILAGuide.text_features`: prompts -> [N, D], with :func:`check_prompt`'s rules
+  (:func:`unknown_words_note` says, as a returned note, when no word of a prompt is one the editor
+  was trained on);
 - :meth:`HDVILAGuide.augmented_image_features`: the mean embedding of ``views`` randomly shifted and
   rescaled copies of each image, the guide for *gradients*. A small encoder's embedding can be moved
   by pixel changes no viewer sees (an adversarial direction); the image must look like the text from
@@ -23,7 +25,6 @@ the text embedding points).
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Iterable, Sequence
 
 import torch
@@ -33,20 +34,16 @@ from torch import nn
 from hdvila.errors import TextInputError
 
 
-class UnknownPromptWarning(UserWarning):
-    """No word of the prompt is in the vocabulary the editor was trained on: the edit may do nothing."""
-
-
 def prompt_words(prompt: str) -> list[str]:
     """Lower-case words of a prompt (letters, digits, inner hyphens)."""
     return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", prompt.lower())
 
 
-def check_prompt(prompt: object, processor, vocabulary: Iterable[str] | None = None, label: str = "the prompt") -> str:
+def check_prompt(prompt: object, processor, label: str = "the prompt") -> str:
     """The stripped prompt, or a :class:`~hdvila.errors.TextInputError` when it is not a string, empty,
     or longer than the text encoder reads (``processor.max_length`` tokens: an edit prompt is a short
-    instruction, and a cut one would edit by half a sentence). With a ``vocabulary`` (the words the
-    editor was trained on), a prompt none of whose words are in it gets an :class:`UnknownPromptWarning`."""
+    instruction, and a cut one would edit by half a sentence). Whether its words are known is
+    :func:`unknown_words_note`'s question."""
     if not isinstance(prompt, str):
         raise TextInputError(f"{label} must be text, got {type(prompt).__name__}.")
     text = prompt.strip()
@@ -56,13 +53,24 @@ def check_prompt(prompt: object, processor, vocabulary: Iterable[str] | None = N
     if n > processor.max_length:
         raise TextInputError(f"{label} has {n} tokens; the text encoder reads at most {processor.max_length} "
                              f"([CLS] and [SEP] included). Shorten it to the change you want.")
-    if vocabulary is not None:
-        vocab = set(vocabulary)
-        if vocab and not any(w in vocab for w in prompt_words(text)):
-            warnings.warn(UnknownPromptWarning(
-                f"none of the words of {label} ({text[:60]!r}) were seen when this editor was trained; "
-                f"the edit may do nothing. Words it knows include: {', '.join(sorted(vocab)[:12])}, ..."), stacklevel=2)
     return text
+
+
+def prompt_label(i: int, n: int) -> str:
+    """How messages name prompt ``i`` of ``n``: "the prompt", or "prompt 2" among several."""
+    return f"prompt {i + 1}" if n > 1 else "the prompt"
+
+
+def unknown_words_note(prompt: str, vocabulary: Iterable[str] | None, label: str = "the prompt") -> str:
+    """A note (a string; empty when there is nothing to say) for a prompt none of whose words are in
+    ``vocabulary``, the words the editor was trained on: the edit may then do nothing. It is returned,
+    not warned, so that each caller (one of several concurrent requests, say) gets its own."""
+    vocab = set(vocabulary or ())
+    text = prompt.strip()
+    if not vocab or any(w in vocab for w in prompt_words(text)):
+        return ""
+    return (f"none of the words of {label} ({text[:60]!r}) were seen when this editor was trained; "
+            f"the edit may do nothing. Words it knows include: {', '.join(sorted(vocab)[:12])}, ...")
 
 
 class HDVILAGuide(nn.Module):
@@ -137,14 +145,12 @@ class HDVILAGuide(nn.Module):
         lr = lr_all[lr_i, 0, 0][None, None]              # [1, 1, F-1, 3, Hl, Wl]
         return self.hdvila.get_video_features(hr, lr).float()
 
-    def text_features(self, prompts: str | Sequence[str], vocabulary: Iterable[str] | None = None) -> torch.Tensor:
+    def text_features(self, prompts: str | Sequence[str]) -> torch.Tensor:
         """One prompt or a list -> [N, D] L2-normalised (each prompt checked by :func:`check_prompt`)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise TextInputError("no prompt given.")
-        vocab = None if vocabulary is None else set(vocabulary)
-        texts = [check_prompt(p, self.processor, vocab, label=f"prompt {i + 1}" if len(prompts) > 1 else "the prompt")
-                 for i, p in enumerate(prompts)]
+        texts = [check_prompt(p, self.processor, label=prompt_label(i, len(prompts))) for i, p in enumerate(prompts)]
         tok = self.processor.tokenize(texts)
         with torch.no_grad():
             return self.hdvila.get_text_features(tok["input_ids"].to(self.device),

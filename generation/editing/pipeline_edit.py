@@ -19,11 +19,16 @@ Input policy (also in ``hdvila edit --help`` and the README): an image whose siz
 generator's ``R x R`` is centre-cropped to a square and resized to ``R`` (antialiased bicubic), with a
 note; the aspect is never distorted. Every edit of a real image reports its inversion PSNR (the
 reconstruction against that cropped, resized input, RGB 8-bit).
+
+Notes are data, not warnings: what the input policy did to each image comes back in the output's
+``notes`` (one per image), what is doubtful about the prompt (no word the mapper was trained on) in
+its ``prompt_notes``. Nothing goes through Python's ``warnings``, whose state is process-wide: two
+edits running at once in one process (the web UI serves two requests at a time) each get exactly
+their own notes.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -44,7 +49,10 @@ class EditPipelineOutput(PipelineOutput):
     """``images``: the edits; ``latents``: their W+ latents [N, num_ws, w_dim] (CPU float32);
     ``inversion_psnr``: dB of each reconstruction against its (policy-resized) input, None for latent
     inputs; ``inputs``: the images after the input policy [N, 3, R, R] in [-1, 1] (None for latent
-    inputs); ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did."""
+    inputs); ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did to
+    each image ("" where nothing; one per image, none for latent inputs); ``prompt_notes``: what is
+    doubtful about the prompt(s), e.g. that none of its words were seen in training (empty if
+    nothing)."""
 
     latents: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
@@ -52,6 +60,7 @@ class EditPipelineOutput(PipelineOutput):
     reconstructions: torch.Tensor | None = None
     source_latents: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    prompt_notes: list[str] = field(default_factory=list)
 
 
 class EditPipeline(Pipeline):
@@ -138,13 +147,12 @@ class EditPipeline(Pipeline):
             raise UserError(f"{len(prompt)} prompts for {n} images: give one prompt, or one per image.")
 
     def prepare_images(self, images: Sequence[Any], labels: Sequence[str] | None = None) -> tuple[torch.Tensor, list[str]]:
-        """Images -> [N, 3, R, R] in [-1, 1] by the input policy, and a note per image."""
+        """Images -> [N, 3, R, R] in [-1, 1] by the input policy, and a note per image ("" where the
+        policy changed nothing), returned, not warned."""
         out, notes = [], []
         for i, image in enumerate(images):
             label = labels[i] if labels else f"image {i + 1}"
             t, note = self.fit(image_to_tensor(image, label), label)
-            if note:
-                warnings.warn(note, stacklevel=3)
             out.append(t)
             notes.append(note)
         return torch.stack(out), notes
@@ -184,11 +192,23 @@ class EditPipeline(Pipeline):
         return ws, [psnr(rec[i:i + 1], x[i:i + 1].cpu()) for i in range(len(ws))], rec
 
     def encode_prompt(self, prompt: str | Sequence[str], n: int) -> torch.Tensor:
-        """[n, D] text embeddings (prompts checked: empty or overlong refused, unknown words warned)."""
+        """[n, D] text embeddings (prompts checked: empty or overlong refused; :meth:`prompt_notes`
+        says whether their words are known)."""
         prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
         distinct = sorted(set(prompts), key=prompts.index)
-        emb = self.guide.text_features(distinct, vocabulary=self.vocabulary)
+        emb = self.guide.text_features(distinct)
         return emb[[distinct.index(p) for p in prompts]]
+
+    def prompt_notes(self, prompt: str | Sequence[str]) -> list[str]:
+        """Notes on ``prompt`` (one, or one per image; checked by :meth:`encode_prompt` first): for
+        each distinct prompt none of whose words the mapper was trained on, that the edit may do
+        nothing. Empty when there is nothing to say (or the pipeline has no mapper vocabulary)."""
+        from generation.editing.guide import prompt_label, unknown_words_note
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        distinct = sorted(set(prompts), key=prompts.index)
+        notes = [unknown_words_note(p, self.vocabulary, prompt_label(i, len(distinct))) for i, p in enumerate(distinct)]
+        return [n for n in notes if n]
 
     def edit_latents(self, ws: torch.Tensor, text: torch.Tensor, method: str = "mapper", strength: float = 1.0,
                      steps: int = 300, source_embeds: torch.Tensor | None = None, **optimize_kwargs) -> torch.Tensor:
@@ -216,7 +236,7 @@ class EditPipeline(Pipeline):
         ``refine_steps``: projector steps after the encoder (slower, more faithful). ``generator`` is
         accepted for the pipeline convention; every step here is deterministic. Extra keyword
         arguments go to :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
-        Returns :class:`EditPipelineOutput`.
+        Returns :class:`EditPipelineOutput` (with the per-image ``notes`` and the ``prompt_notes``).
         """
         notes: list[str] = []
         psnrs = rec = x = None
@@ -231,6 +251,7 @@ class EditPipeline(Pipeline):
             n = len(images)
         self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents is not None)
         text = self.encode_prompt(prompt, n)  # before any slow work: a bad prompt costs nothing
+        prompt_notes = self.prompt_notes(prompt)
         if latents is not None:
             want = (self.generator.num_ws, self.generator.w_dim)
             if tuple(ws.shape[1:]) != want:
@@ -251,4 +272,4 @@ class EditPipeline(Pipeline):
             return (result,)
         return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
                                   reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes,
-                                  inputs=None if x is None else x.cpu())
+                                  prompt_notes=prompt_notes, inputs=None if x is None else x.cpu())

@@ -10,14 +10,14 @@ embedding; optional for a model without text). ``__call__`` reads like the algor
 
 Input policy (also in ``hdvila upscale --help`` and the README): an image whose side is not the
 model's LR size is centre-cropped to a square and resized to it (antialiased bicubic), with a
-warning saying so; an image larger than the model's *output* is refused (downscaling it to upscale
+note saying so (in the output's ``notes``, one per image: returned, not warned, so concurrent calls
+in one process each get their own); an image larger than the model's *output* is refused (downscaling it to upscale
 again would lose detail the user already has), as are images under 4 px. The aspect is never
 distorted.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -79,7 +79,8 @@ class SRPipeline(Pipeline):
 
     def prepare_images(self, images: Sequence[Any], labels: Sequence[str] | None = None
                        ) -> tuple[torch.Tensor, list[str]]:
-        """Images -> LR batch [N, 3, r, r] in [-1, 1] by the input policy, and a note per image."""
+        """Images -> LR batch [N, 3, r, r] in [-1, 1] by the input policy, and a note per image ("" where
+        the policy changed nothing), returned, not warned."""
         r, out_res = self.lr_resolution, self.out_resolution
         batch, notes = [], []
         for i, image in enumerate(images):
@@ -93,8 +94,6 @@ class SRPipeline(Pipeline):
                                      f"it upscales {r}x{r} frames x{self.sr_model.config.scale}. Pass a "
                                      f"low-resolution frame (or downscale it to {r}x{r} yourself).")
             t, note = fit_to_square(t, r, label, f"the model's {r}x{r} input")
-            if note:
-                warnings.warn(note, stacklevel=3)
             batch.append(t.clamp(-1, 1))
             notes.append(note)
         return torch.stack(batch), notes
@@ -124,7 +123,8 @@ class SRPipeline(Pipeline):
         """Upscale one image or a list. ``prompt``: one caption for all, one per image (None or ""
         for none), or None. ``generator`` is accepted for the pipeline convention; SR is
         deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
-        (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1])."""
+        (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1];
+        ``notes``: what the input policy did to each image)."""
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         self.check_inputs(images, prompt, scale)
