@@ -59,6 +59,9 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
         if dst.suffix.lower() not in want:
             raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, or be an existing folder.")
         return [Job(src, dst, kind, src.name)]
+    if not src.is_dir():
+        raise InputFileError(f"{src}: not a regular file or a folder (a device or a pipe?); pass an image, a video "
+                             f"or a folder of them.")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst} is a file; the output of a folder must be a folder.")
     jobs = []

@@ -24,7 +24,8 @@ Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
   encoded once).
 
 Serving policy: the server binds 127.0.0.1:7860 unless told otherwise and shares nothing unless
-``--share`` is given. Models load lazily, each at most once (:class:`Once`), and in a background
+``--share`` is given. The compiled StyleGAN2 ops build in a background thread at start-up while the
+reference ops serve, so no request waits for a compiler. Models load lazily, each at most once (:class:`Once`), and in a background
 thread right after the server is up, so the page is ready within seconds. Requests go through a
 queue with a concurrency limit; uploads are capped (``max_file_size``) and images over 40 MP are
 refused before decoding.
@@ -254,8 +255,14 @@ class AppState:
 
     def preload(self) -> None:
         """Load everything (for a background thread after the server is up); errors are left for
-        the first request to report."""
-        for once in (self.edit, self.sr, self.search_model, self.videos):
+        the first request to report. The edit model loads first at normal priority (a first Edit
+        click waits on it); the rest (rendering the demo videos for Search) yields the CPU to requests."""
+        for i, once in enumerate((self.edit, self.sr, self.search_model, self.videos)):
+            if i == 1:
+                try:  # Linux: the niceness of this thread only
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+                except (AttributeError, OSError):
+                    pass
             try:
                 once.get()
             except Exception:  # noqa: BLE001 - surfaced again, as a gr.Error, by the request that needs it
@@ -630,15 +637,23 @@ def build_app(sr_model: str | None = None, hdvila: str | None = None, videos: st
 
 
 def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False,
-          prevent_thread_lock: bool = False, quiet: bool = False, preload: bool = True):
+          prevent_thread_lock: bool = False, quiet: bool = False, preload: bool = True, build_ops: bool = True):
     """Start ``demo`` (from :func:`build_app`) on ``host:port`` and, with ``preload``, load its models in
-    a background thread. Returns what ``gr.Blocks.launch`` returns (app, local url, share url)."""
+    a background thread; with ``build_ops``, build the compiled StyleGAN2 ops in another (until they are
+    ready, requests run the reference ops: the first edit answers in seconds on a fresh machine, not
+    after the compiler; the log says when they are ready). Returns what ``gr.Blocks.launch`` returns
+    (app, local url, share url)."""
     state: AppState = demo.hdvila_state
     allowed = [str(state.cache_dir)] + ([str(Path(state.videos_arg).resolve())] if state.videos_arg else [])
     result = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
                          max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, show_error=True, css=CSS)
     if preload:
         threading.Thread(target=state.preload, name="hdvila-preload", daemon=True).start()
+    if build_ops:  # a first build takes 20-90 s: never inside a request (the reference ops serve meanwhile)
+        from generation.stylegan2.ops._build import build_in_background
+        from hdvila.device import get_device
+
+        build_in_background(get_device(state.device), log=None if not quiet else (lambda message: None))
     if not prevent_thread_lock:
         demo.block_thread()
     return result

@@ -25,6 +25,11 @@ from tests.conftest import REPO
 EXPECT: dict[str, list[str]] = {
     "benchmarks/bench_web_load.py": ['"startup_s"', '"requests": 2', '"succeeded": 2', '"edit_p50_s"',
                                      '"upscale_p50_s"'],
+    "benchmarks/bench_first_edit.py": ["| background build (default) |", '"first_edit_s"', '"second_edit_s"',
+                                       "ops serve until they are ready"],
+    "benchmarks/quality/calibrate_domain.py": ["| calibration (24 val renders, quantile 0.01) | threshold",
+                                              "| test renders flagged (wrongly) |", "| real photos flagged |",
+                                              "photos: astronaut"],
     "benchmarks/bench_sr.py": ["what", "out px", "peak MiB", "        sr     64", " diffusion     64",
                                "diffusion (1 steps) / SR at 64 px, time per image:"],
     "benchmarks/bench_hdvila.py": [

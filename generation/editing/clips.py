@@ -42,7 +42,8 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
     """frames [T, 3, H, W] in [-1, 1] (any size: the pipeline's input policy applies to each) -> dict
     with ``frames`` [T, 3, R, R] (the edit), ``reconstructions``, ``latents`` [T, num_ws, w_dim],
     ``inversion_psnr`` (mean over frames), ``notes`` (what the input policy did, each distinct note
-    once, without its frame label) and ``prompt_notes`` (:meth:`EditPipeline.prompt_notes
+    once, without its frame label; and whether the clip is outside what the generator draws, by its mean
+    inversion PSNR) and ``prompt_notes`` (:meth:`EditPipeline.prompt_notes
     <generation.editing.pipeline_edit.EditPipeline.prompt_notes>`). Notes are returned, never warned."""
     pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
     text = pipe.encode_prompt(prompt, 1)
@@ -55,9 +56,11 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
         source = pipe.guide.clip_features(pipe.synthesize(ws))
     edited_mean = pipe.edit_latents(mean, text, method, strength, steps, source_embeds=source)
     edited = ws + (edited_mean - mean)
+    notes = sorted(set(n.split(": ", 1)[-1] for n in notes if n))
+    psnr = sum(psnrs) / len(psnrs)
+    notes += [n for n in pipe.domain_notes([psnr], ["the clip"]) if n]  # on the mean over frames
     return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(), "latents": edited.cpu(),
-            "inversion_psnr": sum(psnrs) / len(psnrs), "notes": sorted(set(n.split(": ", 1)[-1] for n in notes if n)),
-            "prompt_notes": prompt_notes}
+            "inversion_psnr": psnr, "notes": notes, "prompt_notes": prompt_notes}
 
 
 def edit_frames_independently(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper",

@@ -113,11 +113,17 @@ class EditPipeline(Pipeline):
 
     def fit(self, t: torch.Tensor, label: str) -> tuple[torch.Tensor, str]:
         """[3, H, W] in [-1, 1] -> ([3, R, R], note) by the input policy (:data:`INPUT_POLICY`)."""
-        h, w = t.shape[-2:]
-        if min(h, w) < MIN_SIDE:
-            raise InputFileError(f"{label} is {w}x{h} px: too small to edit (at least {MIN_SIDE} px a side).")
         r = self.resolution
-        return fit_to_square(t, r, label, f"the generator's {r}x{r}")
+        return fit_to_square(t, r, label, f"the generator's {r}x{r}", min_side=MIN_SIDE, task="edit")
+
+    def domain_notes(self, psnrs: Sequence[float], labels: Sequence[str]) -> list[str]:
+        """Per image, a note when its inversion PSNR is below the encoder's calibrated in-domain
+        threshold (:mod:`generation.editing.domain`): the image is outside what the generator draws.
+        '' otherwise, and always for an encoder without a calibration."""
+        from generation.editing.domain import out_of_domain_note
+
+        threshold = None if self.encoder is None else self.encoder.config.in_domain_psnr_db
+        return [out_of_domain_note(p, threshold, label) for p, label in zip(psnrs, labels)]
 
     @property
     def vocabulary(self) -> list[str] | None:
@@ -261,6 +267,10 @@ class EditPipeline(Pipeline):
         else:
             x, notes = self.prepare_images(images, labels)
             ws, psnrs, rec = self.invert(x, refine_steps)
+            names = labels or [f"image {i + 1}" for i in range(n)]
+            # one note per image, naming it once: "a.png: <policy>; <domain>"
+            notes = [policy.rstrip(".") + "; " + domain.split(": ", 1)[1] if policy and domain else policy or domain
+                     for policy, domain in zip(notes, self.domain_notes(psnrs, names))]
         if rec is None:
             rec = self.synthesize(ws).cpu()
         with torch.no_grad():

@@ -87,13 +87,11 @@ class SRPipeline(Pipeline):
             label = labels[i] if labels else f"image {i + 1}"
             t = image_to_tensor(image, label)
             h, w = t.shape[-2:]
-            if min(h, w) < MIN_SIDE:
-                raise InputFileError(f"{label} is {w}x{h} px: too small to upscale (at least {MIN_SIDE} px a side).")
             if max(h, w) > out_res:
                 raise InputFileError(f"{label} is {w}x{h} px, larger than this model's {out_res}x{out_res} output: "
                                      f"it upscales {r}x{r} frames x{self.sr_model.config.scale}. Pass a "
                                      f"low-resolution frame (or downscale it to {r}x{r} yourself).")
-            t, note = fit_to_square(t, r, label, f"the model's {r}x{r} input")
+            t, note = fit_to_square(t, r, label, f"the model's {r}x{r} input", min_side=MIN_SIDE, task="upscale")
             batch.append(t.clamp(-1, 1))
             notes.append(note)
         return torch.stack(batch), notes

@@ -74,6 +74,7 @@ _modules: dict[str, ModuleType | None] = {}
 _errors: dict[str, BaseException] = {}
 _loaded: dict[Path, ModuleType] = {}  # build folder -> module: each build is loaded once per process
 _building: set[str] = set()  # kinds being built by build_in_background
+BACKGROUND_NICE = 10  # niceness of a background build (Linux: per thread, inherited by the compiler)
 
 
 class ExtensionBuildError(RuntimeError):
@@ -252,6 +253,10 @@ def build_in_background(device: str | torch.device = "cpu", log=None) -> threadi
 
     def run() -> None:
         started = time.perf_counter()
+        try:  # this thread and the compiler it starts yield the CPU to the requests being served
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except (AttributeError, OSError):  # not on this platform, or not allowed
+            pass
         try:
             with _lock:
                 if kind not in _modules:
