@@ -68,6 +68,9 @@ class EncoderConfig:
     latent_space: str = "z+"        # "z+": heads give z vectors mapped by G.mapping; "w+": W+ offsets from w_avg
     generator_digest: str = ""      # generation.stylegan2.fingerprint digest of the generator
     trained_on: str = ""            # free text: what the training data was
+    # Inversion PSNR (dB) below which an image is reported as outside what the generator draws: the
+    # 1st percentile over in-domain images (generation.editing.domain.calibrate); None: no check.
+    in_domain_psnr_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
