@@ -82,6 +82,24 @@ VIDEO_POOL, IMAGE_POOL = 1024, 512                                  # candidate 
 # Counterfactual caption negatives of an image (DemoStepBatches.negative_captions) change these in turn;
 # shape twice: the attribute a still's embedding reads worst.
 NEGATIVE_ATTRIBUTES = ("shape", "color", "pattern", "shape", "size", "background")
+# The value-prompt loss (DemoStepBatches(value_prompts=True)): per attribute, in the order of an image's
+# ``labels``, the still must pick the short prompt of its value ("a star") among the attribute's others.
+VALUE_ATTRIBUTES = ("shape", "color", "background", "size", "pattern")
+
+
+def value_prompt_texts() -> list[str]:
+    """The short prompts of every value of every attribute of :data:`VALUE_ATTRIBUTES`, concatenated
+    in that order (:func:`hdvila.demo.captions.value_prompts`, training wording)."""
+    from hdvila.demo.captions import value_prompts
+
+    return [t for a in VALUE_ATTRIBUTES for t in value_prompts(a)]
+
+
+def value_prompt_sizes() -> list[int]:
+    """How many prompts each attribute of :data:`VALUE_ATTRIBUTES` has in :func:`value_prompt_texts`."""
+    from hdvila.demo.attributes import ATTRIBUTES
+
+    return [len(ATTRIBUTES[a]) for a in VALUE_ATTRIBUTES]
 
 
 def grouped_indices(specs: Sequence[Any], first_index: int, count: int, group_size: int,
@@ -126,13 +144,14 @@ class DemoStepBatches(StepBatches):
     def __init__(self, processor: HDVILAProcessor, batch_size: int, image_batch_size: int = 0, *,
                  split: str = "train", wording: str = "train", image_resolution: int = 64,
                  video_resolution: int = 128, group_size: int = 4, caption_negatives: int = 0,
-                 **kwargs: Any) -> None:
+                 value_prompts: bool = False, **kwargs: Any) -> None:
         super().__init__(batch_size, image_batch_size, **kwargs)
         from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
 
         if caption_negatives < 0:
             raise ValueError(f"caption_negatives must be >= 0, got {caption_negatives}")
         self.processor, self.group_size, self.caption_negatives = processor, group_size, caption_negatives
+        self.value_prompts = value_prompts
         self.videos = DemoVideoDataset(split, _HUGE, num_frames=DEMO_VIDEO_FRAMES, resolution=video_resolution,
                                        seed=self.seed, wording=wording)
         self.images = DemoImageDataset(split, _HUGE, resolution=image_resolution, seed=self.seed, wording=wording)
@@ -190,6 +209,10 @@ class DemoStepBatches(StepBatches):
                 negatives = [c for i in images for c in self.negative_captions(i["index"], m)]
                 tokens = self.processor.tokenize(negatives)
                 out["negative_input_ids"], out["negative_attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
+            if self.value_prompts:
+                tokens = self.processor.tokenize(value_prompt_texts())
+                out["value_input_ids"], out["value_attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
+                out["value_labels"] = torch.stack([i["labels"] for i in images])  # [n, 5], VALUE_ATTRIBUTES order
         out["needs_motion"] = torch.tensor([v["needs_motion"] for v in videos])
         out["needs_pattern"] = torch.tensor([v["needs_pattern"] for v in videos])
         return out

@@ -4,7 +4,8 @@
   embeddings (mean of the two directions, or their sum for fine-tuning), with the same loss on
   image-caption pairs embedded as static clips, features gathered across processes; optionally
   counterfactual caption negatives for the images (``negative_input_ids``: captions differing in one
-  attribute), extra columns of the image-to-text loss.
+  attribute), extra columns of the image-to-text loss; and optionally a value-prompt loss (each still
+  picks the short prompt of each of its attribute values, "a star", among that attribute's others).
 - :class:`MLMObjective` (stage 2): masked language modelling through the multimodal layers.
 
 Each wraps the model, so that Accelerate's DDP wrapper sees a single forward per micro-batch.
@@ -25,14 +26,18 @@ class ContrastiveObjective(nn.Module):
     Returns a dict: ``loss`` (video loss + image loss), ``video_loss``, ``image_loss`` (if images),
     ``logits_shape`` (the gathered video logits matrix [global B, global B])."""
 
-    def __init__(self, model: nn.Module, temperature: float, direction_sum: bool = False) -> None:
+    def __init__(self, model: nn.Module, temperature: float, direction_sum: bool = False,
+                 value_weight: float = 1.0, value_sizes: list[int] | None = None) -> None:
         super().__init__()
         self.model, self.temperature, self.scale = model, temperature, 2.0 if direction_sum else 1.0
+        self.value_weight, self.value_sizes = value_weight, value_sizes
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hr_frames: torch.Tensor,
                 lr_frames: torch.Tensor, images: torch.Tensor | None = None,
                 negative_input_ids: torch.Tensor | None = None,
-                negative_attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                negative_attention_mask: torch.Tensor | None = None, value_input_ids: torch.Tensor | None = None,
+                value_attention_mask: torch.Tensor | None = None,
+                value_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         m = self.model
         b = hr_frames.shape[0]
         text = m.get_text_features(input_ids, attention_mask)
@@ -62,6 +67,16 @@ class ContrastiveObjective(nn.Module):
                 loss = self.scale * contrastive_loss(t, v, self.temperature, gather=False)
             out[f"{name}_loss"] = loss
             total = total + loss
+        if value_labels is not None and images is not None:
+            # per attribute, the still picks its value's short prompt among the attribute's values
+            prompts = m.get_text_features(value_input_ids, value_attention_mask).float()
+            v, losses, start = visual[b:].float(), [], 0
+            for a, size in enumerate(self.value_sizes):
+                logits = v @ prompts[start:start + size].t() / self.temperature
+                losses.append(nn.functional.cross_entropy(logits, value_labels[:, a]))
+                start += size
+            out["value_loss"] = torch.stack(losses).mean()
+            total = total + self.value_weight * out["value_loss"]
         out["loss"] = total
         return out
 

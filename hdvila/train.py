@@ -100,6 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="demo: counterfactual captions per image (its caption with one attribute changed: shape, "
                         "colour, pattern, shape, size, background in turn) as extra image-to-text negatives, so "
                         "still-image embeddings must read every captioned attribute")
+    g.add_argument("--value_weight", type=at_least(0.0, float), default=0.0,
+                   help="demo: weight of the value-prompt loss (each still picks \"a star\", \"a red one\", ... of its "
+                        "values among each attribute's others; 0: off)")
     g.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the model's num_frames)")
     g.add_argument("--sample_rate", type=int, default=4, help="frame step inside a clip")
     g.add_argument("--train_n_clips", type=at_least(1), default=1, help="clips per video in training (paper: 2)")
@@ -135,6 +138,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("annotation data needs --annotations and --videos")
     if args.data == "demo" and args.max_train_steps is None:
         p.error("--data demo needs --max_train_steps")
+    if args.data != "demo" and (args.caption_negatives or args.value_weight):
+        p.error("--caption_negatives and --value_weight need --data demo (they change the demo domain's attributes)")
     if args.stage == "finetune" and not args.init_from:
         p.error("--stage finetune needs --init_from (a stage-2 model folder)")
     args.learning_rate = args.learning_rate or STAGE_LR[args.stage]
@@ -186,6 +191,7 @@ def load_non_strict(model: nn.Module, folder: str | Path) -> dict[str, list[str]
 def build_model(args: argparse.Namespace):
     """(model, objective, processor) for ``--stage``, initialised from ``--init_from`` if given."""
     from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.data import value_prompt_sizes
     from hdvila.objectives import ContrastiveObjective, MLMObjective
     from hdvila.processing_hdvila import HDVILAProcessor
 
@@ -201,7 +207,8 @@ def build_model(args: argparse.Namespace):
                                             sample_rate=args.sample_rate, n_clips=args.val_n_clips,
                                             train_n_clips=args.train_n_clips)
     objective = (MLMObjective(model) if args.stage == "2" else
-                 ContrastiveObjective(model, args.temperature, direction_sum=args.stage == "finetune"))
+                 ContrastiveObjective(model, args.temperature, direction_sum=args.stage == "finetune",
+                                      value_weight=args.value_weight, value_sizes=value_prompt_sizes()))
     return model, objective, processor
 
 
@@ -213,7 +220,8 @@ def build_data(args: argparse.Namespace, processor, rank: int, world: int):
     image_bs = 0 if args.stage == "2" else int(round(args.train_batch_size * args.image_ratio))
     if args.data == "demo":
         data = DemoStepBatches(processor, args.train_batch_size, image_bs, rank=rank, world_size=world, seed=args.seed,
-                               group_size=args.group_size, caption_negatives=args.caption_negatives)
+                               group_size=args.group_size, caption_negatives=args.caption_negatives,
+                               value_prompts=args.value_weight > 0)
     else:
         ann = load_annotations(args.annotations, args.format)
         rows = read_image_rows(args.image_annotations) if args.image_annotations else []

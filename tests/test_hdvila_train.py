@@ -239,5 +239,36 @@ def test_caption_negatives_differ_in_one_attribute_and_train(tmp_path):
     torch.testing.assert_close(contrastive_loss_with_negatives(t, v, t[:0], 0.1), contrastive_loss(t, v, 0.1, gather=False))
     assert contrastive_loss_with_negatives(t, v, v, 0.1) > contrastive_loss(t, v, 0.1, gather=False)
 
-    s = _train(_args(tmp_path / "neg", "--caption_negatives", "2", "--group_size", "1", steps=2))
-    assert s["global_step"] == 2 and np.isfinite(s["last"]["image_loss"])
+    s = _train(_args(tmp_path / "neg", "--caption_negatives", "2", "--group_size", "1", "--value_weight", "0.5", steps=2))
+    assert s["global_step"] == 2 and np.isfinite(s["last"]["image_loss"]) and np.isfinite(s["last"]["value_loss"])
+
+
+def test_value_prompt_loss_reads_each_attribute_of_a_still():
+    """--value_weight: the batch carries every attribute's short prompts and each image's value
+    indices; the loss is the mean over attributes of the cross-entropy over that attribute's prompts."""
+    from hdvila.data import VALUE_ATTRIBUTES, DemoStepBatches, value_prompt_sizes, value_prompt_texts
+    from hdvila.demo.attributes import ATTRIBUTES
+    from hdvila.objectives import ContrastiveObjective
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    texts, sizes = value_prompt_texts(), value_prompt_sizes()
+    assert len(texts) == sum(sizes) and texts[:2] == ["a circle", "a square"] and "a striped one" in texts
+    cfg = HDVILAConfig.preset("mini", **TINY)
+    proc = HDVILAProcessor.from_config(cfg, train_n_clips=1)
+    data = DemoStepBatches(proc, 2, 3, seed=1, group_size=1, value_prompts=True)
+    batch = data[0]
+    for row, index in zip(batch["value_labels"], data.image_indices(0)):
+        spec = data.images.spec(index)
+        assert [ATTRIBUTES[a][int(v)] for a, v in zip(VALUE_ATTRIBUTES, row)] == [getattr(spec, a) for a in VALUE_ATTRIBUTES]
+    from hdvila.modeling_hdvila import HDVILAModel
+
+    torch.manual_seed(0)
+    model = HDVILAModel(cfg).eval()  # no dropout: two forwards agree
+    objective = ContrastiveObjective(model, 0.05, value_weight=2.0, value_sizes=sizes)
+    inputs = {k: v for k, v in batch.items() if k not in ("needs_motion", "needs_pattern")}
+    out = objective(**inputs)
+    without = objective(**{k: v for k, v in inputs.items() if not k.startswith("value_")})
+    torch.testing.assert_close(out["loss"], without["loss"] + 2.0 * out["value_loss"])
+    assert out["value_loss"] > 0
+    out["value_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -46,30 +46,13 @@ import torch
 import torch.nn.functional as F
 
 from hdvila.demo.attributes import ATTRIBUTES, ImageSpec
-from hdvila.demo.captions import (BACKGROUND_WORDS, COLOR_WORDS, PATTERN_WORDS, SHAPE_WORDS, SIZE_WORDS,
-                                  caption_image)
+from hdvila.demo.captions import SHORT_TEMPLATES, WORDS, caption_image, value_prompts  # noqa: F401 (re-exported)
 
 #: Attributes read, in table order.
 ATTRIBUTE_ORDER = ("shape", "color", "pattern", "size", "background")
 MODES = ("full", "short")
 PATHS = ("processor", "guide")
 WORDINGS = ("train", "heldout")
-WORDS = {"shape": SHAPE_WORDS, "color": COLOR_WORDS, "pattern": PATTERN_WORDS, "size": SIZE_WORDS,
-         "background": BACKGROUND_WORDS}
-#: Short prompt per attribute: ``{w}`` is the value's word, ``{a}`` the word with its article.
-SHORT_TEMPLATES = {
-    "shape": "{a}",                       # "a star", "an orb"
-    "color": "{a} one",                   # "a red one", "an amber one"
-    "pattern": "{a} one",                 # "a striped one" ("one with stripes" for a "with ..." word)
-    "size": "{a} one",                    # "a large one"
-    "background": "on {a} background",    # "on a black background"
-}
-
-
-def _article(phrase: str) -> str:
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
-
-
 def _check(attribute: str | None = None, mode: str | None = None, wording: str | None = None,
            path: str | None = None) -> None:
     for value, allowed, name in ((attribute, ATTRIBUTE_ORDER, "attribute"), (mode, MODES, "mode"),
@@ -79,22 +62,6 @@ def _check(attribute: str | None = None, mode: str | None = None, wording: str |
 
 
 # ---- candidate texts ------------------------------------------------------------------------------
-def value_prompts(attribute: str, wording: str = "train") -> list[str]:
-    """The short prompts of every value of ``attribute``, in ``ATTRIBUTES[attribute]`` order
-    (see :data:`SHORT_TEMPLATES`), e.g. ``value_prompts("pattern")`` -> ["a plain one", "a striped
-    one", "a dotted one"]."""
-    _check(attribute=attribute, wording=wording)
-    k = WORDINGS.index(wording)
-    out = []
-    for value in ATTRIBUTES[attribute]:
-        w = WORDS[attribute][value][k][0]
-        if w.startswith("with "):
-            out.append(f"one {w}")
-        else:
-            out.append(SHORT_TEMPLATES[attribute].format(w=w, a=_article(w)))
-    return out
-
-
 def caption_candidates(spec: ImageSpec, attribute: str, rng: np.random.Generator, wording: str = "train") -> list[str]:
     """The caption of ``spec`` with ``attribute`` set to each of its values (``ATTRIBUTES[attribute]``
     order), every one drawn from a copy of ``rng`` (``rng`` itself is not advanced). Every value has

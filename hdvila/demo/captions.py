@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hdvila.demo.attributes import HORIZONTAL_WORDS, VERTICAL_WORDS, ImageSpec, VideoSpec
+from hdvila.demo.attributes import ATTRIBUTES, HORIZONTAL_WORDS, VERTICAL_WORDS, ImageSpec, VideoSpec
 
 # value -> (training wordings, held-out wordings)
 SHAPE_WORDS = {
@@ -136,3 +136,33 @@ def caption_image(spec: ImageSpec, rng: np.random.Generator, wording: str = "tra
     bg, bgcap = _background(rng, spec.background, wording)
     template = _pick(rng, IMAGE_TEMPLATES, wording)
     return template.format(np=np_, pos=pos, bg=bg, bgcap=bgcap)
+
+
+# Short prompts naming one value (a zero-shot reading's candidates, and the value-prompt loss of training).
+WORDS = {"shape": SHAPE_WORDS, "color": COLOR_WORDS, "pattern": PATTERN_WORDS, "size": SIZE_WORDS,
+         "background": BACKGROUND_WORDS}
+#: Short prompt per attribute: ``{w}`` is the value's word, ``{a}`` the word with its article.
+SHORT_TEMPLATES = {
+    "shape": "{a}",                       # "a star", "an orb"
+    "color": "{a} one",                   # "a red one", "an amber one"
+    "pattern": "{a} one",                 # "a striped one" ("one with stripes" for a "with ..." word)
+    "size": "{a} one",                    # "a large one"
+    "background": "on {a} background",    # "on a black background"
+}
+
+
+def value_prompts(attribute: str, wording: str = "train") -> list[str]:
+    """The short prompts of every value of ``attribute``, in ``ATTRIBUTES[attribute]`` order
+    (see :data:`SHORT_TEMPLATES`), e.g. ``value_prompts("pattern")`` -> ["a plain one", "a striped
+    one", "a dotted one"]."""
+    if attribute not in WORDS or wording not in ("train", "heldout"):
+        raise ValueError(f"attribute must be one of {tuple(WORDS)} and wording 'train' or 'heldout', got {attribute!r}, {wording!r}")
+    k = ("train", "heldout").index(wording)
+    out = []
+    for value in ATTRIBUTES[attribute]:
+        w = WORDS[attribute][value][k][0]
+        if w.startswith("with "):
+            out.append(f"one {w}")
+        else:
+            out.append(SHORT_TEMPLATES[attribute].format(w=w, a=_article(w)))
+    return out
