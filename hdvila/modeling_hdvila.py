@@ -299,9 +299,14 @@ class HDVILAModel(PretrainedModel):
     def get_image_features(self, images: torch.Tensor, *, unit_range: bool = False) -> torch.Tensor:
         """Image embeddings [B, projection_dim], L2-normalised, in the same space as videos and text.
 
-        images: [B, 3, H, W]; normalised pixels, or RGB in [-1, 1] with ``unit_range=True``. Any size
-        (see :meth:`image_to_clip`). The whole path is differentiable w.r.t. ``images``.
+        images: [B, 3, H, W]; normalised pixels (e.g. ``HDVILAProcessor.preprocess_images``), or raw RGB in
+        [-1, 1] with ``unit_range=True``, which always gets the processor's test-time geometry (resize to
+        ``resize_ratio * hr_size``, centre crop ``hr_size``), whatever its size, so the two paths embed
+        a still alike. The whole path is differentiable w.r.t. ``images``.
         """
+        if unit_range:
+            c = self.config
+            images = resize_crop(images, tuple(int(round(v * c.resize_ratio)) for v in c.hr_size), c.hr_size)
         pixel_values = unit_to_pixel_values(images) if unit_range else images
         hr, lr = self.image_to_clip(pixel_values)
         return self.get_video_features(hr, lr)
