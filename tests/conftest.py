@@ -18,6 +18,30 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A valid PNG of a few dozen bytes whose header says ``width`` x ``height`` (a decompression
+    bomb's shape, made without allocating it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def assert_errors_name_each_file_once(proc: subprocess.CompletedProcess, src: Path, expected: dict[str, str]) -> None:
+    """A batch command's stderr has one ``error: SRC/NAME ...`` line per entry of ``expected`` (file
+    name -> words its message must hold), each naming its file exactly once."""
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == len(expected), proc.stderr
+    for name, says in expected.items():
+        line = next(line for line in lines if name in line)
+        assert line.startswith(f"error: {src / name}") and line.count(name) == 1 and says in line, line
+
+
 @pytest.fixture
 def cli():
     return run_cli

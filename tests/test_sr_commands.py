@@ -61,7 +61,7 @@ def test_upscale_folder_resumes_and_reports_bad_files(cli, tmp_path):
 def test_upscale_errors_name_each_file_once(cli, tmp_path):
     """``hdvila upscale`` prints one ``error:`` line per bad file naming it once (not
     ``error: x.png: x.png: image is 8000x6000 ...``); the note on a resized frame names it once too."""
-    from tests.test_web import _png_header
+    from tests.conftest import assert_errors_name_each_file_once, png_header as _png_header
 
     src, out = tmp_path / "in", tmp_path / "out"
     _png(src / "odd.png", (24, 20))                     # centre-cropped, with a note
@@ -70,12 +70,9 @@ def test_upscale_errors_name_each_file_once(cli, tmp_path):
     (src / "notes.png").write_text("not a picture\n")
     r = cli("upscale", src, out, "--quiet")
     assert r.returncode == 1 and "3 failed" in r.stdout, r.stdout + r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 3, r.stderr
-    for name, says in (("big.png", "larger than this model's 64x64 output"),
-                       ("huge.png", "image is 8000x6000 = 48,000,000 pixels"), ("notes.png", "not a recognised image")):
-        line = next(line for line in lines if name in line)
-        assert line.startswith(f"error: {src / name}") and line.count(name) == 1 and says in line, line
+    assert_errors_name_each_file_once(r, src, {"big.png": "larger than this model's 64x64 output",
+                                               "huge.png": "image is 8000x6000 = 48,000,000 pixels",
+                                               "notes.png": "not a recognised image"})
     note = next(line for line in r.stderr.splitlines() if line.startswith("note:"))
     assert note.count("odd.png") == 1 and "centre-cropped" in note, note
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import png_header as _png_header
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -41,20 +43,6 @@ def served(one_thread, tmp_path_factory):
 
 def _rgb(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-
-
-def _png_header(path: Path, width: int, height: int) -> Path:
-    """A valid PNG of a few dozen bytes whose header says ``width`` x ``height`` (a decompression
-    bomb's shape, made without allocating it)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
 
 
 def _bad_images(folder: Path) -> dict[str, str]:
