@@ -62,8 +62,8 @@ def test_command_on_a_tiny_model_writes_every_accuracy(tiny_dir, tmp_path, capsy
                 assert len(res["predictions"][a]) == 6 and set(res["predictions"][a]) <= set(ATTRIBUTES[a])
                 assert sum(map(sum, res["confusion"][a])) == 6
     assert -1.0 <= r["paths_compared"]["embedding_cosine_min"] <= 1.0
-    # 64 px stills on a model whose HR size is 64: the guide path skips the processor's crop (see below)
-    assert "skips the resize" in r["paths_compared"]["note"]
+    # 64 px stills on a model whose HR size is 64: both paths apply the processor's geometry
+    assert r["paths_compared"]["embedding_cosine_min"] > 0.9999 and "note" not in r["paths_compared"]
     assert r["distinct_texts"] < 6 * sum(len(v) for v in ATTRIBUTES.values()) + sum(len(v) for v in ATTRIBUTES.values())
 
 

@@ -343,14 +343,9 @@ def evaluate_guide_reading(model: torch.nn.Module, processor, *, num: int = 200,
                   for m in modes for a in ATTRIBUTE_ORDER)
         out["paths_compared"] = {"embedding_cosine_mean": float(cos.mean()), "embedding_cosine_min": float(cos.min()),
                                  "agreement": agree, "max_accuracy_gap": float(gap)}
-        hr_size = tuple(getattr(getattr(model, "config", None), "hr_size", ()))
         if float(cos.min()) < PATH_COSINE_FINDING:
-            out["paths_compared"]["note"] = (
-                f"the two paths embed the same stills differently (min cosine {float(cos.min()):.4f})"
-                + (f": the stills are {resolution} px, the model's HR size {hr_size}, and "
-                   "HDVILAModel.image_to_clip (the guide's path) then skips the resize to resize_ratio x hr_size "
-                   "and centre crop that preprocess_images always applies, so the guide sees the whole frame and "
-                   "the processor its centre" if hr_size == (resolution, resolution) else ""))
+            out["paths_compared"]["note"] = (f"the two paths embed the same stills differently "
+                                             f"(min cosine {float(cos.min()):.4f})")
     out["seconds"] = time.perf_counter() - t0
     return out
 
