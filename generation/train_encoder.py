@@ -22,16 +22,31 @@ split; otherwise a folder of images, centre-cropped and resized to the generator
   blur (:func:`generation.superres.losses.make_perceptual`);
 - HD-VILA feature loss, 1 - cos of their image embeddings (``--hdvila_weight``, every
   ``--hdvila_every`` steps): the reconstruction keeps what the guide of editing reads;
+- phase-free texture loss (``--texture_weight``, off by default): L1 between the local structure
+  tensors of the fine band of image and reconstruction (:func:`texture_stats`). The demo's stripes and
+  dots modulate the colour by +-45 around its plain value, so pixel losses are satisfied by the plain
+  average (a stripe of the wrong phase costs twice what no stripe does); the structure tensor, pooled
+  over more than a period, tells plain (no energy), striped (one orientation) and dotted (isotropic)
+  apart whatever the phase, and also carries the orientation of the object's edges;
 - on the generator samples, MSE between the predicted and the true latents (``--latent_weight``, off by
   default: most of a 256-d w does not show in a demo image, so the regression target is ill-posed);
+- on the generator samples, generator-feature matching (``--feature_weight``, off by default): the
+  synthesis network's block outputs (``--feature_resolutions``, 4 .. R px) for the predicted latents
+  against those for the true latents, each normalised by the target's variance
+  (:func:`feature_matching_loss`). This supervises the latents in the space that decides the image
+  (the 4-16 px blocks fix shape and layout, 32-64 px the pattern) rather than in w, where most
+  directions do not show, and it gives the shape a direct target that the pixel losses, whose
+  gradient only sees a blob's few edge pixels, do not;
 - e4e's delta regulariser on every latent (``--delta_weight``): W+ vectors close to their mean.
 
 Conventions follow diffusers' example scripts (options of :func:`hdvila.training.add_common_args`);
 checkpoints hold the encoder, its optimiser, its EMA (``ema/``) and the RNG states, and batches and
 per-step randomness are functions of the step, so a resumed run continues as an uninterrupted one.
 Validation writes ``OUTPUT_DIR/validation/step-N.png`` (image | reconstruction pairs of held-out
-test-split renders) and logs their PSNR. At the end the EMA encoder is written to
-``OUTPUT_DIR/encoder``, the component ``EditPipeline`` loads.
+test-split renders) and logs their PSNR, the object's PSNR, the object-mask IoU (``val/iou``: the
+shape) and the texture distance inside the object (``val/texture``: the pattern), all judge-free
+(:func:`shape_and_pattern_metrics`). At the end the EMA encoder is written to ``OUTPUT_DIR/encoder``,
+the component ``EditPipeline`` loads.
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
 import argparse
 import logging
+import math
 from typing import Any, Sequence
 
 import torch
@@ -96,7 +112,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--latent_weight", type=float, default=0.0,
                    help="MSE to the true latents of generator samples (ill-posed: most of w is invisible in the image)")
     g.add_argument("--delta_weight", type=float, default=0.002)
+    g.add_argument("--texture_weight", type=float, default=0.0,
+                   help="phase-free texture loss (local structure tensors of the fine band; 0: off)")
+    g.add_argument("--feature_weight", type=float, default=0.0,
+                   help="generator-feature matching on generator samples (needs --synthetic_fraction > 0; 0: off)")
+    g.add_argument("--feature_resolutions", type=int, nargs="+", default=None,
+                   help="synthesis blocks for --feature_weight (default: every block, 4 .. R px)")
     args = p.parse_args(argv)
+    if args.feature_weight and not args.synthetic_fraction:
+        p.error("--feature_weight needs generator samples (--synthetic_fraction > 0)")
     if not 0.0 <= args.synthetic_fraction < 1.0:
         p.error(f"--synthetic_fraction must be in [0, 1), got {args.synthetic_fraction}")
     return args
@@ -149,9 +173,56 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def reconstruct(G, ws: torch.Tensor) -> torch.Tensor:
-    """G's image [N, 3, R, R] (unclamped) of ws, with its stored noise maps."""
-    return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
+def reconstruct(G, ws: torch.Tensor, return_features: bool = False):
+    """G's image [N, 3, R, R] (unclamped) of ws, with its stored noise maps; with ``return_features``,
+    ``(image, {resolution: synthesis block output})``."""
+    return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False, return_features=return_features)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of each channel of x [N, C, H, W] (reflect padding)."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t.square() / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def texture_stats(x: torch.Tensor, band_sigma: float = 1.0, pool_sigma: float = 2.0) -> torch.Tensor:
+    """x [N, 3, H, W] in [-1, 1] -> [N, 3, H, W]: the local structure tensor (Jxx, Jyy, Jxy) of the fine
+    band (luminance minus its Gaussian blur at ``band_sigma``) pooled by a Gaussian at ``pool_sigma``,
+    as amplitudes (square root, signed for Jxy). Pooled over more than the pattern period it does not
+    depend on the pattern's phase: ~0 on plain areas, one orientation on stripes, isotropic on dots."""
+    y = x.float().mean(dim=1, keepdim=True)
+    band = y - _gaussian_blur(y, band_sigma)
+    gx = torch.nn.functional.pad(band.diff(dim=3), (0, 1, 0, 0))
+    gy = torch.nn.functional.pad(band.diff(dim=2), (0, 0, 0, 1))
+    j = _gaussian_blur(torch.cat([gx.square(), gy.square(), gx * gy], dim=1), pool_sigma)
+    eps = 1e-3  # keeps the square root's gradient finite; subtracted so that a plain area reads 0
+    diag = (j[:, :2].clamp(min=0) + eps).sqrt() - eps ** 0.5
+    off = j[:, 2:].sign() * ((j[:, 2:].abs() + eps).sqrt() - eps ** 0.5)
+    return torch.cat([diag, off], dim=1)
+
+
+def texture_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image mean L1 between :func:`texture_stats` of ``rec`` and ``x`` [N, 3, H, W] -> [N]."""
+    return (texture_stats(rec) - texture_stats(x)).abs().mean(dim=(1, 2, 3))
+
+
+def feature_matching_loss(pred: dict[int, torch.Tensor], target: dict[int, torch.Tensor],
+                          resolutions: Sequence[int] | None = None) -> torch.Tensor:
+    """Mean over the synthesis blocks ``resolutions`` (default: all in ``target``) of the MSE between
+    block outputs ``pred[r]`` and ``target[r]`` [N, C, r, r], each divided by the target's variance
+    (so every block counts alike whatever its scale) -> [N]."""
+    res = sorted(target) if resolutions is None else list(resolutions)
+    terms = []
+    for r in res:
+        t = target[r].float()
+        terms.append((pred[r].float() - t).square().mean(dim=(1, 2, 3)) / t.var().clamp(min=1e-8))
+    return torch.stack(terms).mean(dim=0)
 
 
 @torch.no_grad()
@@ -174,11 +245,29 @@ def validate(encoder, G, val: torch.Tensor, out_png: Path, perceptual=None) -> d
     diff = unit_to_uint8(rec).float() - unit_to_uint8(x).float()  # 8-bit levels, as psnr() measures
     mse_fg = (diff.square() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3))).clamp(min=1)
     fg = (10 * torch.log10(255.0 ** 2 / mse_fg.clamp(min=1e-10))).mean().item()
-    out = {"val/psnr": sum(per) / len(per), "val/psnr_fg": fg}
+    out = {"val/psnr": sum(per) / len(per), "val/psnr_fg": fg, **shape_and_pattern_metrics(x, rec)}
     if perceptual is not None:
         out["val/perceptual"] = sum(perceptual(rec[i:i + 32], x[i:i + 32]).item() * len(x[i:i + 32])
                                     for i in range(0, len(x), 32)) / len(x)
     return out
+
+
+def shape_and_pattern_metrics(x: torch.Tensor, rec: torch.Tensor) -> dict[str, float]:
+    """Judge-free measures of what pixel PSNR hides, for images x and their reconstructions rec
+    [N, 3, H, W] in [-1, 1]: ``val/iou``, the mean IoU of the object masks (pixels unlike x's border,
+    in both images measured against x's border colour: the shape, position and size), and
+    ``val/texture``, the mean :func:`texture_stats` L1 distance over the inside of x's object (its
+    mask eroded by 2 px, so the edges do not count: the pattern, whatever its phase)."""
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    m_x = ((x - background).abs().amax(dim=1, keepdim=True) > 0.15).float()
+    m_r = ((rec - background).abs().amax(dim=1, keepdim=True) > 0.15).float()
+    inter, union = (m_x * m_r).sum(dim=(1, 2, 3)), ((m_x + m_r) > 0).float().sum(dim=(1, 2, 3))
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    inside = -torch.nn.functional.max_pool2d(-m_x, 5, stride=1, padding=2)
+    dist = (texture_stats(rec) - texture_stats(x)).abs().mean(dim=1, keepdim=True)
+    tex = (dist * inside).sum(dim=(1, 2, 3)) / inside.sum(dim=(1, 2, 3)).clamp(min=1)
+    return {"val/iou": iou.mean().item(), "val/texture": tex.mean().item()}
 
 
 def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
@@ -190,11 +279,15 @@ def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
     return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()
 
 
-def sample_synthetic(G, n: int, truncation: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n generator samples: (images [n, 3, R, R] clamped to [-1, 1], their ws [n, num_ws, w_dim])."""
+def sample_synthetic(G, n: int, truncation: float, generator: torch.Generator, return_features: bool = False):
+    """n generator samples: (images [n, 3, R, R] clamped to [-1, 1], their ws [n, num_ws, w_dim]), and
+    with ``return_features`` the synthesis block outputs as a third item (:func:`reconstruct`)."""
     z = torch.randn([n, G.z_dim], generator=generator).to(G.mapping.w_avg.device)
     with torch.no_grad():
         ws = G.mapping(z, None, truncation_psi=truncation)
+        if return_features:
+            img, feats = reconstruct(G, ws, return_features=True)
+            return img.clamp(-1, 1), ws, feats
         return reconstruct(G, ws).clamp(-1, 1), ws
 
 
@@ -215,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         encoder = LatentEncoder(config_for_generator(G, channels=args.channels, latent_space=args.latent_space,
                                                      trained_on=f"{args.data}"))
+    if args.feature_resolutions and not set(args.feature_resolutions) <= set(G.synthesis.block_resolutions):
+        from hdvila.errors import UserError
+
+        raise UserError(f"--feature_resolutions {args.feature_resolutions}: the generator's synthesis blocks are "
+                        f"{G.synthesis.block_resolutions}")
     train, val = load_images(args, G.img_resolution)
     opt = torch.optim.Adam(encoder.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     encoder, opt = accelerator.prepare(encoder, opt)
@@ -244,23 +342,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         use_hdvila = args.hdvila_weight > 0 and step % args.hdvila_every == 0
         for micro in range(args.gradient_accumulation_steps):
             real = to_unit(train[sampler.indices(step, micro)]).to(device)
-            syn, syn_ws = sample_synthetic(G, n_syn, args.truncation, gen) if n_syn else (real[:0], None)
+            syn, syn_ws, syn_feats = real[:0], None, None
+            if n_syn and args.feature_weight:
+                syn, syn_ws, syn_feats = sample_synthetic(G, n_syn, args.truncation, gen, return_features=True)
+            elif n_syn:
+                syn, syn_ws = sample_synthetic(G, n_syn, args.truncation, gen)
             x = torch.cat([real, syn])
             with accelerator.autocast():
                 ws = encoder(x, G)
-                rec = reconstruct(G, ws).float()
+                rec, feats = reconstruct(G, ws, return_features=True)
+                rec = rec.float()
                 weight = 1 + args.foreground_weight * foreground_mask(x) if args.foreground_weight else 1
                 parts = {"pixel": ((rec - x).square() * weight).mean(), "multiscale": multiscale_loss(rec, x).mean(),
                          "delta": delta_regularizer(ws.float()).mean()}
                 if syn_ws is not None:
                     parts["latent"] = (ws[n_real:].float() - syn_ws).square().mean()
+                if syn_feats is not None:
+                    parts["feature"] = feature_matching_loss({r: f[n_real:] for r, f in feats.items()}, syn_feats,
+                                                             args.feature_resolutions).mean()
+                if args.texture_weight:
+                    parts["texture"] = texture_loss(rec, x).mean()
                 if perceptual is not None:
                     parts["perceptual"] = perceptual(rec, x)
                 if use_hdvila:
                     parts["hdvila"] = cosine_loss(guide.image_features(rec), guide.image_features(x).detach()).mean()
             weights = {"pixel": args.pixel_weight, "multiscale": args.multiscale_weight, "delta": args.delta_weight,
                        "latent": args.latent_weight, "hdvila": args.hdvila_weight,
-                       "perceptual": args.perceptual_weight}
+                       "perceptual": args.perceptual_weight, "feature": args.feature_weight,
+                       "texture": args.texture_weight}
             loss = sum(weights[k] * v for k, v in parts.items())
             accelerator.backward(loss / args.gradient_accumulation_steps)
             stats.report("loss", loss.detach())
