@@ -14,21 +14,13 @@ import torch
 from apps.cli import main
 from generation.editing.guide_eval import (ATTRIBUTE_ORDER, MODES, PATHS, WORDS, TextEmbeddings, caption_candidates,
                                            demo_caption_rngs, guide_value_logits, read_attributes, value_prompts)
-from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.demo.attributes import ATTRIBUTES
 from hdvila.demo.dataset import DemoImageDataset, sample_image_spec
 from hdvila.modeling_hdvila import HDVILAModel
 from hdvila.processing_hdvila import HDVILAProcessor
+from tests.test_retrieval_cli import tiny_config  # the same tiny HD-VILA
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_config() -> HDVILAConfig:
-    """The mini preset shrunk to milliseconds per forward pass (random text tower, HR 64 -> 2x2 grid)."""
-    return HDVILAConfig.preset("mini", stage=1, hr_size=(64, 64), lr_size=(16, 16), resnet_layers=(1, 1, 1, 1),
-                               resnet_width=8, vision_width=32, timesformer_depth=1, timesformer_heads=2,
-                               projection_dim=32, text_init="random", freeze_text_encoder=False, text_hidden_size=32,
-                               text_layers=1, text_heads=2, text_intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
