@@ -170,3 +170,11 @@ def _write_errors(path: Path, errors: list[dict]) -> None:
         atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
     elif path.is_file():
         path.unlink()  # a clean rerun clears the report of an earlier one
+
+
+def error_line(error: dict) -> str:
+    """The stderr line for one entry of the errors report (``{"input", "error"}``): the message
+    names its file already (nearly every one starts with the path), so the path is added only when
+    it does not."""
+    message, path = str(error["error"]), str(error["input"])
+    return f"error: {message}" if path in message else f"error: {path}: {message}"

@@ -75,16 +75,8 @@ def _write_with_meta(dst: Path, meta: dict, write) -> None:
         raise
 
 
-def error_line(error: dict) -> str:
-    """The stderr line for one entry of the errors report (``{"input", "error"}``): the message
-    names its file already (nearly every one starts with the path), so the path is added only when
-    it does not."""
-    message, path = str(error["error"]), str(error["input"])
-    return f"error: {message}" if path in message else f"error: {path}: {message}"
-
-
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import errors_path, plan_jobs, process_share, run_jobs
+    from apps.batch import error_line, errors_path, plan_jobs, process_share, run_jobs
     from generation.editing.pipeline_edit import INPUT_POLICY
 
     if args.batch_size < 1:

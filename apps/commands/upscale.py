@@ -65,8 +65,7 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import errors_path, plan_jobs, process_share, run_jobs
-    from apps.commands.edit import error_line
+    from apps.batch import error_line, errors_path, plan_jobs, process_share, run_jobs
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
