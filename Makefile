@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: app test setup browser demo-data clean-venv
+.PHONY: app test lint setup browser demo-data clean-venv
 
 setup: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	# torch 2.14.1 + torchvision 0.29.1: a matching pair (each torchvision release is built for one torch release)
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e '.[test]'
+	# MTCNN face detection (generation/faces; weights inside the wheel). --no-deps: its pins (torch<2.3,
+	# numpy<2, Pillow<10.3) are older than ours; what it needs at run time (requests, tqdm) comes with ours
+	$(BIN)/pip install --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 app: $(STAMP)
@@ -30,6 +33,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Lint (ruff; its settings are in pyproject.toml). CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean-venv:
 	rm -rf $(VENV)

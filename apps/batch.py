@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -57,7 +58,8 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
             dst = dst / (src.stem + (".png" if kind == "image" else ".mp4"))
         want = (".png", ".jpg", ".jpeg") if kind == "image" else (".mp4",)
         if dst.suffix.lower() not in want:
-            raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, or be an existing folder.")
+            raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, "
+                            "or be an existing folder.")
         return [Job(src, dst, kind, src.name)]
     if not src.is_dir():
         raise InputFileError(f"{src}: not a regular file or a folder (a device or a pipe?); pass an image, a video "
@@ -154,6 +156,22 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch
     if errors_file is not None:
         _write_errors(errors_file, result["errors"])
     return result
+
+
+def finish(result: dict, summary: str, world_size: int = 1) -> int:
+    """End a batch command: print ``summary`` and the first errors of ``result`` (from :func:`run_jobs`),
+    then, with several processes, wait for all of them, and return the exit status (1 if any file
+    failed here). The wait matters: the launcher (torchrun) stops every process as soon as one exits
+    non-zero, so a process whose share had a bad file must not leave while the others still work."""
+    print(summary, flush=True)
+    for e in result["errors"][:5]:
+        print(error_line(e), file=sys.stderr)
+    sys.stderr.flush()
+    if world_size > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+    return 1 if result["failed"] else 0
 
 
 def _attempt(process: Callable[[list[Job]], None], batch: list[Job]) -> None:

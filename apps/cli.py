@@ -5,7 +5,8 @@ Each subcommand is one module of :mod:`apps.commands` exposing ``add_arguments(p
 A module that writes files names the options that hold output paths in ``OUTPUTS`` (argparse
 ``dest`` names; ``-`` means stdout): each is checked writable before ``run``, so an output that cannot
 be written fails in one line before any work.
-Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant. A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
+Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant.
+A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
 status 2, never as a traceback.
 """
 
@@ -19,7 +20,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("apps.commands.demo_data", "render demo-domain videos, images and annotations to files"),
     "judge": ("apps.commands.judge", "read shape, colour, background, size and pattern off images"),
-    "convert": ("apps.commands.convert", "convert official checkpoints (HD-VILA .pt, StyleGAN2 .pkl/.pt) to model folders"),
+    "convert": ("apps.commands.convert",
+                "convert official checkpoints (HD-VILA .pt, StyleGAN2 .pkl/.pt) to model folders"),
     "export": ("apps.commands.export", "export a StyleGAN2 training checkpoint as a generator model folder"),
     "eval-retrieval": ("apps.commands.eval_retrieval", "text-video retrieval metrics on an annotated video set"),
     "search": ("apps.commands.search", "text-to-video search over a folder of videos"),
@@ -31,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fd": ("apps.commands.fd", "FD-HDVILA of StyleGAN2 generators against demo-domain renders (lower is better)"),
     "eval-judge": ("apps.commands.eval_judge", "the attribute judge's accuracy on fresh demo-domain renders"),
     "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),
-    "eval-guide": ("apps.commands.eval_guide", "zero-shot reading of each attribute of still renders by an HD-VILA model"),
+    "eval-guide": ("apps.commands.eval_guide",
+                   "zero-shot reading of each attribute of still renders by an HD-VILA model"),
     "app": ("apps.commands.app", "the web UI (edit, upscale, video, search) on http://127.0.0.1:7860 by default"),
 }
 

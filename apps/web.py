@@ -25,10 +25,10 @@ Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
 
 Serving policy: the server binds 127.0.0.1:7860 unless told otherwise and shares nothing unless
 ``--share`` is given. The compiled StyleGAN2 ops build in a background thread at start-up while the
-reference ops serve, so no request waits for a compiler. Models load lazily, each at most once (:class:`Once`), and in a background
-thread right after the server is up, so the page is ready within seconds. Requests go through a
-queue with a concurrency limit; uploads are capped (``max_file_size``) and images over 40 MP are
-refused before decoding.
+reference ops serve, so no request waits for a compiler. Models load lazily, each at most once
+(:class:`Once`), and in a background thread right after the server is up, so the page is ready
+within seconds. Requests go through a queue with a concurrency limit; uploads are capped
+(``max_file_size``) and images over 40 MP are refused before decoding.
 
 Messages: a user error (an empty, corrupt or non-image upload, a decompression bomb, one larger than
 the model's output, a clip over the limit, an empty query) comes back as a ``gr.Error`` with the
@@ -138,7 +138,8 @@ class AppState:
                 raise
             self.edit_error = e
         if generator is not None and not Path(generator).exists():
-            raise CheckpointError(f"--generator {generator}: not found. Pass a StyleGAN2 model folder or an NVlabs .pkl.")
+            raise CheckpointError(f"--generator {generator}: not found. "
+                                  "Pass a StyleGAN2 model folder or an NVlabs .pkl.")
         self.generator_arg = generator
         if videos is not None and not Path(videos).is_dir():
             raise InputFileError(f"--videos {videos}: not a folder. Pass a folder of videos to search.")
@@ -532,7 +533,8 @@ def _edit_tab(state: AppState) -> None:
                 slider = gr.ImageSlider(label="Before | after", type="pil", format="png", elem_id="edit-slider",
                                         elem_classes="pixelated")
                 with gr.Row():
-                    recon = gr.Image(label="Reconstruction (inversion)", type="pil", format="png", elem_classes="pixelated")
+                    recon = gr.Image(label="Reconstruction (inversion)", type="pil", format="png",
+                                     elem_classes="pixelated")
                     download = gr.File(label="Edited PNG", elem_id="edit-download")
                 settings = gr.JSON(label="Settings and inversion PSNR", elem_id="edit-settings")
         fn = make_edit(state)
@@ -586,7 +588,8 @@ def _upscale_tab(state: AppState) -> None:
                                      placeholder="a red star with stripes on a blue background")
                 button = gr.Button("Upscale", variant="primary")
             with gr.Column():
-                slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png", elem_classes="pixelated")
+                slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png",
+                                        elem_classes="pixelated")
                 download = gr.File(label="Super-resolved PNG")
                 notes = gr.Textbox(label="Notes", interactive=False)
         fn = make_upscale(state)
@@ -618,9 +621,9 @@ def build_app(sr_model: str | None = None, hdvila: str | None = None, videos: st
               device: str | None = None, concurrency_limit: int = CONCURRENCY_LIMIT) -> gr.Blocks:
     """The app as a ``gr.Blocks`` with its queue set up; models load on first use (or via
     ``demo.hdvila_state.preload()``). ``edit_model`` / ``generator`` / ``sr_model`` / ``hdvila`` /
-    ``videos``: as the command-line options (None: the bundled models and the demo videos); ``cache_dir``: renders, results and
-    cached examples (default :func:`default_cache_dir`); ``embedding_cache``: the video-embedding
-    cache (default ``$HDVILA_CACHE`` or ``~/.cache/hdvila/embeddings``)."""
+    ``videos``: as the command-line options (None: the bundled models and the demo videos);
+    ``cache_dir``: renders, results and cached examples (default :func:`default_cache_dir`);
+    ``embedding_cache``: the video-embedding cache (default ``$HDVILA_CACHE`` or ``~/.cache/hdvila/embeddings``)."""
     state = AppState(sr_model, hdvila, videos, cache_dir=cache_dir, embedding_cache=embedding_cache, device=device,
                      edit_model=edit_model, generator=generator)
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(state.cache_dir / "gradio-examples"))

@@ -33,7 +33,8 @@ def main(argv=None):
         ("image 64 px", rate(lambda i: img64[i], n(400))),
         ("image 256 px", rate(lambda i: img256[i], n(100))),
         ("video 32 x 128 px (all frames)", rate(lambda i: vid[i], n(20))),
-        ("video 7 of 32 frames x 128 px (one hybrid clip)", rate(lambda i: vid.get(i, frames=[4, 8, 12, 16, 20, 24, 28]), n(60))),
+        ("video 7 of 32 frames x 128 px (one hybrid clip)",
+         rate(lambda i: vid.get(i, frames=[4, 8, 12, 16, 20, 24, 28]), n(60))),
     ]
     print("| item | items/s (1 thread) |\n|---|---|")
     for name, r in rows:

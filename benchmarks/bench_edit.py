@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_edit.py --threads 1
     .venv/bin/python benchmarks/bench_edit.py --device cuda
-    .venv/bin/python benchmarks/bench_edit.py --smoke   # a check that it runs: 1 thread, 1 repeat, 2 steps, reference ops
+    .venv/bin/python benchmarks/bench_edit.py --smoke   # a check that it runs: 1 thread, 1 repeat, 2 steps,
+                                                        # reference ops
 
 - **one pass**: encoder + text embedding + mapper + generator (``EditPipeline(method='mapper')``);
 - **StyleCLIP path**: the 300-step projector (W+, the generator's stored noise) + 300-step latent
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--smoke", action="store_true",
-                   help="a check that it runs (seconds): 1 thread, 1 repeat, 2 steps, the reference ops; not a measurement")
+                   help="a check that it runs (seconds): 1 thread, 1 repeat, 2 steps, the reference ops; "
+                   "not a measurement")
     args = p.parse_args(argv)
     if args.smoke:
         import os
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"device": args.device, "threads": torch.get_num_threads(), "one_pass_s": round(best_t, 4),
                       "forwards_s": {k: round(v, 4) for k, v in parts.items()},
                       "outside_forwards_share": round(1 - inside / best_t, 4),
-                      f"styleclip_path_s ({args.steps}-step projector + {args.steps}-step optimisation)": round(slow, 2),
+                      f"styleclip_path_s ({args.steps}-step projector + {args.steps}-step optimisation)":
+                          round(slow, 2),
                       "speedup": round(slow / best_t, 1), "peak_memory_mib": round(peak)}, indent=1))
 
 

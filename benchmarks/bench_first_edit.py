@@ -83,7 +83,8 @@ def first_edit(tmp: Path, foreground: bool, timeout: float = 300.0) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--foreground", action="store_true", help="HDVILA_OPS_IMPL=compiled: the request waits for the build")
+    p.add_argument("--foreground", action="store_true",
+                   help="HDVILA_OPS_IMPL=compiled: the request waits for the build")
     p.add_argument("--smoke", action="store_true", help="one repeat (a check that the benchmark runs)")
     args = p.parse_args(argv)
     runs = []

@@ -1,15 +1,17 @@
 """HD-VILA benchmarks: video embedding throughput, processor overhead over bare decord, large-model memory.
 
     .venv/bin/python benchmarks/bench_hdvila.py [--threads 2] [--skip-large] [--json OUT]
-    .venv/bin/python benchmarks/bench_hdvila.py --smoke   # a check that it runs: 1 thread, batch 2, 1 repeat, 30-frame 720p, part 3 on mini
+    .venv/bin/python benchmarks/bench_hdvila.py --smoke   # a check that it runs: 1 thread, batch 2, 1 repeat,
+                                                          # 30-frame 720p, part 3 on mini
 
 1. Throughput (clips/s) of ``get_video_features`` for the default model (``checkpoints/hdvila-mini``'s
    config, else the training script's demo preset) and the full ``mini`` preset on the CPU, fp32 and
    bf16 autocast; ``large`` (640x1024 HR) on CUDA when present.
 2. Processor overhead: ``HDVILAProcessor.load_video`` (open, sample, one decord ``get_batch``, resize,
    crop, normalise) against bare decord (open, ``len``, ``get_batch(indices)``) of the *same* frame
-   indices, wall and process CPU time (all threads; steadier on a loaded machine), for a demo-domain 128 px mp4 (mini geometry) and a synthetic 1280x720 mp4 (large geometry,
-   HR crop 640x1024). Target: at most 20% more time than bare decoding.
+   indices, wall and process CPU time (all threads; steadier on a loaded machine), for a demo-domain
+   128 px mp4 (mini geometry) and a synthetic 1280x720 mp4 (large geometry, HR crop 640x1024).
+   Target: at most 20% more time than bare decoding.
 3. Peak memory of one ``large`` forward at 640x1024 (one clip, 7 frames): CUDA ``max_memory_allocated``
    when a GPU is present; on the CPU the peak RSS of a fresh subprocess that builds the model and runs
    one no-grad forward (model weights included, reported separately).

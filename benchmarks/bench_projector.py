@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_projector.py                       # bundled 64 px generator
     .venv/bin/python benchmarks/bench_projector.py --generator PATH --batches 1,4,16 --steps 50
-    .venv/bin/python benchmarks/bench_projector.py --smoke   # a check that it runs: batches 1,2, 2 steps, 1 thread, reference ops
+    .venv/bin/python benchmarks/bench_projector.py --smoke   # a check that it runs: batches 1,2, 2 steps, 1 thread,
+                                                             # reference ops
 
 For each batch size B, projects the same B test renders (demo domain, unseen attribute combinations)
 with ``project_batch`` (W+, the default losses) and reports wall seconds per image and the speed-up

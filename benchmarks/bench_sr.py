@@ -3,7 +3,8 @@ and 1024 px outputs, and against a diffusion upscaler of the same parameter coun
 
     .venv/bin/python benchmarks/bench_sr.py                          # CPU, all sizes
     .venv/bin/python benchmarks/bench_sr.py --sizes 64,256 --device cuda
-    .venv/bin/python benchmarks/bench_sr.py --smoke   # a check that it runs: 64 px, smallest UNet, 1 repeat, 1 step, 1 thread, reference ops
+    .venv/bin/python benchmarks/bench_sr.py --smoke   # a check that it runs: 64 px, smallest UNet, 1 repeat, 1 step,
+                                                      # 1 thread, reference ops
 
 Each configuration runs in its own subprocess, so its peak memory (CPU: the process's maximum
 resident set; CUDA: ``torch.cuda.max_memory_allocated``) is its own. 64 px uses the bundled generator;
@@ -12,8 +13,9 @@ channel_base 32768, channel_max 512) with random weights, since speed does not d
 weights. The SR model is built for each generator at x4 (LR 16, 64 and 256 px).
 
 The diffusion baseline is a diffusers ``UNet2DConditionModel`` conditioned on the bicubic-upsampled LR
-image (concatenated to the noisy input, as SD x4 and SR3 do) and on a text embedding (cross-attention), with its widths chosen so its parameter
-count matches SR network + latent bank, run for 75 denoising steps with ``DDIMScheduler`` at 64 px.
+image (concatenated to the noisy input, as SD x4 and SR3 do) and on a text embedding (cross-attention),
+with its widths chosen so its parameter count matches SR network + latent bank, run for 75 denoising
+steps with ``DDIMScheduler`` at 64 px.
 Compare the ratio, which this run measures on the same machine at the same time; absolute times
 on these shared machines are noisy.
 """
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['what']:>10} {r['size']:>6} {params:>12,} {r['sec_per_image']:>9.4f} {r['images_per_s']:>9.2f} "
               f"{r['peak_mib']:>9.0f}")
     diff = rows[-1]
-    print(f"diffusion ({a.steps} steps) / SR at 64 px, time per image: {diff['sec_per_image'] / sr64['sec_per_image']:.1f}x")
+    print(f"diffusion ({a.steps} steps) / SR at 64 px, time per image: "
+          f"{diff['sec_per_image'] / sr64['sec_per_image']:.1f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_stylegan2.py                 # full run
     .venv/bin/python benchmarks/bench_stylegan2.py --repeats 2     # quicker
-    .venv/bin/python benchmarks/bench_stylegan2.py --smoke         # a check that it runs: 64 px, 1 repeat, 1 thread, 'ref' only (no build)
+    .venv/bin/python benchmarks/bench_stylegan2.py --smoke         # a check that it runs: 64 px, 1 repeat,
+                                                                   # 1 thread, 'ref' only (no build)
 
 Generator configs (z = w = 512, 8 mapping layers, noise 'const', truncation 1, eval mode):
   64 px: channel_base 8192, channel_max 256 (a small generator: 256 channels up to 32 px, 128 at 64 px);
@@ -115,16 +116,17 @@ def op_rows(device: torch.device, repeats: int, impls: list[str]) -> Iterator[tu
         ("FIR before strided conv (D)", (4, 128, 64, 64), lambda x, i: upfirdn2d(x, f, padding=2, impl=i)),
         ("downsample2d (D skip)", (4, 128, 64, 64), lambda x, i: downsample2d(x, f, impl=i)),
         ("bias_act lrelu", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", impl=i)),
-        ("bias_act lrelu + clamp 256", (4, 256, 64, 64), lambda x, i: bias_act(x, b256, act="lrelu", clamp=256, impl=i)),
+        ("bias_act lrelu + clamp 256", (4, 256, 64, 64),
+         lambda x, i: bias_act(x, b256, act="lrelu", clamp=256, impl=i)),
     ]
     for name, shape, fn in cases:
         x = torch.randn(*shape, device=device)
         xg = x.clone().requires_grad_(True)
 
-        def fwd_bwd(i):
+        def fwd_bwd(i, fn=fn, xg=xg):
             fn(xg, i).square().sum().backward()
 
-        fwd = timed([lambda i=i: fn(x, i) for i in impls], device, repeats)
+        fwd = timed([lambda i=i, fn=fn, x=x: fn(x, i) for i in impls], device, repeats)
         both = timed([lambda i=i: fwd_bwd(i) for i in impls], device, repeats)
         yield (name, "x".join(map(str, shape)), {i: t * 1e3 for i, t in zip(impls, fwd)},
                {i: t * 1e3 for i, t in zip(impls, both)})
@@ -185,8 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| px | channels | ops | batch | ms/img | img/s | GFLOP/img | GFLOP/s | % of matmul |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in generator_rows(device, args.resolutions, batch, args.repeats, impls, peak):
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f}% |",
-              flush=True)
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} "
+              f"| {r[8]:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ autocast, NCHW against channels-last (CPU or CUDA).
 
     .venv/bin/python benchmarks/bench_train_step.py --threads 2            # the bundled 64 px config
     .venv/bin/python benchmarks/bench_train_step.py --device cuda --batch 32
-    .venv/bin/python benchmarks/bench_train_step.py --smoke    # a check that it runs: batch 2, 1 run, no warm-up, 1 thread, CPU, reference ops
+    .venv/bin/python benchmarks/bench_train_step.py --smoke    # a check that it runs: batch 2, 1 run, no warm-up,
+                                                               # 1 thread, CPU, reference ops
 
 One "step" is what ``generation/train_stylegan2.py`` does per step without the lazy regularisers:
 G forward+backward through D, then D forward+backward on fakes and reals (batch ``--batch``).
@@ -24,11 +25,9 @@ import os
 
 import torch
 
-from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
-from generation.stylegan2 import losses as L
-from hdvila.training import cpu_has_native_bf16
-
 from bench_stylegan2 import timed  # sibling script (benchmarks/ is on sys.path when run as a script)
+from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config, losses as L
+from hdvila.training import cpu_has_native_bf16
 
 
 def build(resolution: int, channel_base: int, channel_max: int, z_dim: int, mapping_layers: int, device):
@@ -73,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the results here")
-    p.add_argument("--smoke", action="store_true", help="a check that it runs (seconds): batch 2, one run of each variant "
-                   "without warm-up, 1 thread, CPU, the reference ops (nothing to compile); not a measurement")
+    p.add_argument("--smoke", action="store_true",
+                   help="a check that it runs (seconds): batch 2, one run of each variant without warm-up, "
+                   "1 thread, CPU, the reference ops (nothing to compile); not a measurement")
     a = p.parse_args(argv)
     if a.smoke:
         os.environ["HDVILA_OPS_IMPL"] = "ref"
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
            "main_step_s": dict(zip(variants, main_t)), "r1_step_s": dict(zip(variants, r1_t)),
            "main_speedup": {k: main_t[0] / t for k, t in zip(variants, main_t)},
            "r1_speedup": {k: r1_t[0] / t for k, t in zip(variants, r1_t)}}
-    print(f"device {device} ({res['cpu_capability']}, native bf16: {res['cpu_native_bf16']}), {res['threads']} threads, "
-          f"batch {a.batch}, {a.resolution} px")
+    print(f"device {device} ({res['cpu_capability']}, native bf16: {res['cpu_native_bf16']}), "
+          f"{res['threads']} threads, batch {a.batch}, {a.resolution} px")
     print(f"  {'variant':24s} {'main step':>10s} {'speed-up':>8s} {'R1 step':>10s} {'speed-up':>8s}")
     for name, t, r in zip(variants, main_t, r1_t):
         print(f"  {name:24s} {t * 1e3:8.1f}ms {main_t[0] / t:7.2f}x {r * 1e3:8.1f}ms {r1_t[0] / r:7.2f}x")

@@ -6,8 +6,9 @@ served in-process on the bundled defaults, through ``gradio_client``; every one 
     .venv/bin/python benchmarks/bench_web_load.py --smoke   # a check that it runs: 2 requests, 1 thread, reference ops
 
 First it times ``hdvila app`` from the command to the page answering (HTTP 200 on ``/``) in a
-subprocess (the issue's "ready within 20 s"). Then it reports the wall time for all requests, the latency of each (submit to result: queueing included),
-the requests per second, and the process's peak resident memory (server, models and client share
+subprocess (the issue's "ready within 20 s"). Then it reports the wall time for all requests, the
+latency of each (submit to result: queueing included), the requests per second, and the process's
+peak resident memory (server, models and client share
 the process). The app queues requests with its concurrency limit (``--concurrency``, default the
 app's), so the latency shows the queue. Models are loaded before the clock starts.
 """
@@ -123,8 +124,9 @@ def run(argv: list[str] | None, tmp: Path) -> None:
     wall = time.perf_counter() - t0
     demo.close(verbose=False)
     lat = sorted(r["seconds"] for r in results)
-    report = {"startup_s": round(startup, 2), "requests": args.requests, "succeeded": sum(r["ok"] for r in results), "concurrency_limit": args.concurrency,
-              "threads": torch.get_num_threads(), "wall_s": round(wall, 2), "requests_per_s": round(args.requests / wall, 2),
+    report = {"startup_s": round(startup, 2), "requests": args.requests, "succeeded": sum(r["ok"] for r in results),
+              "concurrency_limit": args.concurrency, "threads": torch.get_num_threads(), "wall_s": round(wall, 2),
+              "requests_per_s": round(args.requests / wall, 2),
               "latency_s": {"p50": round(statistics.median(lat), 2), "max": round(lat[-1], 2), "min": round(lat[0], 2)},
               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     for kind in ("edit", "upscale"):

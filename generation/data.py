@@ -95,7 +95,8 @@ def scan_image_folder(folder: str | os.PathLike, resolution: int, *, skip_bad: b
         if not skip_bad or not good:
             hint = ("Remove or fix them, or pass --skip_bad_images to train without them."
                     if good else "No usable image is left.")
-            raise UserError(f"{len(bad)} of {len(files)} images under {folder} cannot be used:\n  {listing}{more}\n{hint}")
+            raise UserError(f"{len(bad)} of {len(files)} images under {folder} cannot be used:\n"
+                            f"  {listing}{more}\n{hint}")
         warnings.warn(f"skipping {len(bad)} of {len(files)} unusable images under {folder}:\n  {listing}{more}",
                       stacklevel=2)
     return good, (np.stack(pixels) if keep_pixels else None)

@@ -66,16 +66,30 @@ from typing import Any, Sequence
 
 import torch
 
-from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, at_least,
-                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision, end_of_step,
-                             resolve_resume, run_cli, step_seed)
+from hdvila.training import (
+    EMA,
+    StepBatchSampler,
+    StepStats,
+    TimeBudget,
+    add_common_args,
+    at_least,
+    build_accelerator,
+    end_of_step,
+    init_trackers,
+    load_checkpoint,
+    resolve_mixed_precision,
+    resolve_resume,
+    run_cli,
+    step_seed,
+)
 
 logger = logging.getLogger("train_encoder")
 EMA_FOLDER = "ema"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, max_train_steps=20000, checkpointing_steps=500, validation_steps=500)
     g = p.add_argument_group("models")
     g.add_argument("--generator", default=None, help="StyleGAN2 generator: model folder, NVlabs .pkl or rosinality .pt "
@@ -91,8 +105,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="demo", help="'demo' or a folder of images (recursive)")
     g.add_argument("--train_size", type=at_least(1), default=20000, help="demo: training renders")
-    g.add_argument("--val_size", type=at_least(1), default=64, help="held-out images for validation (demo: test split)")
-    g.add_argument("--synthetic_fraction", type=float, default=0.5, help="share of each batch that is generator samples")
+    g.add_argument("--val_size", type=at_least(1), default=64,
+                   help="held-out images for validation (demo: test split)")
+    g.add_argument("--synthetic_fraction", type=float, default=0.5,
+                   help="share of each batch that is generator samples")
     g.add_argument("--truncation", type=float, default=1.0, help="truncation psi of the generator samples")
     g = p.add_argument_group("optimisation and losses")
     g.add_argument("--train_batch_size", type=at_least(2), default=16, help="images per process per micro-batch")
@@ -102,7 +118,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--pixel_weight", type=float, default=1.0)
     g.add_argument("--multiscale_weight", type=float, default=1.0)
     g.add_argument("--foreground_weight", type=float, default=0.0,
-                   help="extra pixel-loss weight on pixels unlike the image border (0: off; e.g. 10 for the demo domain)")
+                   help="extra pixel-loss weight on pixels unlike the image border "
+                   "(0: off; e.g. 10 for the demo domain)")
     g.add_argument("--perceptual_weight", type=float, default=0.0,
                    help="perceptual loss weight (LPIPS if on disk, else discriminator features; 0: off)")
     g.add_argument("--perceptual", choices=["auto", "lpips", "discriminator"], default="auto",
@@ -146,8 +163,8 @@ def load_models(args: argparse.Namespace) -> dict[str, Any]:
 
         D = None
         if args.perceptual != "lpips":
-            D = load_stylegan2(args.discriminator or (Path(g_path) / "discriminator" if Path(g_path).is_dir() else g_path),
-                               which="D").eval().requires_grad_(False).float()
+            d_path = args.discriminator or (Path(g_path) / "discriminator" if Path(g_path).is_dir() else g_path)
+            D = load_stylegan2(d_path, which="D").eval().requires_grad_(False).float()
         perceptual = make_perceptual(args.perceptual, D)
     return {"G": G, "guide": HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config)), "g_path": g_path,
             "perceptual": perceptual}
@@ -383,8 +400,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[encoder], seen_key="images_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger,
-            validate=lambda: validate(ema.module, G, val, Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
-                                     perceptual))
+            validate=lambda step=step: validate(ema.module, G, val,
+                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
+                                                perceptual))
         result = validation or result
         if stop:
             break

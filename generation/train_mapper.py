@@ -24,7 +24,8 @@ reading by the guide itself; the judge is never used). The loss is
 - ``--direction_weight`` * the directional loss (edit - source image embedding against target -
   source caption embedding): the change should be the asked one and no other;
 - ``--l2_weight`` * the mean squared W+ offset per dimension, in units of the generator's per-dimension
-  w spread (StyleCLIP's latent L2; 1.0 is an offset as large as the spread of w itself), and ``--pixel_weight`` * pixel MSE against the source reconstruction (0: off).
+  w spread (StyleCLIP's latent L2; 1.0 is an offset as large as the spread of w itself), and
+  ``--pixel_weight`` * pixel MSE against the source reconstruction (0: off).
 
 Checkpoints hold the mapper, its optimiser, its EMA (``ema/``) and the RNG states; batches, edits
 and per-step randomness are functions of the step, so a resumed run continues as an uninterrupted
@@ -51,16 +52,30 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, at_least,
-                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision, end_of_step,
-                             resolve_resume, run_cli, step_seed)
+from hdvila.training import (
+    EMA,
+    StepBatchSampler,
+    StepStats,
+    TimeBudget,
+    add_common_args,
+    at_least,
+    build_accelerator,
+    end_of_step,
+    init_trackers,
+    load_checkpoint,
+    resolve_mixed_precision,
+    resolve_resume,
+    run_cli,
+    step_seed,
+)
 
 logger = logging.getLogger("train_mapper")
 EMA_FOLDER = "ema"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, max_train_steps=10000, checkpointing_steps=500, validation_steps=500)
     g = p.add_argument_group("models")
     g.add_argument("--generator", default=None, help="StyleGAN2 generator (default: the bundled stylegan2-demo64)")
@@ -80,7 +95,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("data")
     g.add_argument("--train_size", type=at_least(1), default=10000, help="train-split renders to invert")
     g.add_argument("--val_size", type=at_least(1), default=16, help="test-split renders for validation")
-    g.add_argument("--synthetic_fraction", type=float, default=0.25, help="share of each batch that is generator samples")
+    g.add_argument("--synthetic_fraction", type=float, default=0.25,
+                   help="share of each batch that is generator samples")
     g.add_argument("--noop_prob", type=float, default=0.1, help="probability of a prompt naming the current value")
     g = p.add_argument_group("optimisation and losses")
     g.add_argument("--train_batch_size", type=at_least(1), default=16)
@@ -335,9 +351,9 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from generation.editing.mapper import EditMapper, config_for
-    from hdvila.modeling_utils import tensors_digest
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
+    from hdvila.modeling_utils import tensors_digest
 
     args = parse_args(argv)
     if args.score:
@@ -365,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache = Path(args.output_dir) / "cache"
     tag = "random" if args.random_guide else "hdvila"
     # The cache is named by the encoder's weights: another encoder in the same output folder inverts afresh.
+    encoder_digest = tensors_digest(encoder.state_dict().values(), 12)
     train = invert_renders(G, encoder, guide, "train", args.train_size, args.seed,
-                           cache / f"train-{args.train_size}-{tag}-{tensors_digest(encoder.state_dict().values(), 12)}.pt")
+                           cache / f"train-{args.train_size}-{tag}-{encoder_digest}.pt")
     val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
     texts, reader = PromptTable(guide), ZeroShotReader(guide)
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
@@ -392,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rng = np.random.default_rng(step_seed(args.seed + 1, step, accelerator.process_index))
         for micro in range(args.gradient_accumulation_steps):
             idx = sampler.indices(step, micro)[:n_real]
-            ws, src, specs = train.ws[idx].to(device), train.source_embeds[idx].to(device), [train.specs[i] for i in idx]
+            ws, src = train.ws[idx].to(device), train.source_embeds[idx].to(device)
+            specs = [train.specs[i] for i in idx]
             if n_syn:
                 z = torch.from_numpy(rng.standard_normal((n_syn, G.z_dim)).astype(np.float32)).to(device)
                 with torch.no_grad():
@@ -415,8 +433,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[mapper], seen_key="edits_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger, precision=4,
-            validate=lambda: validate(ema.module, G, guide, texts, val,
-                                      Path(args.output_dir) / "validation" / f"step-{step:06d}.png", weights))
+            validate=lambda step=step: validate(ema.module, G, guide, texts, val,
+                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png", weights))
         result = validation or result
         if stop:
             break

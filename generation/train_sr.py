@@ -47,9 +47,22 @@ from typing import Any, Sequence
 
 import torch
 
-from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args, at_least,
-                             build_accelerator, init_trackers, load_checkpoint, resolve_mixed_precision, end_of_step,
-                             resolve_resume, run_cli, step_seed)
+from hdvila.training import (
+    EMA,
+    StepBatchSampler,
+    StepStats,
+    TimeBudget,
+    add_common_args,
+    at_least,
+    build_accelerator,
+    end_of_step,
+    init_trackers,
+    load_checkpoint,
+    resolve_mixed_precision,
+    resolve_resume,
+    run_cli,
+    step_seed,
+)
 
 logger = logging.getLogger("train_sr")
 EMA_FOLDER = "ema"
@@ -67,7 +80,8 @@ def _range(text: str) -> tuple[float, float]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from generation.superres.objective import SRLossWeights
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, max_train_steps=20000, checkpointing_steps=500, validation_steps=500)
     g = p.add_argument_group("models")
     g.add_argument("--generator", default=None, help="StyleGAN2 generator: model folder, NVlabs .pkl or rosinality .pt "
@@ -75,7 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--discriminator", default=None, help="discriminator to start from (default: the generator "
                    "folder's discriminator/, else the pickle's D; 'none': no adversarial or D-feature loss)")
     g.add_argument("--hdvila", default=None, help="HD-VILA model folder (default: the bundled hdvila-mini)")
-    g.add_argument("--scale", type=int, choices=[4, 8, 16], default=4, help="upscaling factor (LR = resolution / scale)")
+    g.add_argument("--scale", type=int, choices=[4, 8, 16], default=4,
+                   help="upscaling factor (LR = resolution / scale)")
     g.add_argument("--no_text", action="store_true", help="train a model without text conditioning (an ablation)")
     g.add_argument("--encoder_channels", type=at_least(8), default=64)
     g.add_argument("--decoder_channels", type=at_least(8), default=64)
@@ -97,8 +112,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ema_decay", type=float, default=0.999)
     w = SRLossWeights()
     for name in ("pixel", "perceptual", "adversarial", "text", "r1_gamma"):
-        g.add_argument(f"--{name}_weight" if name != "r1_gamma" else "--r1_gamma", type=float, default=getattr(w, name),
-                       dest=f"w_{name}", help=f"weight of the {name} loss (0: off)" if name != "r1_gamma" else "R1 gamma")
+        g.add_argument(f"--{name}_weight" if name != "r1_gamma" else "--r1_gamma", type=float,
+                       default=getattr(w, name), dest=f"w_{name}",
+                       help=f"weight of the {name} loss (0: off)" if name != "r1_gamma" else "R1 gamma")
     g.add_argument("--pixel_loss", choices=["l1", "mse"], default=w.pixel_kind)
     g.add_argument("--perceptual", choices=["auto", "lpips", "discriminator", "none"], default="auto",
                    help="auto: LPIPS where its AlexNet weights are on disk, else discriminator feature matching")
@@ -191,7 +207,8 @@ def export(args, accelerator, ema: EMA, models: dict[str, Any]) -> Path:
     from generation.superres.pipeline_sr import SRPipeline
 
     out = Path(args.output_dir) / "pipeline"
-    pipe = SRPipeline(sr_model=ema.module, generator=models["G"], hdvila=models["hdvila"], processor=models["processor"])
+    pipe = SRPipeline(sr_model=ema.module, generator=models["G"], hdvila=models["hdvila"],
+                      processor=models["processor"])
     pipe.save_pretrained(out)
     return out
 
@@ -295,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[sr_model], seen_key="images_seen",
             save_extra=ema_state, logger=logger,
-            validate=lambda: validate(ema.module, G, val, args.scale,
-                                      Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
+            validate=lambda step=step: validate(ema.module, G, val, args.scale,
+                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
         result = validation or result
         if stop:
             break

@@ -53,15 +53,40 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 import torch  # noqa: E402
 
 from generation.stylegan2 import losses as L  # noqa: E402
-from generation.stylegan2.training import STAT_NAMES, GeneratorForTraining, StyleGAN2Loss, TrainState  # noqa: E402
-from generation.stylegan2.training import adam_settings, sample_grid  # noqa: E402
+from generation.stylegan2.training import (  # noqa: E402
+    STAT_NAMES,
+    GeneratorForTraining,
+    StyleGAN2Loss,
+    TrainState,
+    adam_settings,
+    sample_grid,
+)
 from generation.stylegan2.training_args import add_training_args  # noqa: E402
-from generation.stylegan2.training_init import (EMA_FOLDER, MODEL_KEYS, check_model_settings,  # noqa: E402
-                                                demo_cache_file, init_from, network_configs)
-from hdvila.training import (EMA, StepBatchSampler, StepStats, TimeBudget, add_common_args,  # noqa: E402
-                             assert_replicas_equal, build_accelerator, init_trackers, load_checkpoint,
-                             load_training_state, resolve_mixed_precision, resolve_resume, run_cli, save_checkpoint,
-                             step_seed)
+from generation.stylegan2.training_init import (  # noqa: E402
+    EMA_FOLDER,
+    MODEL_KEYS,
+    check_model_settings,
+    demo_cache_file,
+    init_from,
+    network_configs,
+)
+from hdvila.training import (  # noqa: E402
+    EMA,
+    StepBatchSampler,
+    StepStats,
+    TimeBudget,
+    add_common_args,
+    assert_replicas_equal,
+    build_accelerator,
+    init_trackers,
+    load_checkpoint,
+    load_training_state,
+    resolve_mixed_precision,
+    resolve_resume,
+    run_cli,
+    save_checkpoint,
+    step_seed,
+)
 
 logger = logging.getLogger("train_stylegan2")
 METRICS_FILE = "metrics.jsonl"
@@ -112,8 +137,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_dataset(args: argparse.Namespace, accelerator):
     """-> (dataset whose items are float [3, R, R] in [-1, 1], description)."""
-    from generation.data import (ImageFolderDataset, UInt8ImageDataset, list_image_files, render_demo_images,
-                                 scan_image_folder)
+    from generation.data import (
+        ImageFolderDataset,
+        UInt8ImageDataset,
+        list_image_files,
+        render_demo_images,
+        scan_image_folder,
+    )
 
     show = accelerator.is_local_main_process
     if args.data == "demo":

@@ -92,7 +92,7 @@ class HDVILAConfig:
             problems.append(f"num_frames must be odd, got {self.num_frames}")
         if len(self.resnet_layers) != 4:
             problems.append(f"resnet_layers needs 4 stages, got {self.resnet_layers}")
-        if any(h != 4 * l for h, l in zip(self.hr_size, self.lr_size)):
+        if any(h != 4 * lr for h, lr in zip(self.hr_size, self.lr_size)):
             problems.append(f"hr_size {self.hr_size} must be 4x lr_size {self.lr_size}")
         s4 = self.resnet_stride(4) * 2
         if any(v % s4 for v in self.hr_size):

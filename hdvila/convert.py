@@ -18,7 +18,13 @@ import torch
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError
 from hdvila.modeling_hdvila import HDVILAModel
-from hdvila.modeling_utils import StateDictDiff, UnsafeCheckpointError, compare_state_dict, safe_torch_load, unwrap_state_dict
+from hdvila.modeling_utils import (
+    StateDictDiff,
+    UnsafeCheckpointError,
+    compare_state_dict,
+    safe_torch_load,
+    unwrap_state_dict,
+)
 
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict", "net")
 _SHARED_BIAS = ("transformer.cls.predictions.bias", "transformer.cls.predictions.decoder.bias")

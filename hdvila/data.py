@@ -77,7 +77,8 @@ class StepBatches(Dataset):
 # Hard-negative groups (see DemoStepBatches): items of a group share these attributes.
 VIDEO_GROUP_KEYS = (("shape", "color", "pattern", "background"),   # differ in motion (and size)
                     ("shape", "color", "background"))              # differ in pattern / motion / size
-IMAGE_GROUP_KEYS = (("shape", "color", "pattern"),)                 # differ in position / size / background
+IMAGE_GROUP_KEYS = (("shape", "color", "pattern"),                  # differ in position / size / background
+                    ("color", "pattern", "background"))             # differ in shape / position / size
 VIDEO_POOL, IMAGE_POOL = 1024, 512                                  # candidate items per micro-batch
 # Counterfactual caption negatives of an image (DemoStepBatches.negative_captions) change these in turn;
 # shape twice: the attribute a still's embedding reads worst.
@@ -139,19 +140,23 @@ class DemoStepBatches(StepBatches):
     only their specs are drawn, which is cheap) and takes groups of ``group_size`` items that share
     attributes (``VIDEO_GROUP_KEYS`` / ``IMAGE_GROUP_KEYS``, alternating); only the chosen items are
     rendered. ``group_size`` 1 takes consecutive items.
+
+    ``value_prompts`` adds every attribute's short prompts (``value_input_ids``, ...) and ``image_labels``
+    (also alone) each image's value indices [n, 5] in :data:`VALUE_ATTRIBUTES` order, for the
+    value-prompt and attribute losses of :class:`hdvila.objectives.ContrastiveObjective`.
     """
 
     def __init__(self, processor: HDVILAProcessor, batch_size: int, image_batch_size: int = 0, *,
                  split: str = "train", wording: str = "train", image_resolution: int = 64,
                  video_resolution: int = 128, group_size: int = 4, caption_negatives: int = 0,
-                 value_prompts: bool = False, **kwargs: Any) -> None:
+                 value_prompts: bool = False, image_labels: bool = False, **kwargs: Any) -> None:
         super().__init__(batch_size, image_batch_size, **kwargs)
         from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset
 
         if caption_negatives < 0:
             raise ValueError(f"caption_negatives must be >= 0, got {caption_negatives}")
         self.processor, self.group_size, self.caption_negatives = processor, group_size, caption_negatives
-        self.value_prompts = value_prompts
+        self.value_prompts, self.image_labels = value_prompts, image_labels or value_prompts
         self.videos = DemoVideoDataset(split, _HUGE, num_frames=DEMO_VIDEO_FRAMES, resolution=video_resolution,
                                        seed=self.seed, wording=wording)
         self.images = DemoImageDataset(split, _HUGE, resolution=image_resolution, seed=self.seed, wording=wording)
@@ -208,11 +213,13 @@ class DemoStepBatches(StepBatches):
             if self.caption_negatives:
                 negatives = [c for i in images for c in self.negative_captions(i["index"], m)]
                 tokens = self.processor.tokenize(negatives)
-                out["negative_input_ids"], out["negative_attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
+                out["negative_input_ids"] = tokens["input_ids"]
+                out["negative_attention_mask"] = tokens["attention_mask"]
             if self.value_prompts:
                 tokens = self.processor.tokenize(value_prompt_texts())
                 out["value_input_ids"], out["value_attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
-                out["value_labels"] = torch.stack([i["labels"] for i in images])  # [n, 5], VALUE_ATTRIBUTES order
+            if self.image_labels:
+                out["image_labels"] = torch.stack([i["labels"] for i in images])  # [n, 5], VALUE_ATTRIBUTES order
         out["needs_motion"] = torch.tensor([v["needs_motion"] for v in videos])
         out["needs_pattern"] = torch.tensor([v["needs_pattern"] for v in videos])
         return out

@@ -174,7 +174,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         found.extend(Path(root) / n for n in names
-                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES and (Path(root) / n).is_file())
+                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES
+                     and (Path(root) / n).is_file())
     return sorted(found)
 
 

@@ -268,13 +268,23 @@ class HDVILAModel(PretrainedModel):
         grid = self.encode_clips(hr_frames.flatten(0, 1), lr_frames.flatten(0, 1))
         return grid.view(b, n, *grid.shape[1:])
 
+    def get_pooled_video_features(self, hr_frames: torch.Tensor, lr_frames: torch.Tensor) -> torch.Tensor:
+        """Video grids averaged over clips and grid cells: [B, vision_width], before ``v_proj``.
+
+        hr_frames: [B, n_clips, 3, Hh, Wh], lr_frames: [B, n_clips, F-1, 3, Hl, Wl], normalised pixels.
+        """
+        return self.get_video_grid(hr_frames, lr_frames).mean(dim=(1, 3, 4))
+
+    def project_video(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled video features [B, vision_width] -> embeddings [B, projection_dim] (``v_proj``, L2)."""
+        return F.normalize(self.transformer.v_proj(pooled), dim=-1)
+
     def get_video_features(self, hr_frames: torch.Tensor, lr_frames: torch.Tensor) -> torch.Tensor:
         """Video embeddings [B, projection_dim], L2-normalised; clips are averaged.
 
         hr_frames: [B, n_clips, 3, Hh, Wh], lr_frames: [B, n_clips, F-1, 3, Hl, Wl], normalised pixels.
         """
-        grid = self.get_video_grid(hr_frames, lr_frames)
-        return F.normalize(self.transformer.v_proj(grid.mean(dim=(1, 3, 4))), dim=-1)
+        return self.project_video(self.get_pooled_video_features(hr_frames, lr_frames))
 
     def image_to_clip(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A still image as a static one-clip video (differentiable).

@@ -270,8 +270,8 @@ def safe_torch_load(path: str | os.PathLike, *, allowed_globals: tuple[type, ...
                                   f"may be truncated or of another format (an HTML error page saved by a failed "
                                   f"download looks like this).") from None
         asked = re.sub(r"^(posix|nt)\.", "os.", m.group(1))
-        raise UnsafeCheckpointError(f"refusing to load {path}: it asks for {asked}, so it holds pickled Python objects, "
-                                    f"not only tensors. Nothing in it was run.", asked) from None
+        raise UnsafeCheckpointError(f"refusing to load {path}: it asks for {asked}, so it holds pickled Python "
+                                    f"objects, not only tensors. Nothing in it was run.", asked) from None
     except Exception as e:  # torch.load on a foreign file raises almost anything (KeyError, struct.error, ...)
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch {what} ({type(e).__name__}: {first}); it may be "

@@ -28,13 +28,13 @@ from typing import Any, Sequence
 
 import torch
 
-from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.atomic import atomic_dir
+from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError, InputFileError, TextInputError
 from hdvila.models.pixels import PIXEL_MEAN, PIXEL_STD, normalize_pixels, resize_crop
 from hdvila.sampling import ClipIndices, sample_clips
-from hdvila.videoio import VideoSource
-from hdvila.videoio import open_video as _open_video  # module-level, so a test can count the decoder openings
+from hdvila.videoio import VideoSource, open_video as _open_video  # module-level: a test counts the decoder openings
+
 MAX_TEXT_TOKENS = 50
 FLIP_PROBABILITY = 1 / 3
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
@@ -79,7 +79,7 @@ class HDVILAProcessor:
                  padding: str = "longest") -> None:        # "longest" in the batch, or "max_length"
         self._tokenizer = tokenizer
         self.hr_size, self.lr_size = tuple(hr_size), tuple(lr_size)
-        if any(h != 4 * l for h, l in zip(self.hr_size, self.lr_size)):
+        if any(h != 4 * lr for h, lr in zip(self.hr_size, self.lr_size)):
             raise ValueError(f"hr_size {hr_size} must be 4x lr_size {lr_size}")
         if num_frames < 1 or num_frames % 2 == 0:
             raise ValueError(f"num_frames must be odd, got {num_frames}")
@@ -299,8 +299,9 @@ class HDVILAProcessor:
         return normalize_pixels((out.clamp(-1, 1) + 1.0) * 127.5)
 
     # ---- all at once --------------------------------------------------------------------------------
-    def __call__(self, text: str | Sequence[str] | None = None, videos: VideoSource | Sequence[VideoSource] | None = None,
-                 images: Any = None, *, training: bool = False, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+    def __call__(self, text: str | Sequence[str] | None = None,
+                 videos: VideoSource | Sequence[VideoSource] | None = None, images: Any = None, *,
+                 training: bool = False, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
         """Process any of text, videos and images.
 
         Returns a dict with, as applicable: ``input_ids``, ``attention_mask`` (int64 [B, L]);

@@ -55,9 +55,21 @@ from torch import nn
 
 from hdvila.configuration_hdvila import VIDEO_INPUTS, HDVILAConfig
 from hdvila.errors import CheckpointError, UserError
-from hdvila.training import (SCHEDULES, StepStats, TimeBudget, add_common_args, at_least, build_accelerator,
-                             init_trackers, load_checkpoint, lr_lambda, resolve_resume, run_cli, save_checkpoint,
-                             step_seed)
+from hdvila.training import (
+    SCHEDULES,
+    StepStats,
+    TimeBudget,
+    add_common_args,
+    at_least,
+    build_accelerator,
+    init_trackers,
+    load_checkpoint,
+    lr_lambda,
+    resolve_resume,
+    run_cli,
+    save_checkpoint,
+    step_seed,
+)
 
 logger = logging.getLogger("hdvila.train")
 
@@ -76,11 +88,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stage", choices=["1", "2", "finetune"], default="1")
     g.add_argument("--preset", choices=["demo", "mini", "large"], default="demo",
                    help="architecture for a new model (demo = mini + DEMO_OVERRIDES, the default model)")
-    g.add_argument("--config_overrides", default=None, help='JSON object of HDVILAConfig fields, e.g. \'{"resnet_width": 8}\'')
+    g.add_argument("--config_overrides", default=None,
+                   help='JSON object of HDVILAConfig fields, e.g. \'{"resnet_width": 8}\'')
     g.add_argument("--video_input", choices=VIDEO_INPUTS, default=None,
                    help="visual path: hybrid (paper), lr_only or hr_only (ablations); default: the config's")
     g.add_argument("--init_from", default=None,
-                   help="model folder to start from, loaded non-strictly (stage 2: a stage-1 model; finetune: a stage-2 model)")
+                   help="model folder to start from, loaded non-strictly "
+                   "(stage 2: a stage-1 model; finetune: a stage-2 model)")
     g.add_argument("--temperature", type=float, default=None, help="contrastive temperature (default: by stage)")
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=["demo", "annotations"], default=None,
@@ -103,6 +117,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--value_weight", type=at_least(0.0, float), default=0.0,
                    help="demo: weight of the value-prompt loss (each still picks \"a star\", \"a red one\", ... of its "
                         "values among each attribute's others; 0: off)")
+    g.add_argument("--attribute_weight", type=at_least(0.0, float), default=0.0,
+                   help="demo: weight of the attribute loss (a training-only linear classifier per attribute on each "
+                        "still's pooled visual features, so the visual tower keeps shape; 0: off)")
     g.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the model's num_frames)")
     g.add_argument("--sample_rate", type=int, default=4, help="frame step inside a clip")
     g.add_argument("--train_n_clips", type=at_least(1), default=1, help="clips per video in training (paper: 2)")
@@ -138,8 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("annotation data needs --annotations and --videos")
     if args.data == "demo" and args.max_train_steps is None:
         p.error("--data demo needs --max_train_steps")
-    if args.data != "demo" and (args.caption_negatives or args.value_weight):
-        p.error("--caption_negatives and --value_weight need --data demo (they change the demo domain's attributes)")
+    if args.data != "demo" and (args.caption_negatives or args.value_weight or args.attribute_weight):
+        p.error("--caption_negatives, --value_weight and --attribute_weight need --data demo (they use the demo "
+                "domain's attributes)")
     if args.stage == "finetune" and not args.init_from:
         p.error("--stage finetune needs --init_from (a stage-2 model folder)")
     args.learning_rate = args.learning_rate or STAGE_LR[args.stage]
@@ -190,8 +208,8 @@ def load_non_strict(model: nn.Module, folder: str | Path) -> dict[str, list[str]
 
 def build_model(args: argparse.Namespace):
     """(model, objective, processor) for ``--stage``, initialised from ``--init_from`` if given."""
-    from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.data import value_prompt_sizes
+    from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.objectives import ContrastiveObjective, MLMObjective
     from hdvila.processing_hdvila import HDVILAProcessor
 
@@ -208,7 +226,8 @@ def build_model(args: argparse.Namespace):
                                             train_n_clips=args.train_n_clips)
     objective = (MLMObjective(model) if args.stage == "2" else
                  ContrastiveObjective(model, args.temperature, direction_sum=args.stage == "finetune",
-                                      value_weight=args.value_weight, value_sizes=value_prompt_sizes()))
+                                      value_weight=args.value_weight, value_sizes=value_prompt_sizes(),
+                                      attribute_weight=args.attribute_weight))
     return model, objective, processor
 
 
@@ -221,7 +240,7 @@ def build_data(args: argparse.Namespace, processor, rank: int, world: int):
     if args.data == "demo":
         data = DemoStepBatches(processor, args.train_batch_size, image_bs, rank=rank, world_size=world, seed=args.seed,
                                group_size=args.group_size, caption_negatives=args.caption_negatives,
-                               value_prompts=args.value_weight > 0)
+                               value_prompts=args.value_weight > 0, image_labels=args.attribute_weight > 0)
     else:
         ann = load_annotations(args.annotations, args.format)
         rows = read_image_rows(args.image_annotations) if args.image_annotations else []
@@ -271,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     output_dir, world, rank = Path(args.output_dir), accelerator.num_processes, accelerator.process_index
     model, objective, processor = build_model(args)
     data, val_data, image_bs = build_data(args, processor, rank, world)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in objective.parameters() if p.requires_grad]  # the model's and the objective's heads
     optimizer, scheduler = build_optimizer(args, params, world)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
 

@@ -36,7 +36,8 @@ def blur_kernel(gain: float = 1.0) -> torch.Tensor:
     return k / k.sum() * gain
 
 
-def resample(x: torch.Tensor, k: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def resample(x: torch.Tensor, k: torch.Tensor, up: int = 1, down: int = 1,
+             pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Zero-insert up-sampling, padding, FIR convolution (true convolution), sub-sampling."""
     n, c, h, w = x.shape
     if up > 1:
@@ -57,7 +58,8 @@ def lrelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x + bias.reshape(shape), 0.2) * SQRT2
 
 
-def dense(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, lr_mul: float = 1.0, act: bool = False) -> torch.Tensor:
+def dense(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, lr_mul: float = 1.0,
+          act: bool = False) -> torch.Tensor:
     y = x @ (w * (lr_mul / math.sqrt(w.shape[1]))).t()
     if b is None:
         return y

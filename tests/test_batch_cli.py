@@ -59,7 +59,8 @@ def test_stale_temporaries_match_only_their_target(tmp_path):
     from hdvila.atomic import atomic_path, stale_temporaries
 
     target = tmp_path / "a.png"
-    for name in (".tmp-a.k2j_9xq0.png", ".tmp-a.b.k2j_9xq0.png", ".tmp-a.k2j_9xq0.jpg", "a.png", ".tmp-ab.k2j_9xq0.png"):
+    for name in (".tmp-a.k2j_9xq0.png", ".tmp-a.b.k2j_9xq0.png", ".tmp-a.k2j_9xq0.jpg", "a.png",
+                 ".tmp-ab.k2j_9xq0.png"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in stale_temporaries(target)] == [".tmp-a.k2j_9xq0.png"]
     with atomic_path(tmp_path / "c.png") as tmp:  # the pattern is the one atomic_path really makes
@@ -97,6 +98,25 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output_once(tmp_path):
             assert im.size == (64, 64)
 
 
+def test_finish_waits_for_every_process_before_a_failing_exit(monkeypatch, capsys):
+    """torchrun stops all processes as soon as one exits non-zero, so a process whose share held a bad
+    file must wait for the others (which may still be working) before it returns its exit status."""
+    import accelerate
+
+    from apps.batch import finish
+
+    calls = []
+    monkeypatch.setattr(accelerate.PartialState, "wait_for_everyone", lambda self: calls.append(capsys.readouterr()))
+    failed = {"done": 3, "failed": 1, "errors": [{"input": "x/broken.png", "error": "x/broken.png: not an image"}]}
+    assert finish(failed, "edited 3 file(s)", world_size=1) == 1 and calls == []
+    capsys.readouterr()
+    assert finish({"done": 4, "failed": 0, "errors": []}, "edited 4 file(s)", world_size=2) == 0
+    assert finish(failed, "edited 3 file(s)", world_size=2) == 1
+    # the summary and the error lines are out before the wait, so a stopped sibling cannot swallow them
+    assert [c.out for c in calls] == ["edited 4 file(s)\n", "edited 3 file(s)\n"]
+    assert calls[1].err == "error: x/broken.png: not an image\n"
+
+
 def test_accelerate_two_processes_edit_each_file_exactly_once(tmp_path):
     from tests.conftest import small_edit_pipeline
 
@@ -105,9 +125,9 @@ def test_accelerate_two_processes_edit_each_file_exactly_once(tmp_path):
     inputs = _images(src, 7, size=64)
     (src / "sub0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     accelerate = str(Path(sys.executable).parent / "accelerate")
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "apps.cli", "edit", str(src), str(out), "--prompt", "make it striped",
-           "--model", model, "--batch-size", "2", "--quiet", "--device", "cpu"]
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "apps.cli", "edit", str(src), str(out),
+           "--prompt", "make it striped", "--model", model, "--batch-size", "2", "--quiet", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0, "a bad input must make the exit status non-zero"
     done = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("edited ")]

@@ -45,13 +45,17 @@ EXPECT: dict[str, list[str]] = {
                                       "| 1 | ", "| 2 | "],
     "benchmarks/quality/eval_hdvila_default.py": [
         "### Text-to-video retrieval, 8 held-out test videos", "### Text-to-image retrieval, 8 held-out test images",
-        "| train wordings |", "| heldout wordings |", "| frozen MiniLM alone", "| model, text-to-video, held-out wordings |"],
+        "| train wordings |", "| heldout wordings |", "| frozen MiniLM alone",
+        "| model, text-to-video, held-out wordings |"],
     "benchmarks/quality/eval_stylegan2_default.py": [
         "| metric (16 samples, truncation 1.0) | value |", "| judge confidence > 0.9 on every attribute |",
         "| FD-HDVILA (real-vs-real floor) |", "| attribute | class shares", "| W+ |"],
     "benchmarks/bench_stylegan2.py": [
         "extension build/load not needed ('ref' only)", "| op | shape | ref fwd ms |", "| upsample2d (skip image) |",
-        "| bias_act lrelu + clamp 256 |", "| px | channels | ops | batch | ms/img |", "| 64 | base 8192, max 256 | ref | 1 |"],
+        "| bias_act lrelu + clamp 256 |", "| px | channels | ops | batch | ms/img |",
+        "| 64 | base 8192, max 256 | ref | 1 |"],
+    "benchmarks/bench_faces.py": ["| step | ms per frame |", "| detect (MTCNN, CPU) |", "| align (256 px crop) |",
+                                  "| paste back |", "| total |", "first detection, with loading the detector"],
     "benchmarks/bench_demo_data.py": [
         "| item | items/s (1 thread) |", "| image 64 px |", "| image 256 px |", "| video 32 x 128 px (all frames) |",
         "| video 7 of 32 frames x 128 px (one hybrid clip) |"],

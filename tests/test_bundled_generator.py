@@ -15,8 +15,8 @@ from generation.stylegan2.convert import load_stylegan2
 from generation.stylegan2.metrics import generator_samples, real_images
 from generation.stylegan2.projector import BUNDLED_GENERATOR, LATENT_FILE, load_latent
 from hdvila.demo import DemoImageDataset
-from hdvila.imageio import save_image
 from hdvila.demo.attributes import ATTRIBUTES
+from hdvila.imageio import save_image
 from hdvila.judge import ATTRIBUTE_NAMES, load_judge
 from hdvila.judge.evaluate import judge_images, total_variation
 from hdvila.paths import bundled

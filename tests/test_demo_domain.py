@@ -6,11 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hdvila.demo import (BACKGROUNDS, COLORS, MOTIONS, PATTERNS, SHAPES, DemoImageDataset, DemoVideoDataset,
-                         render_image, sample_image_spec, sample_video_spec)
+from hdvila.demo import (
+    BACKGROUNDS,
+    COLORS,
+    MOTIONS,
+    PATTERNS,
+    SHAPES,
+    DemoImageDataset,
+    DemoVideoDataset,
+    render_image,
+    sample_image_spec,
+    sample_video_spec,
+)
 from hdvila.demo.attributes import ImageSpec
-from hdvila.demo.captions import (BACKGROUND_WORDS, COLOR_WORDS, MOTION_WORDS, PATTERN_WORDS, SHAPE_WORDS,
-                                  SIZE_WORDS)
+from hdvila.demo.captions import BACKGROUND_WORDS, COLOR_WORDS, MOTION_WORDS, PATTERN_WORDS, SHAPE_WORDS, SIZE_WORDS
 from hdvila.demo.dataset import is_test_combination
 
 

@@ -177,8 +177,9 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
                                                    "--channels", "8", "--resume_from_checkpoint", "latest", *common])
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
-                                                "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2", "--prompt_weight", "1",
-                                                "--pipeline_dir", str(tmp_path / "pipe"), *common, "--validation_steps", "2"])
+                                                "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2",
+                                                "--prompt_weight", "1", "--pipeline_dir", str(tmp_path / "pipe"),
+                                                *common, "--validation_steps", "2"])
     assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
     assert {"val/clip", "val/prompt", "val/direction", "val/guide"} <= set(out)
     assert out["val/guide"] == pytest.approx(out["val/clip"] + out["val/prompt"] + 0.5 * out["val/direction"])
@@ -217,7 +218,8 @@ def test_train_encoder_perceptual_loss_uses_the_discriminator(tmp_path):
     from generation.data import render_demo_images
 
     val = torch.from_numpy(render_demo_images(8, 64, split="test", seed=0))
-    trained = train_encoder.validate(LatentEncoder.from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / "edit-demo64" / "encoder").float(),
+    bundled = Path(__file__).resolve().parents[1] / "checkpoints" / "edit-demo64" / "encoder"
+    trained = train_encoder.validate(LatentEncoder.from_pretrained(bundled).float(),
                                      models["G"], val, tmp_path / "a.png", models["perceptual"])
     fresh = train_encoder.validate(LatentEncoder.from_pretrained(out["encoder"]).float(), models["G"], val,
                                    tmp_path / "b.png", models["perceptual"])
@@ -284,7 +286,8 @@ def test_train_encoder_feature_and_texture_losses_resume_exactly(tmp_path):
               "--checkpointing_steps", "2", "--validation_steps", "0", "--channels", "8", "--hdvila_weight", "0",
               "--synthetic_fraction", "0.5", "--feature_weight", "1", "--feature_resolutions", "4", "16",
               "--texture_weight", "1"]
-    whole = run_training_main(train_encoder.main, ["--output_dir", str(tmp_path / "a"), "--max_train_steps", "3", *common])
+    whole = run_training_main(train_encoder.main,
+                              ["--output_dir", str(tmp_path / "a"), "--max_train_steps", "3", *common])
     assert {"val/psnr", "val/psnr_fg", "val/iou", "val/texture"} <= set(whole)
     run_training_main(train_encoder.main, ["--output_dir", str(tmp_path / "b"), "--max_train_steps", "2", *common])
     resumed = run_training_main(train_encoder.main, ["--output_dir", str(tmp_path / "b"), "--max_train_steps", "3",

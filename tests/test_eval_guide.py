@@ -12,8 +12,18 @@ import pytest
 import torch
 
 from apps.cli import main
-from generation.editing.guide_eval import (ATTRIBUTE_ORDER, MODES, PATHS, WORDS, TextEmbeddings, caption_candidates,
-                                           demo_caption_rngs, guide_value_logits, read_attributes, value_prompts)
+from generation.editing.guide_eval import (
+    ATTRIBUTE_ORDER,
+    MODES,
+    PATHS,
+    WORDS,
+    TextEmbeddings,
+    caption_candidates,
+    demo_caption_rngs,
+    guide_value_logits,
+    read_attributes,
+    value_prompts,
+)
 from hdvila.demo.attributes import ATTRIBUTES
 from hdvila.demo.dataset import DemoImageDataset, sample_image_spec
 from hdvila.modeling_hdvila import HDVILAModel
@@ -131,8 +141,8 @@ def test_short_prompts_name_each_value():
 def test_reader_is_reusable_and_guide_logits_agree(tiny):
     """read_attributes leaves a training model as it was; the guide's logits read like the reader's
     short mode on the guide path; the guide's text features are the bank's."""
-    from generation.editing.guide import HDVILAGuide
     from generation.data import render_demo_images
+    from generation.editing.guide import HDVILAGuide
     from hdvila.tensors import uint8_to_unit
 
     model, processor = tiny

@@ -220,8 +220,9 @@ def test_top_text_layers_train_and_are_saved(tmp_path):
 
 def test_large_checkpoint_must_carry_its_text_tower(tmp_path):
     """External prefixes apply only to the frozen MiniLM tower, not to a random-init text encoder."""
-    from hdvila.errors import CheckpointError
     from safetensors.torch import load_file, save_file
+
+    from hdvila.errors import CheckpointError
 
     model = tiny_model(stage=1)
     model.save_pretrained(tmp_path / "t")

@@ -71,7 +71,7 @@ def test_resume_matches_a_straight_run(stage1, tmp_path):
     a, b = _weights(stage1 / "model"), _weights(straight / "model")
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
     # Optimizer state after 6 steps: Adam's step counters agree.
     opt_a = torch.load(stage1 / "checkpoint-6" / "optimizer.bin", weights_only=False)
     opt_b = torch.load(straight / "checkpoint-6" / "optimizer.bin", weights_only=False)
@@ -183,7 +183,8 @@ def test_two_cpu_processes_gather_features(tmp_path):
     # accelerate 1.15's "--cpu --num_processes 2" starts ONE process unless an MPI hostfile is given;
     # "--multi_gpu" launches through torchrun, and the script (cpu=True without CUDA) then runs MULTI_CPU/gloo.
     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "hdvila" / "train.py"),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(REPO / "hdvila" / "train.py"),
            *_args(out, "--checkpointing_steps", "1", "--val_videos", "0", "--val_images", "0", steps=1)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150, env=env)
@@ -236,10 +237,12 @@ def test_caption_negatives_differ_in_one_attribute_and_train(tmp_path):
     # The loss: with no negatives it is the plain InfoNCE; a negative equal to a true text raises it.
     torch.manual_seed(0)
     t, v = (torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for _ in range(2))
-    torch.testing.assert_close(contrastive_loss_with_negatives(t, v, t[:0], 0.1), contrastive_loss(t, v, 0.1, gather=False))
+    torch.testing.assert_close(contrastive_loss_with_negatives(t, v, t[:0], 0.1),
+                               contrastive_loss(t, v, 0.1, gather=False))
     assert contrastive_loss_with_negatives(t, v, v, 0.1) > contrastive_loss(t, v, 0.1, gather=False)
 
-    s = _train(_args(tmp_path / "neg", "--caption_negatives", "2", "--group_size", "1", "--value_weight", "0.5", steps=2))
+    s = _train(_args(tmp_path / "neg", "--caption_negatives", "2", "--group_size", "1", "--value_weight", "0.5",
+                     steps=2))
     assert s["global_step"] == 2 and np.isfinite(s["last"]["image_loss"]) and np.isfinite(s["last"]["value_loss"])
 
 
@@ -257,9 +260,10 @@ def test_value_prompt_loss_reads_each_attribute_of_a_still():
     proc = HDVILAProcessor.from_config(cfg, train_n_clips=1)
     data = DemoStepBatches(proc, 2, 3, seed=1, group_size=1, value_prompts=True)
     batch = data[0]
-    for row, index in zip(batch["value_labels"], data.image_indices(0)):
+    for row, index in zip(batch["image_labels"], data.image_indices(0)):
         spec = data.images.spec(index)
-        assert [ATTRIBUTES[a][int(v)] for a, v in zip(VALUE_ATTRIBUTES, row)] == [getattr(spec, a) for a in VALUE_ATTRIBUTES]
+        assert ([ATTRIBUTES[a][int(v)] for a, v in zip(VALUE_ATTRIBUTES, row)]
+                == [getattr(spec, a) for a in VALUE_ATTRIBUTES])
     from hdvila.modeling_hdvila import HDVILAModel
 
     torch.manual_seed(0)
@@ -272,3 +276,40 @@ def test_value_prompt_loss_reads_each_attribute_of_a_still():
     assert out["value_loss"] > 0
     out["value_loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_attribute_loss_trains_a_head_that_is_not_saved_with_the_model(tmp_path):
+    """--attribute_weight: a training-only classifier per attribute on the stills' pooled visual
+    features; the loss is added with its weight, reaches the visual tower, resumes with the run's
+    state, and the saved model has no trace of it."""
+    from hdvila.data import DemoStepBatches, value_prompt_sizes
+    from hdvila.modeling_hdvila import HDVILAModel
+    from hdvila.objectives import ContrastiveObjective
+    from hdvila.processing_hdvila import HDVILAProcessor
+
+    cfg = HDVILAConfig.preset("mini", **TINY)
+    proc = HDVILAProcessor.from_config(cfg, train_n_clips=1)
+    data = DemoStepBatches(proc, 2, 3, seed=1, group_size=1, image_labels=True)
+    batch = data[0]
+    assert batch["image_labels"].shape == (3, 5) and "value_input_ids" not in batch
+    torch.manual_seed(0)
+    model = HDVILAModel(cfg).eval()
+    objective = ContrastiveObjective(model, 0.05, value_sizes=value_prompt_sizes(), attribute_weight=0.5)
+    assert objective.attribute_head.out_features == sum(value_prompt_sizes())
+    inputs = {k: v for k, v in batch.items() if k not in ("needs_motion", "needs_pattern")}
+    out = objective(**inputs)
+    plain = ContrastiveObjective(model, 0.05)(**{k: v for k, v in inputs.items() if k != "image_labels"})
+    torch.testing.assert_close(out["loss"], plain["loss"] + 0.5 * out["attribute_loss"])
+    # a fresh head guesses: the loss is near the mean over attributes of log(number of values)
+    assert 0.5 < float(out["attribute_loss"].detach()) < 3.0
+    out["attribute_loss"].backward()
+    assert model.cnn.conv1.weight.grad is not None and model.cnn.conv1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="value_sizes"):
+        ContrastiveObjective(model, 0.05, attribute_weight=1.0)
+
+    s = _train(_args(tmp_path / "attr", "--attribute_weight", "1.0", "--group_size", "1", steps=2))
+    assert s["global_step"] == 2 and np.isfinite(s["last"]["attribute_loss"])
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "attr" / "model" / "model.safetensors"))
+    assert not any("attribute_head" in k for k in saved)

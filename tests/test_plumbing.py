@@ -79,7 +79,8 @@ def test_missing_config_and_weights(tmp_path):
     (tmp_path / "m" / "model.safetensors").unlink()
     with pytest.raises(CheckpointError) as e:
         Toy.from_pretrained(tmp_path / "m")
-    assert str(e.value) == f"{tmp_path / 'm' / 'model.safetensors'} is missing: the model folder has a config but no weights."
+    assert str(e.value) == (f"{tmp_path / 'm' / 'model.safetensors'} is missing: "
+                            "the model folder has a config but no weights.")
     (tmp_path / "m" / "config.json").unlink()
     with pytest.raises(CheckpointError) as e:
         Toy.from_pretrained(tmp_path / "m")
@@ -90,7 +91,8 @@ def test_wrong_model_type(tmp_path):
     Other(OtherConfig()).save_pretrained(tmp_path / "o")
     with pytest.raises(CheckpointError) as e:
         Toy.from_pretrained(tmp_path / "o")
-    assert str(e.value) == f"{tmp_path / 'o'} holds a model of type 'other', but Toy needs 'toy'. Pass a folder saved by Toy."
+    assert str(e.value) == (f"{tmp_path / 'o'} holds a model of type 'other', but Toy needs 'toy'. "
+                            "Pass a folder saved by Toy.")
 
 
 def test_shape_mismatch(tmp_path):

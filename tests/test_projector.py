@@ -8,10 +8,19 @@ import torch
 from PIL import Image
 
 from generation.stylegan2 import Generator, StyleGAN2Config
-from generation.stylegan2.projector import (LATENT_FILE, RECONSTRUCTION_FILE, TARGET_FILE, load_latent,
-                                            multiscale_loss, noise_regularization, project, project_batch, psnr,
-                                            synthesize,
-                                            w_statistics)
+from generation.stylegan2.projector import (
+    LATENT_FILE,
+    RECONSTRUCTION_FILE,
+    TARGET_FILE,
+    load_latent,
+    multiscale_loss,
+    noise_regularization,
+    project,
+    project_batch,
+    psnr,
+    synthesize,
+    w_statistics,
+)
 from hdvila.errors import UserError
 
 

@@ -79,7 +79,8 @@ def test_didemo_paragraph_by_default(tmp_path):
 
 
 def test_activitynet_paragraph(tmp_path):
-    data = {"v_abc": {"duration": 10.0, "timestamps": [[0, 4], [4, 10]], "sentences": ["A man walks in.", " He sits. "]},
+    data = {"v_abc": {"duration": 10.0, "timestamps": [[0, 4], [4, 10]],
+                      "sentences": ["A man walks in.", " He sits. "]},
             "v_xyz": {"duration": 5.0, "timestamps": [[0, 5]], "sentences": ["A cat sleeps."]}}
     p = write(tmp_path, "val_1.json", json.dumps(data))
     ann = load_annotations(p, "activitynet")

@@ -17,8 +17,15 @@ from hdvila.modeling_hdvila import HDVILAModel
 from hdvila.processing_hdvila import HDVILAProcessor
 from hdvila.retrieval.annotations import load_annotations
 from hdvila.retrieval.evaluate import evaluate_retrieval
-from hdvila.retrieval.index import (EmbeddingCache, encode_texts, find_videos, list_videos, model_dir_id,
-                                    sampling_settings, video_fingerprint)
+from hdvila.retrieval.index import (
+    EmbeddingCache,
+    encode_texts,
+    find_videos,
+    list_videos,
+    model_dir_id,
+    sampling_settings,
+    video_fingerprint,
+)
 from hdvila.retrieval.metrics import retrieval_metrics
 
 N_VIDEOS = 6
@@ -55,7 +62,7 @@ def eval_args(world, *extra, cache=None, videos=None, annotations=None, fmt="jso
 
 
 def table_row(stdout, label):
-    line = next(l for l in stdout.splitlines() if l.startswith(label))
+    line = next(ln for ln in stdout.splitlines() if ln.startswith(label))
     return [float(v) for v in line.split()[1:]]
 
 
@@ -186,7 +193,8 @@ def test_missing_videos_are_listed(world, tmp_path, capsys):
 
 def test_empty_caption_row_is_a_clear_error(world, tmp_path, capsys):
     ann = tmp_path / "empty.jsonl"
-    ann.write_text('{"clip_id": "demo_test_00000", "text": "a red star"}\n{"clip_id": "demo_test_00001", "text": " "}\n')
+    ann.write_text('{"clip_id": "demo_test_00000", "text": "a red star"}\n'
+                   '{"clip_id": "demo_test_00001", "text": " "}\n')
     assert cli_main(eval_args(world, annotations=ann)) == 2
     err = capsys.readouterr().err
     assert re.search(r"^error: .*empty\.jsonl, line 2: empty 'text'", err) and "Traceback" not in err
@@ -217,7 +225,7 @@ def test_search_prints_top_results_and_indexes_incrementally(cli, world, tmp_pat
             "--cache-dir", cache, "--workers", "0", "--quiet"]
     r = cli(*args)
     assert r.returncode == 0, r.stderr
-    rows = [l.split() for l in r.stdout.splitlines() if re.match(r"^\s+\d+\s+-?\d", l)]
+    rows = [ln.split() for ln in r.stdout.splitlines() if re.match(r"^\s+\d+\s+-?\d", ln)]
     assert [int(x[0]) for x in rows] == [1, 2, 3]
     scores = [float(x[1]) for x in rows]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
@@ -230,7 +238,7 @@ def test_search_prints_top_results_and_indexes_incrementally(cli, world, tmp_pat
     captured = capsys.readouterr()
     assert "searched 7 videos (1 newly indexed, 6 from cache)" in captured.out
     assert "warning: skipped" in captured.err and "broken.mp4" in captured.err
-    rows = [l.split() for l in captured.out.splitlines() if re.match(r"^\s+\d+\s+-?\d", l)]
+    rows = [ln.split() for ln in captured.out.splitlines() if re.match(r"^\s+\d+\s+-?\d", ln)]
     assert len(rows) == 7
     # the copy scores exactly like its original
     by_file = {os.path.basename(x[2]): float(x[1]) for x in rows}

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hdvila.retrieval.metrics import (format_table, metrics_from_ranks, query_ranks, retrieval_metrics,
-                                      retrieval_ranks)
+from hdvila.retrieval.metrics import format_table, metrics_from_ranks, query_ranks, retrieval_metrics, retrieval_ranks
 
 # Known answer from shared/docs/checks.md ("Retrieval metrics"): text->video ranks [0, 1, 3, 1],
 # R@1 25%, R@5 100%, median rank 2.0, mean rank 2.25 (values of the CLIP4Clip / HD-VILA metrics code).

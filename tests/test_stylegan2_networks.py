@@ -69,7 +69,8 @@ def test_generator_state_dict_matches_nvlabs_names_and_shapes():
         **synthesis_layer("synthesis.b8.conv0", 32, 32, 8, w), **synthesis_layer("synthesis.b8.conv1", 32, 32, 8, w),
         **torgb("synthesis.b8.torgb", 32, w),
         "synthesis.b16.resample_filter": (4, 4),
-        **synthesis_layer("synthesis.b16.conv0", 16, 32, 16, w), **synthesis_layer("synthesis.b16.conv1", 16, 16, 16, w),
+        **synthesis_layer("synthesis.b16.conv0", 16, 32, 16, w),
+        **synthesis_layer("synthesis.b16.conv1", 16, 16, 16, w),
         **torgb("synthesis.b16.torgb", 16, w),
     }
     got = {k: tuple(v.shape) for k, v in tiny_generator().state_dict().items()}

@@ -15,8 +15,19 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from generation.stylegan2.ops import (ACTIVATIONS, _build, bias_act, build_extension, conv2d_resample, downsample2d,
-                                      extensions_dir, filter2d, setup_filter, upfirdn2d, upsample2d)
+from generation.stylegan2.ops import (
+    ACTIVATIONS,
+    _build,
+    bias_act,
+    build_extension,
+    conv2d_resample,
+    downsample2d,
+    extensions_dir,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 from generation.stylegan2.ops.conv2d_resample import _conv2d_resample_generic
 
 BOTH = ["ref", "compiled"]
@@ -57,13 +68,15 @@ def test_upsample2d_known_answer(impl):
     y = upsample2d(ramp(), setup_filter([1, 3, 3, 1]), impl=impl)
     assert y.shape == (1, 1, 8, 8)
     torch.testing.assert_close(y[0, 0, 0], torch.tensor([0, .1875, .5625, .9375, 1.3125, 1.6875, 2.0625, 1.6875]))
-    torch.testing.assert_close(y[0, 0, -1], torch.tensor([6.75, 9.1875, 9.5625, 9.9375, 10.3125, 10.6875, 11.0625, 8.4375]))
+    torch.testing.assert_close(y[0, 0, -1],
+                               torch.tensor([6.75, 9.1875, 9.5625, 9.9375, 10.3125, 10.6875, 11.0625, 8.4375]))
 
 
 @pytest.mark.parametrize("impl", BOTH)
 def test_downsample2d_and_filter2d_known_answers(impl):
     f = setup_filter([1, 3, 3, 1])
-    torch.testing.assert_close(downsample2d(ramp(), f, impl=impl)[0, 0], torch.tensor([[2.734375, 3.9375], [7.546875, 8.75]]))
+    torch.testing.assert_close(downsample2d(ramp(), f, impl=impl)[0, 0],
+                               torch.tensor([[2.734375, 3.9375], [7.546875, 8.75]]))
     expected = torch.tensor([[.3125, .75, 1.25, 1.4375], [1.359375, 2.734375, 3.8125, 3.9375],
                              [3.125, 5.875, 7.5, 7.25], [4.109375, 7.546875, 9.3125, 8.75]])
     torch.testing.assert_close(filter2d(ramp(), f, impl=impl)[0, 0], expected)
@@ -83,7 +96,8 @@ def test_bias_act_known_answers(impl):
     # lrelu defaults: alpha 0.2, gain sqrt(2) (checks.md)
     torch.testing.assert_close(bias_act(x, act="lrelu", impl=impl)[0], torch.tensor([-0.282843, 0.0, 2.828427]))
     b = torch.full([3], 0.5)
-    torch.testing.assert_close(bias_act(x, b, act="lrelu", clamp=1, impl=impl)[0], torch.tensor([-0.141421, 0.707107, 1.0]))
+    torch.testing.assert_close(bias_act(x, b, act="lrelu", clamp=1, impl=impl)[0],
+                               torch.tensor([-0.141421, 0.707107, 1.0]))
 
 
 def test_setup_filter_conventions():
@@ -278,7 +292,8 @@ def _ops_outputs(impl):
     torch.manual_seed(6)
     x = torch.randn(2, 3, 6, 6)
     f = setup_filter([1, 3, 3, 1])
-    return [upsample2d(x, f, impl=impl), downsample2d(x, f, impl=impl), bias_act(x, torch.ones(3), act="lrelu", impl=impl)]
+    return [upsample2d(x, f, impl=impl), downsample2d(x, f, impl=impl),
+            bias_act(x, torch.ones(3), act="lrelu", impl=impl)]
 
 
 def test_broken_source_warns_once_and_falls_back(tmp_path, monkeypatch, isolated_build_cache):

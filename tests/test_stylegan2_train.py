@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config
-from generation.stylegan2 import losses as L
+from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config, losses as L
 from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe, parse_ops
 from hdvila.errors import UserError
 

@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdvila.training import (EMA, StepBatchSampler, StepStats, list_checkpoints, load_training_state,
-                             prune_checkpoints, resolve_resume, step_seed)
+from hdvila.training import (
+    EMA,
+    StepBatchSampler,
+    StepStats,
+    list_checkpoints,
+    load_training_state,
+    prune_checkpoints,
+    resolve_resume,
+    step_seed,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,9 +1,10 @@
 """The web UI (``apps/web.py``) served in-process on the bundled defaults and called through
-``gradio_client`` and a real Chromium: Edit (bundled ``edit-demo64``), Upscale (64x64 output unlike bicubic, bad inputs as clear errors, models loaded
-once), Video (edit and upscale a clip into a playable mp4, length limit, the first-frames box), Search
-(ranked, scored, playable results over the demo videos) and the serving defaults; unreadable uploads
-(empty, not an image, a decompression bomb) get the library's message naming the file, never a
-server path; concurrent requests each get exactly their own notes."""
+``gradio_client`` and a real Chromium: Edit (bundled ``edit-demo64``), Upscale (64x64 output unlike
+bicubic, bad inputs as clear errors, models loaded once), Video (edit and upscale a clip into a
+playable mp4, length limit, the first-frames box), Search (ranked, scored, playable results over the
+demo videos) and the serving defaults; unreadable uploads (empty, not an image, a decompression bomb)
+get the library's message naming the file, never a server path; concurrent requests each get
+exactly their own notes."""
 
 from __future__ import annotations
 
@@ -332,7 +333,8 @@ def chromium_path() -> str:
     for candidate in (os.environ.get("HDVILA_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("no Chromium found: install it (`apt-get install -y chromium`; `make test` does) or set HDVILA_CHROMIUM")
+    pytest.fail("no Chromium found: install it (`apt-get install -y chromium`; `make test` does) "
+                "or set HDVILA_CHROMIUM")
 
 
 def test_browser_uploads_edits_and_downloads(served, tmp_path):

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     parser.add_argument("--edit-model", default=None, metavar="DIR",
-                        help="EditPipeline folder for the Edit and Video tabs (default: the bundled checkpoints/edit-demo64)")
+                        help="EditPipeline folder for the Edit and Video tabs "
+                        "(default: the bundled checkpoints/edit-demo64)")
     parser.add_argument("--generator", default=None, metavar="PKL|DIR",
                         help="replace the edit pipeline's generator (NVlabs .pkl or model folder); its encoder and "
                              "mapper must have been trained for it")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("out",)
 

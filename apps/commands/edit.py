@@ -26,7 +26,6 @@ from pathlib import Path
 
 from hdvila.errors import UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("output",)
 
@@ -46,19 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps for --method optimize (default 300)")
     parser.add_argument("--refine-steps", type=int, default=0, help="projector steps after the encoder (default 0)")
     parser.add_argument("--temporal-sigma", type=float, default=1.0, help="latent smoothing over frames of a video")
-    parser.add_argument("--model", default=None, help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
+    parser.add_argument("--model", default=None,
+                        help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
     parser.add_argument("--generator", default=None, help="replace the pipeline's generator (folder or NVlabs .pkl); "
                         "the encoder and mapper must have been trained for it")
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
     add_batch_arguments(parser, batch_size=8, batch_help="images per pass")
 
 
-def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
+def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
+                  device: str | None = None):
     """The edit pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
     from apps.commands._pipelines import load_pipeline_folder
     from generation.editing.pipeline_edit import EditPipeline
 
-    return load_pipeline_folder(EditPipeline, model, "edit-demo64", "an EditPipeline folder (pipeline_index.json and one folder per component, e.g. from generation/train_mapper.py --pipeline_dir)", generator, hdvila, device)
+    return load_pipeline_folder(EditPipeline, model, "edit-demo64",
+                                "an EditPipeline folder (pipeline_index.json and one folder per component, "
+                                "e.g. from generation/train_mapper.py --pipeline_dir)", generator, hdvila, device)
 
 
 def _write_with_meta(dst: Path, meta: dict, write) -> None:
@@ -76,7 +79,7 @@ def _write_with_meta(dst: Path, meta: dict, write) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import error_line, errors_path, plan_jobs, process_share, run_jobs
+    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs
     from generation.editing.pipeline_edit import INPUT_POLICY
 
     if args.batch_size < 1:
@@ -110,18 +113,17 @@ def run(args: argparse.Namespace) -> int:
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
                    refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
         for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
-            _write_with_meta(job.dst, {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
-                             lambda: save_image(img, job.dst))
+            _write_with_meta(job.dst,
+                             {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
+                             lambda img=img, job=job: save_image(img, job.dst))
             print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
     report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
                  rank=rank, world_size=world, progress=not args.quiet)
-    print(f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
-          f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
-    for e in r["errors"][:5]:
-        print(error_line(e), file=sys.stderr)
-    return 1 if r["failed"] else 0
+    summary = (f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
+               f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
+    return finish(r, summary, world)
 
 
 def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,

@@ -3,11 +3,13 @@ on held-out demo renders with the attribute judge (:func:`generation.editing.eva
 
 Per method and edited attribute: success (the judge reads the asked value) and preservation (the
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
-encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in training; ``--refine-steps N``
-inverts with the encoder followed by N projector steps, as ``hdvila edit --refine-steps`` does.
+encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in
+training; ``--refine-steps N`` inverts with the encoder followed by N projector steps, as
+``hdvila edit --refine-steps`` does.
 ``--inversion N`` also measures the inversion PSNR of the encoder, of N projector steps from
-``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal consistency on N test videos: one edit as a clip against the same
-edit frame by frame (frame-to-frame change relative to the source, judge flips, success per frame).
+``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal
+consistency on N test videos: one edit as a clip against the same edit frame by frame
+(frame-to-frame change relative to the source, judge flips, success per frame).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 
 from hdvila.errors import UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("json", "figure")
 
@@ -25,12 +26,14 @@ OUTPUTS = ("json", "figure")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]
-    parser.add_argument("--model", default=None, help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
+    parser.add_argument("--model", default=None,
+                        help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
     parser.add_argument("--num", type=int, default=200, help="test-split renders, four edits each (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wording", choices=["train", "heldout"], default="train")
-    parser.add_argument("--methods", default="mapper", help="comma-separated: mapper, optimize, mapper+optimize, reconstruction (no edit: the baseline) "
-                        "('none': no edits, e.g. with --inversion or --clips only)")
+    parser.add_argument("--methods", default="mapper",
+                        help="comma-separated: mapper, optimize, mapper+optimize, reconstruction "
+                        "(no edit: the baseline) ('none': no edits, e.g. with --inversion or --clips only)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     methods = () if args.methods == "none" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad or (not methods and args.methods != "none"):
-        raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)} (or 'none'); got {args.methods!r}")
+        raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)} (or 'none'); "
+                        f"got {args.methods!r}")
     if args.num < 0 or (args.num == 0 and not (args.clips or args.inversion)):
         raise UserError(f"--num must be >= 1 (or 0 with --clips or --inversion), got {args.num}")
     if args.clips < 0 or args.clip_frames < 2:

@@ -19,7 +19,6 @@ import sys
 
 from hdvila.errors import UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("json",)
 
@@ -27,7 +26,8 @@ OUTPUTS = ("json",)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]
-    parser.add_argument("--model", default=None, help="HD-VILA model folder (default: the bundled checkpoints/hdvila-mini)")
+    parser.add_argument("--model", default=None,
+                        help="HD-VILA model folder (default: the bundled checkpoints/hdvila-mini)")
     parser.add_argument("--num", type=int, default=200, help="test-split renders (default 200)")
     parser.add_argument("--resolution", type=int, default=64, help="render side in px, the generator's (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="the demo domain's seed (default 0)")

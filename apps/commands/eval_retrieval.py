@@ -20,7 +20,6 @@ import sys
 
 from apps.commands._retrieval import add_model_arguments, load_from_args, write_json
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("json",)
 

@@ -15,7 +15,6 @@ import sys
 
 from hdvila.errors import UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("json", "figure")
 
@@ -23,16 +22,19 @@ OUTPUTS = ("json", "figure")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__.split("\n\n", 1)[1]
-    parser.add_argument("--model", default=None, help="SR pipeline folder (default: the bundled checkpoints/sr-demo64-x4)")
+    parser.add_argument("--model", default=None,
+                        help="SR pipeline folder (default: the bundled checkpoints/sr-demo64-x4)")
     parser.add_argument("--data", default="demo", help="'demo' or a captions file (.jsonl or .csv)")
     parser.add_argument("--num", type=int, default=500, help="demo: test-split renders (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="demo: the domain's seed (default 0)")
     parser.add_argument("--wording", choices=["train", "heldout"], default="train",
                         help="demo: caption wordings (heldout: phrasings never seen in training)")
-    parser.add_argument("--crop-border", type=int, default=None, help="pixels left out at each border (default: the scale)")
+    parser.add_argument("--crop-border", type=int, default=None,
+                        help="pixels left out at each border (default: the scale)")
     parser.add_argument("--judge", default=None, help="attribute judge folder (default: the bundled judge; demo only)")
     parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the metrics as JSON ('-': stdout alone)")
+    parser.add_argument("--json", default=None, metavar="OUT",
+                        help="also write the metrics as JSON ('-': stdout alone)")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="write LR | bicubic | SR no text | SR text | SR wrong caption | HR for 8 images")
     parser.add_argument("--device", default=None)

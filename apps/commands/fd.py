@@ -22,8 +22,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from generation.stylegan2.convert import load_stylegan2
-    from generation.stylegan2.metrics import (REAL_SEED, frechet_distance, generator_samples, image_features,
-                                              load_feature_model, real_images)
+    from generation.stylegan2.metrics import (
+        REAL_SEED,
+        frechet_distance,
+        generator_samples,
+        image_features,
+        load_feature_model,
+        real_images,
+    )
     from hdvila.errors import UserError
 
     if args.samples < 2:

@@ -16,8 +16,14 @@ OUTPUTS = ("out_dir",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from generation.stylegan2.projector import (BUNDLED_GENERATOR, LATENT_FILE, PERCEPTUAL, RECONSTRUCTION_FILE,
-                                                SPACES, TARGET_FILE)
+    from generation.stylegan2.projector import (
+        BUNDLED_GENERATOR,
+        LATENT_FILE,
+        PERCEPTUAL,
+        RECONSTRUCTION_FILE,
+        SPACES,
+        TARGET_FILE,
+    )
 
     parser.add_argument("image", help="image to invert (the input policy of `hdvila edit`: centre-cropped to a square "
                         "and resized to the generator's size; under 8 px a side or longer than 4:1 refused)")

@@ -20,7 +20,6 @@ from pathlib import Path
 from apps.commands._retrieval import add_model_arguments, load_from_args, write_json
 from hdvila.errors import TextInputError, UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("json",)
 

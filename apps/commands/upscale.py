@@ -19,7 +19,6 @@ from pathlib import Path
 
 from hdvila.errors import UserError
 
-
 #: Output paths, checked writable before run (apps/cli.py).
 OUTPUTS = ("output",)
 
@@ -33,21 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="output file (for a file) or folder")
     parser.add_argument("--prompt", default=None, help="caption for every input, e.g. \"a red star with stripes\"")
     parser.add_argument("--captions", default=None, metavar="FILE", help="per-file captions (jsonl or csv)")
-    parser.add_argument("--model", default=None, help="SR pipeline folder (default: the bundled checkpoints/sr-demo64-x4)")
+    parser.add_argument("--model", default=None,
+                        help="SR pipeline folder (default: the bundled checkpoints/sr-demo64-x4)")
     parser.add_argument("--generator", default=None, help="replace the pipeline's generator (model folder or .pkl); "
                         "it must be the one the SR model was trained with")
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
-    parser.add_argument("--scale", type=int, default=None, help="upscaling factor; must match the model (default: the model's)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="upscaling factor; must match the model (default: the model's)")
     add_batch_arguments(parser, batch_size=16, batch_help="frames per forward pass",
                         quiet_help="no progress bars (input-policy notes and errors are still printed)")
 
 
-def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None, device: str | None = None):
+def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
+                  device: str | None = None):
     """The SR pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
     from apps.commands._pipelines import load_pipeline_folder
     from generation.superres.pipeline_sr import SRPipeline
 
-    return load_pipeline_folder(SRPipeline, model, "sr-demo64-x4", "an SR pipeline folder (pipeline_index.json and one folder per component, e.g. from generation/train_sr.py)", generator, hdvila, device)
+    return load_pipeline_folder(SRPipeline, model, "sr-demo64-x4",
+                                "an SR pipeline folder (pipeline_index.json and one folder per component, "
+                                "e.g. from generation/train_sr.py)", generator, hdvila, device)
 
 
 def caption_lookup(path: str | None):
@@ -65,7 +69,7 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import error_line, errors_path, plan_jobs, process_share, run_jobs
+    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -100,11 +104,9 @@ def run(args: argparse.Namespace) -> int:
     report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
                  rank=rank, world_size=world, progress=not args.quiet)
-    print(f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
-          f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
-    for e in r["errors"][:5]:
-        print(error_line(e), file=sys.stderr)
-    return 1 if r["failed"] else 0
+    summary = (f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
+               f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
+    return finish(r, summary, world)
 
 
 def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,

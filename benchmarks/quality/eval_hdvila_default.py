@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/quality/eval_hdvila_default.py                      # bundled checkpoints/hdvila-mini
     .venv/bin/python benchmarks/quality/eval_hdvila_default.py --model runs/hdvila-mini/model \\
         --ablation lr_only=runs/hdvila-mini-lr_only/model --ablation hr_only=runs/hdvila-mini-hr_only/model
-    .venv/bin/python benchmarks/quality/eval_hdvila_default.py --smoke   # a check that it runs: 8 videos, 8 images, 1 thread, in a temp dir
+    .venv/bin/python benchmarks/quality/eval_hdvila_default.py --smoke   # a check that it runs: 8 videos, 8 images,
+                                                                         # 1 thread, in a temp dir
 
 Steps:
 1. ``export_demo_data`` writes 1,000 test videos (one caption each, training wordings) and 1,000 test
@@ -236,7 +237,8 @@ def evaluate_model(name: str, model_dir: Path, files: dict[str, Path], meta: dic
     model = HDVILAModel.from_pretrained(model_dir).eval()
     t0 = time.time()
     res = {"model": str(model_dir), "video_input": model.config.video_input,
-           "video": video_retrieval(model, model_dir, files, meta, cache, workers), "image": image_retrieval(model, files)}
+           "video": video_retrieval(model, model_dir, files, meta, cache, workers),
+           "image": image_retrieval(model, files)}
     print(f"evaluated {name} ({model_dir}) in {time.time() - t0:.0f}s", flush=True)
     return res
 

@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/quality/eval_stylegan2_default.py                    # checkpoints/stylegan2-demo64
     .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --generator runs/stylegan2-demo64/generator
-    .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --smoke   # a check that it runs: 16 samples, 2 inversions of 2 steps, 1 thread, grid to a temp dir
+    .venv/bin/python benchmarks/quality/eval_stylegan2_default.py --smoke   # a check that it runs: 16 samples,
+                                                                            # 2 inversions of 2 steps, 1 thread,
+                                                                            # grid to a temp dir
 
 1. Samples: ``--samples`` images at truncation 1.0 (noise 'const', seeds 0..N-1) are read by the judge
    (the independent referee: it plays no part in training or checkpoint choice). Reported: the share
@@ -30,8 +32,14 @@ from pathlib import Path
 import torch
 
 from generation.stylegan2.convert import load_stylegan2
-from generation.stylegan2.metrics import (REAL_SEED, frechet_distance, generator_samples, image_features,
-                                         load_feature_model, real_images)
+from generation.stylegan2.metrics import (
+    REAL_SEED,
+    frechet_distance,
+    generator_samples,
+    image_features,
+    load_feature_model,
+    real_images,
+)
 from generation.stylegan2.projector import project_batch
 from hdvila.demo.dataset import DemoImageDataset
 from hdvila.imageio import save_image
@@ -116,7 +124,8 @@ def evaluate(a: argparse.Namespace) -> None:
     for k, shares in res["class_shares"].items():
         print(f"| {k} | " + ", ".join(f"{name} {100 * g:.0f}/{100 * r:.0f}" for name, (g, r) in shares.items()) + " |")
     if a.invert:
-        print(f"\n| inversion of {a.invert} test renders ({a.invert_steps} steps) | PSNR mean (median) | s/image |\n|---|---|---|")
+        print(f"\n| inversion of {a.invert} test renders ({a.invert_steps} steps) | PSNR mean (median) | s/image |"
+              "\n|---|---|---|")
         for s, v in res["inversion"].items():
             print(f"| {s.upper()} | {v['psnr_mean']:.2f} dB ({v['psnr_median']:.2f}) | {v['s_per_image']:.1f} |")
     if a.json:

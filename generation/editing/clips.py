@@ -59,8 +59,8 @@ def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper"
     notes = sorted(set(n.split(": ", 1)[-1] for n in notes if n))
     psnr = sum(psnrs) / len(psnrs)
     notes += [n for n in pipe.domain_notes([psnr], ["the clip"]) if n]  # on the mean over frames
-    return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(), "latents": edited.cpu(),
-            "inversion_psnr": psnr, "notes": notes, "prompt_notes": prompt_notes}
+    return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(),
+            "latents": edited.cpu(), "inversion_psnr": psnr, "notes": notes, "prompt_notes": prompt_notes}
 
 
 def edit_frames_independently(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper",

@@ -114,7 +114,8 @@ class LatentEncoder(PretrainedModel):
         h = config.head_channels
         self.squeeze = nn.ModuleDict({str(s): nn.Conv2d(self.channels[s], h, 1) for s in sorted(set(self.source))})
         self.heads = nn.ModuleList([nn.Linear(h * 16, config.w_dim) for _ in range(config.num_ws)])
-        self.base = nn.Sequential(nn.Linear(self.channels[4] * 16, 512), nn.LeakyReLU(0.2), nn.Linear(512, config.w_dim))
+        self.base = nn.Sequential(nn.Linear(self.channels[4] * 16, 512), nn.LeakyReLU(0.2),
+                                  nn.Linear(512, config.w_dim))
         for m in self.modules():  # He init for leaky ReLU: PyTorch's default lets the signal fade by 4x4
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, a=0.2)
@@ -148,7 +149,8 @@ class LatentEncoder(PretrainedModel):
             r //= 2
             feats[r] = x
         base = self.base(feats[4].flatten(1))
-        pooled = {s: F.adaptive_avg_pool2d(_lrelu(self.squeeze[str(s)](feats[s])), 4).flatten(1) for s in set(self.source)}
+        pooled = {s: F.adaptive_avg_pool2d(_lrelu(self.squeeze[str(s)](feats[s])), 4).flatten(1)
+                  for s in set(self.source)}
         offsets = torch.stack([head(pooled[s]) for head, s in zip(self.heads, self.source)], dim=1)
         if c.latent_space == "w+":
             return G.mapping.w_avg.to(offsets.dtype)[None, None] + base[:, None] + offsets

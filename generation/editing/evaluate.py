@@ -71,7 +71,8 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps)
     src_read, rec_read = _read(judge, x), _read(judge, rec)
     result: dict[str, Any] = {"num_renders": num, "num_edits": len(cases), "wording": wording,
-                              "refine_steps": refine_steps, "inversion_psnr": float(np.mean(psnrs)), "methods": {}, "figure": {}}
+                              "refine_steps": refine_steps, "inversion_psnr": float(np.mean(psnrs)),
+                              "methods": {}, "figure": {}}
     for method in methods:
         images = []
         for b in range(0, len(cases), batch_size):
@@ -91,7 +92,8 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
                 print(f"{method}: {min(b + batch_size, len(cases))}/{len(cases)} edits", flush=True)
         images = torch.cat(images)
         read = _read(judge, images)
-        rows = {a: {"success": [], "kept_source": [], "kept_reconstruction": []} for a in ("shape", "color", "pattern", "size")}
+        rows = {a: {"success": [], "kept_source": [], "kept_reconstruction": []}
+                for a in ("shape", "color", "pattern", "size")}
         for j, (i, attribute, value, _) in enumerate(cases):
             r = rows[attribute]
             r["success"].append(int(read[attribute][j]) == ATTRIBUTES[attribute].index(value))
@@ -109,7 +111,8 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     return result
 
 
-def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0, batch_size: int = 50) -> dict[str, Any]:
+def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
+                       batch_size: int = 50) -> dict[str, Any]:
     """Inversion PSNR (dB, mean over ``num`` test-split renders at the generator's resolution) of the
     encoder alone, of the projector alone (``steps`` steps from ``w_avg``, W+, the generator's stored
     noise: latents an edit can start from) and of the encoder followed by ``steps`` projector steps
@@ -129,7 +132,8 @@ def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
         out[name] = {"psnr": float(np.mean(psnrs)), "s_per_image": (time.perf_counter() - t0) / num}
 
     def projector(xb):
-        res = project_batch(pipe.generator, xb, steps=steps, stored_noise=True, perceptual="multiscale", device=pipe.device)
+        res = project_batch(pipe.generator, xb, steps=steps, stored_noise=True, perceptual="multiscale",
+                            device=pipe.device)
         ws = torch.cat([r.ws for r in res]).to(pipe.device)
         rec = pipe.synthesize(ws).cpu()
         return [psnr(rec[i:i + 1], xb[i:i + 1]) for i in range(len(xb))]
@@ -141,7 +145,8 @@ def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
 
 
 def format_inversion_table(result: dict[str, Any]) -> str:
-    lines = [f"inversion of {result['num_renders']} test renders", "", "| method | PSNR (dB) | s / image |", "|---|---|---|"]
+    lines = [f"inversion of {result['num_renders']} test renders", "",
+             "| method | PSNR (dB) | s / image |", "|---|---|---|"]
     for name in ("encoder", "projector", f"encoder+{result['steps']}"):
         label = {"encoder": "encoder (one pass)", "projector": f"projector, {result['steps']} steps from w_avg"}.get(
             name, f"encoder + {result['steps']} projector steps")

@@ -116,7 +116,7 @@ class HDVILAGuide(nn.Module):
         zoom = scale[0] + (scale[1] - scale[0]) * rand(m)
         theta = torch.zeros(m, 2, 3, device=x.device)
         theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
-        theta[:, :, 2] = (rand(m, 2) * 2 - 1) * 2 * shift                              # grid units: [-1, 1] spans the image
+        theta[:, :, 2] = (rand(m, 2) * 2 - 1) * 2 * shift               # grid units: [-1, 1] spans the image
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if noise > 0:

@@ -148,7 +148,8 @@ class TextEmbeddings:
         new = list(dict.fromkeys(t for t in texts if t not in self._row))
         if not new:
             return
-        lengths = [len(ids) for ids in self.processor.tokenizer(new, add_special_tokens=True, verbose=False)["input_ids"]]
+        token_ids = self.processor.tokenizer(new, add_special_tokens=True, verbose=False)["input_ids"]
+        lengths = [len(ids) for ids in token_ids]
         new = [t for _, t in sorted(zip(lengths, new), key=lambda p: p[0])]
         device = next(self.model.parameters()).device
         starts = range(0, len(new), self.batch_size)
@@ -374,7 +375,8 @@ def format_table(result: dict[str, Any]) -> str:
         agree = [v for m in cmp_["agreement"].values() for v in m.values()]
         lines += ["", f"processor vs guide path: image-embedding cosine mean {cmp_['embedding_cosine_mean']:.6f} "
                       f"(min {cmp_['embedding_cosine_min']:.6f}); same reading on {100 * float(np.mean(agree)):.1f}% "
-                      f"of image-attribute-mode cases; largest accuracy gap {100 * cmp_['max_accuracy_gap']:.1f} points"]
+                      f"of image-attribute-mode cases; largest accuracy gap "
+                      f"{100 * cmp_['max_accuracy_gap']:.1f} points"]
         if cmp_.get("note"):
             lines.append(f"NOTE: {cmp_['note']}.")
         if cmp_["max_accuracy_gap"] > PATH_GAP_FINDING:

@@ -91,7 +91,8 @@ class EditMapper(PretrainedModel):
             config.groups = ws_groups(config.num_ws, config.resolution)
         covered = sorted(i for idx in config.groups.values() for i in idx)
         if covered != list(range(config.num_ws)):
-            raise ValueError(f"MapperConfig.groups must cover W+ indices 0..{config.num_ws - 1} once, got {config.groups}")
+            raise ValueError(f"MapperConfig.groups must cover W+ indices 0..{config.num_ws - 1} once, "
+                             f"got {config.groups}")
         self.index_embed = nn.Embedding(config.num_ws, 16)
         cin = config.w_dim + 2 * config.embed_dim + 16
         self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers)
@@ -116,7 +117,8 @@ class EditMapper(PretrainedModel):
         if c.guide_digest and digest and digest != c.guide_digest:
             raise CheckpointError(f"{source} (weights digest {digest}) is not the HD-VILA model this edit mapper was "
                                   f"trained with ({c.guide_digest}): its embeddings would steer the mapper wrongly. "
-                                  f"Use that model, or train a mapper for yours with generation/train_mapper.py --hdvila.")
+                                  f"Use that model, or train a mapper for yours with "
+                                  f"generation/train_mapper.py --hdvila.")
 
     def forward(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor) -> torch.Tensor:
         """ws [N, num_ws, w_dim]; text, source [N, D] (L2-normalised); w_avg [w_dim] -> offsets [N, num_ws, w_dim]."""
@@ -125,7 +127,8 @@ class EditMapper(PretrainedModel):
             raise ValueError(f"ws must be [N, {c.num_ws}, {c.w_dim}], got {tuple(ws.shape)}")
         n = ws.shape[0]
         if text.shape != (n, c.embed_dim) or source.shape != (n, c.embed_dim):
-            raise ValueError(f"text and source must be [{n}, {c.embed_dim}], got {tuple(text.shape)}, {tuple(source.shape)}")
+            raise ValueError(f"text and source must be [{n}, {c.embed_dim}], "
+                             f"got {tuple(text.shape)}, {tuple(source.shape)}")
         dtype = self.index_embed.weight.dtype
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         cond = torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1)

@@ -127,7 +127,8 @@ class EditPipeline(Pipeline):
 
     @property
     def vocabulary(self) -> list[str] | None:
-        return list(self.mapper.config.vocabulary) if self.mapper is not None and self.mapper.config.vocabulary else None
+        return (list(self.mapper.config.vocabulary)
+                if self.mapper is not None and self.mapper.config.vocabulary else None)
 
     # ---- steps --------------------------------------------------------------------------------
     def check_inputs(self, n: int, prompt, method: str, strength: float, steps: int, refine_steps: int,
@@ -139,7 +140,8 @@ class EditPipeline(Pipeline):
                                   "with a mapper (generation/train_mapper.py trains one).")
         lo, hi = STRENGTH_RANGE
         if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
-            raise UserError(f"strength must be a number from {lo:g} (no edit) to {hi:g} (twice the edit), got {strength!r}.")
+            raise UserError(f"strength must be a number from {lo:g} (no edit) to {hi:g} (twice the edit), "
+                            f"got {strength!r}.")
         if not isinstance(steps, int) or steps < 1 or steps > 5000:
             raise UserError(f"steps must be an integer from 1 to 5000, got {steps!r}.")
         if not isinstance(refine_steps, int) or refine_steps < 0 or refine_steps > 5000:
@@ -152,7 +154,8 @@ class EditPipeline(Pipeline):
         if isinstance(prompt, (list, tuple)) and len(prompt) != n:
             raise UserError(f"{len(prompt)} prompts for {n} images: give one prompt, or one per image.")
 
-    def prepare_images(self, images: Sequence[Any], labels: Sequence[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+    def prepare_images(self, images: Sequence[Any],
+                       labels: Sequence[str] | None = None) -> tuple[torch.Tensor, list[str]]:
         """Images -> [N, 3, R, R] in [-1, 1] by the input policy, and a note per image ("" where the
         policy changed nothing), returned, not warned."""
         out, notes = [], []
@@ -232,10 +235,10 @@ class EditPipeline(Pipeline):
         result = optimize_edit(self.generator, self.guide, ws, text, steps=steps, **optimize_kwargs)
         return ws + strength * (result.ws.to(self.device) - ws)
 
-    def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *, latents: torch.Tensor | None = None,
-                 method: str = "mapper", strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
-                 generator: torch.Generator | None = None, output_type: str = "pil", return_dict: bool = True,
-                 labels: Sequence[str] | None = None, **optimize_kwargs):
+    def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *,
+                 latents: torch.Tensor | None = None, method: str = "mapper", strength: float = 1.0, steps: int = 300,
+                 refine_steps: int = 0, generator: torch.Generator | None = None, output_type: str = "pil",
+                 return_dict: bool = True, labels: Sequence[str] | None = None, **optimize_kwargs):
         """Edit one image, a list of images, or latents by ``prompt`` (one for all, or one per image).
 
         ``latents``: W+ [N, num_ws, w_dim] or W [N, w_dim] instead of images (no inversion).

@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from hdvila.demo.attributes import ATTRIBUTES, SIZE_RADIUS, ImageSpec
-from hdvila.demo.captions import (BACKGROUND_WORDS, COLOR_WORDS, PATTERN_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_image)
+from hdvila.demo.captions import BACKGROUND_WORDS, COLOR_WORDS, PATTERN_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_image
 
 EDIT_ATTRIBUTES = ("shape", "color", "pattern", "size")
 WORDS = {"shape": SHAPE_WORDS, "color": COLOR_WORDS, "pattern": PATTERN_WORDS, "size": SIZE_WORDS}

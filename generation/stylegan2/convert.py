@@ -37,8 +37,13 @@ from typing import Any
 import torch
 
 from hdvila.errors import CheckpointError
-from hdvila.modeling_utils import (CONFIG_NAME, UnsafeCheckpointError, compare_state_dict, safe_torch_load,
-                                   unwrap_state_dict)
+from hdvila.modeling_utils import (
+    CONFIG_NAME,
+    UnsafeCheckpointError,
+    compare_state_dict,
+    safe_torch_load,
+    unwrap_state_dict,
+)
 
 from .legacy import NetworkRecord, read_network_pickle, sniff_format
 from .projector import w_statistics
@@ -301,8 +306,9 @@ class _Taker:
                                   f"model (e.g. SWAGAN) that cannot be converted.")
 
 
-def rosinality_generator_to_nvlabs(state: dict, latent_avg: torch.Tensor | None = None,
-                                   source: str = "the checkpoint") -> tuple[Any, "OrderedDict[str, torch.Tensor]", list[str]]:
+def rosinality_generator_to_nvlabs(
+        state: dict, latent_avg: torch.Tensor | None = None,
+        source: str = "the checkpoint") -> tuple[Any, "OrderedDict[str, torch.Tensor]", list[str]]:
     """Rename a rosinality generator state dict to NVlabs names.
 
     Returns ``(config, state_dict, notes)``; ``state_dict`` lacks ``resample_filter`` buffers (fixed
@@ -381,7 +387,8 @@ def rosinality_generator_to_nvlabs(state: dict, latent_avg: torch.Tensor | None 
     return cfg, out, notes
 
 
-def rosinality_discriminator_to_nvlabs(state: dict, source: str = "the checkpoint") -> tuple[Any, "OrderedDict[str, torch.Tensor]", list[str]]:
+def rosinality_discriminator_to_nvlabs(
+        state: dict, source: str = "the checkpoint") -> tuple[Any, "OrderedDict[str, torch.Tensor]", list[str]]:
     """Rename a rosinality discriminator state dict to NVlabs names (resnet architecture)."""
     _, _, _, DiscriminatorConfig = _networks()
     t = _Taker(state, "discriminator", source)

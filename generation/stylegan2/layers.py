@@ -98,7 +98,8 @@ class MappingNetwork(nn.Module):
                  lr_multiplier: float = 0.01,  # learning-rate multiplier of the MLP
                  w_avg_beta: float = 0.995):   # decay of the w_avg moving average
         super().__init__()
-        self.z_dim, self.w_dim, self.num_ws, self.num_layers, self.w_avg_beta = z_dim, w_dim, num_ws, num_layers, w_avg_beta
+        self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
+        self.w_avg_beta = w_avg_beta
         widths = [z_dim] + [w_dim] * num_layers
         for i in range(num_layers):
             setattr(self, f"fc{i}", FullyConnectedLayer(in_features=widths[i], out_features=widths[i + 1],
@@ -153,7 +154,8 @@ class SynthesisLayer(nn.Module):
                  resample_filter: Sequence[int] = DEFAULT_FILTER,  # FIR taps for upsampling
                  conv_clamp: float | None = None):                # clamp outputs to +-X (None: off)
         super().__init__()
-        self.resolution, self.up, self.use_noise, self.activation, self.conv_clamp = resolution, up, use_noise, activation, conv_clamp
+        self.resolution, self.up, self.use_noise = resolution, up, use_noise
+        self.activation, self.conv_clamp = activation, conv_clamp
         self.affine = FullyConnectedLayer(in_features=w_dim, out_features=in_channels, bias_init=1)
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.padding = kernel_size // 2
@@ -171,7 +173,8 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+                     * self.noise_strength)
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,

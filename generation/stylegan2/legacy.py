@@ -551,7 +551,8 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "zip"
     if head[:1] == b"\x80" and len(head) >= 2 and 2 <= head[1] <= 5:
         # Old-style torch.save files begin with a pickled magic number (a long int).
-        if head[2:3] == b"\x8a" and head[3:4] == b"\x0a" and head[4:14] == (0x1950A86A20F9469CFC6C).to_bytes(10, "little"):
+        if (head[2:3] == b"\x8a" and head[3:4] == b"\x0a"
+                and head[4:14] == (0x1950A86A20F9469CFC6C).to_bytes(10, "little")):
             return "torch-legacy"
         return "pickle"
     kind = _describe_bytes(head)

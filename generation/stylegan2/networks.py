@@ -18,8 +18,15 @@ import torch
 from torch import nn
 
 from generation.stylegan2.config import DiscriminatorConfig, StyleGAN2Config
-from generation.stylegan2.layers import (DEFAULT_FILTER, Conv2dLayer, FullyConnectedLayer, MappingNetwork,
-                                         MinibatchStdLayer, SynthesisLayer, ToRGBLayer)
+from generation.stylegan2.layers import (
+    DEFAULT_FILTER,
+    Conv2dLayer,
+    FullyConnectedLayer,
+    MappingNetwork,
+    MinibatchStdLayer,
+    SynthesisLayer,
+    ToRGBLayer,
+)
 from generation.stylegan2.ops import downsample2d, setup_filter, upsample2d
 from hdvila.modeling_utils import PretrainedModel
 
@@ -59,7 +66,8 @@ class SynthesisBlock(nn.Module):
                  conv_clamp: float | None = None,  # clamp conv outputs to +-X (None: off)
                  use_fp16: bool = False):        # run in float16 on CUDA
         super().__init__()
-        self.in_channels, self.resolution, self.architecture, self.use_fp16 = in_channels, resolution, architecture, use_fp16
+        self.in_channels, self.resolution = in_channels, resolution
+        self.architecture, self.use_fp16 = architecture, use_fp16
         self.register_buffer("resample_filter", setup_filter(DEFAULT_FILTER))
         layer = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp)
         self.num_conv = self.num_torgb = 0
@@ -71,13 +79,15 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(in_channels=out_channels, out_channels=out_channels, **layer)
         self.num_conv += 1
         if is_last or architecture == "skip":
-            self.torgb = ToRGBLayer(in_channels=out_channels, out_channels=img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
+            self.torgb = ToRGBLayer(in_channels=out_channels, out_channels=img_channels, w_dim=w_dim,
+                                    conv_clamp=conv_clamp)
             self.num_torgb += 1
         if in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels=in_channels, out_channels=out_channels, kernel_size=1, bias=False, up=2)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
-                force_fp32: bool = False, fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                force_fp32: bool = False,
+                fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         w_iter = iter(ws.unbind(dim=1))
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
         if fused_modconv is None:
@@ -211,7 +221,8 @@ class DiscriminatorBlock(nn.Module):
                  conv_clamp: float | None = None,  # clamp conv outputs to +-X (None: off)
                  use_fp16: bool = False):        # run in float16 on CUDA
         super().__init__()
-        self.in_channels, self.resolution, self.architecture, self.use_fp16 = in_channels, resolution, architecture, use_fp16
+        self.in_channels, self.resolution = in_channels, resolution
+        self.architecture, self.use_fp16 = architecture, use_fp16
         self.register_buffer("resample_filter", setup_filter(DEFAULT_FILTER))
         conv = dict(activation="lrelu", conv_clamp=conv_clamp)
         if in_channels == 0 or architecture == "skip":
@@ -219,7 +230,8 @@ class DiscriminatorBlock(nn.Module):
         self.conv0 = Conv2dLayer(in_channels=tmp_channels, out_channels=tmp_channels, kernel_size=3, **conv)
         self.conv1 = Conv2dLayer(in_channels=tmp_channels, out_channels=out_channels, kernel_size=3, down=2, **conv)
         if architecture == "resnet":
-            self.skip = Conv2dLayer(in_channels=tmp_channels, out_channels=out_channels, kernel_size=1, bias=False, down=2)
+            self.skip = Conv2dLayer(in_channels=tmp_channels, out_channels=out_channels, kernel_size=1, bias=False,
+                                    down=2)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None,
                 force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -254,12 +266,14 @@ class DiscriminatorEpilogue(nn.Module):
             raise ValueError(f"mbstd_num_channels={mbstd_num_channels} must divide the {in_channels} channels at 4x4")
         self.architecture = architecture
         if architecture == "skip":
-            self.fromrgb = Conv2dLayer(in_channels=img_channels, out_channels=in_channels, kernel_size=1, activation="lrelu")
+            self.fromrgb = Conv2dLayer(in_channels=img_channels, out_channels=in_channels, kernel_size=1,
+                                       activation="lrelu")
         self.mbstd = (MinibatchStdLayer(group_size=mbstd_group_size, num_channels=mbstd_num_channels)
                       if mbstd_num_channels > 0 else None)
         self.conv = Conv2dLayer(in_channels=in_channels + mbstd_num_channels, out_channels=in_channels, kernel_size=3,
                                 activation="lrelu", conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_features=in_channels * resolution ** 2, out_features=in_channels, activation="lrelu")
+        self.fc = FullyConnectedLayer(in_features=in_channels * resolution ** 2, out_features=in_channels,
+                                      activation="lrelu")
         self.out = FullyConnectedLayer(in_features=in_channels, out_features=1)
 
     def forward(self, x: torch.Tensor, img: torch.Tensor | None) -> torch.Tensor:

@@ -130,7 +130,8 @@ def lpips_trunk_path(net: str = "alex") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def make_perceptual(kind: str, device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, str]:
+def make_perceptual(kind: str,
+                    device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, str]:
     """-> (loss(x, y) on [N, 3, H, W] in [-1, 1] -> per-image [N], or None for 'none'; its description).
 
     ``auto`` uses LPIPS when the AlexNet trunk weights exist locally, else the multi-scale loss;
@@ -200,7 +201,8 @@ def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Tens
 
 
 @torch.no_grad()
-def w_statistics(G: torch.nn.Module, num_samples: int = 10000, seed: int = 0, chunk: int = 2048) -> tuple[torch.Tensor, float]:
+def w_statistics(G: torch.nn.Module, num_samples: int = 10000, seed: int = 0,
+                 chunk: int = 2048) -> tuple[torch.Tensor, float]:
     """(w_avg [w_dim], w_std): mean of the mapping of ``num_samples`` z ~ N(0, I) and the root
     mean squared distance of those w from it."""
     device = next(G.parameters()).device
@@ -300,7 +302,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
             raise UserError(f"init_ws must be [{n}, {num_ws}, {G.w_dim}] with space 'w+', got {tuple(init_ws.shape)}")
         w_opt = init_ws.detach().to(device, torch.float32).clone().requires_grad_(True)
     else:
-        w_opt = w_avg.detach().clone().reshape(1, 1, -1).repeat(n, num_ws if space == "w+" else 1, 1).requires_grad_(True)
+        w_opt = (w_avg.detach().clone().reshape(1, 1, -1)
+                 .repeat(n, num_ws if space == "w+" else 1, 1).requires_grad_(True))
     if stored_noise:
         optimize_noise = False
     layers = [] if stored_noise else noise_layers(G)
@@ -386,7 +389,8 @@ def save_latent(result: ProjectionResult, path: str | Path, generator: str = "")
     return Path(path)
 
 
-def save_projection(out_dir: str | Path, result: ProjectionResult, target: torch.Tensor, generator: str = "") -> list[Path]:
+def save_projection(out_dir: str | Path, result: ProjectionResult, target: torch.Tensor,
+                    generator: str = "") -> list[Path]:
     """Write :data:`LATENT_FILE` (:func:`save_latent`), :data:`TARGET_FILE` (``target`` [1, 3, R, R]
     in [-1, 1]) and :data:`RECONSTRUCTION_FILE` into ``out_dir`` (created; each file atomic).
     Returns the three paths."""

@@ -33,7 +33,8 @@ def add_training_args(p: argparse.ArgumentParser) -> Callable[[argparse.Argument
 
     g = p.add_argument_group("optimisation and regularisation")
     g.add_argument("--train_batch_size", type=int, default=16, help="images per process per micro-batch.")
-    g.add_argument("--learning_rate", type=float, default=0.0025, help="Adam lr of G and D (before lazy-reg correction).")
+    g.add_argument("--learning_rate", type=float, default=0.0025,
+                   help="Adam lr of G and D (before lazy-reg correction).")
     g.add_argument("--g_lr", type=float, default=None, help="override --learning_rate for G.")
     g.add_argument("--d_lr", type=float, default=None, help="override --learning_rate for D.")
     g.add_argument("--adam_beta1", type=float, default=0.0)
@@ -45,7 +46,8 @@ def add_training_args(p: argparse.ArgumentParser) -> Callable[[argparse.Argument
                         "see docs/results.md).")
     g.add_argument("--r1_interval", type=int, default=16, help="apply R1 every N steps (0: never).")
     g.add_argument("--pl_weight", type=float, default=2.0, help="path-length regularisation weight (0: off).")
-    g.add_argument("--pl_interval", type=int, default=4, help="apply path-length regularisation every N steps (0: never).")
+    g.add_argument("--pl_interval", type=int, default=4,
+                   help="apply path-length regularisation every N steps (0: never).")
     g.add_argument("--pl_decay", type=float, default=0.01, help="decay of the running mean path length.")
     g.add_argument("--pl_batch_shrink", type=int, default=2, help="path-length batch = batch // this.")
     g.add_argument("--style_mixing_prob", type=float, default=0.9)
@@ -71,20 +73,22 @@ def add_training_args(p: argparse.ArgumentParser) -> Callable[[argparse.Argument
     g.add_argument("--blur_sigma", type=float, default=0.0,
                    help="Gaussian blur (pixels) of every image D sees at the start, fading out linearly "
                         "(StyleGAN3 uses 10 at 256+ px; 0: off). Stabilises early training.")
-    g.add_argument("--blur_fade_kimg", type=float, default=100.0, help="the blur reaches 0 after this many thousand images.")
+    g.add_argument("--blur_fade_kimg", type=float, default=100.0,
+                   help="the blur reaches 0 after this many thousand images.")
 
     g = p.add_argument_group("initialisation")
     g.add_argument("--init_from", default=None,
                    help="start from a checkpoint's weights (G, D, EMA G) and counters with fresh optimizer states: "
                         "for a checkpoint copied without its optimizer files (e.g. to a GPU machine). Needs "
                         "model.safetensors, model_1.safetensors, generator_ema/ and training_state.json. Ignored when "
-                        "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own). A checkpoint "
-                        "with a smaller --channel_base/--channel_max is widened to this run's, computing the same "
-                        "function (generation/stylegan2/widen.py). Also takes a generator model folder (config.json + "
-                        "model.safetensors: checkpoints/stylegan2-demo64, a `hdvila convert stylegan2` output, a run's "
-                        "generator/) with the same settings: G and EMA G start from it, D from --init_discriminator, "
-                        "else from its discriminator/ subfolder, else fresh (see --d_warmup_steps); counters start at "
-                        "0 and the EMA ramp-up is off, as StyleGAN2-ADA does when it resumes from a pickle.")
+                        "--resume_from_checkpoint finds a checkpoint (a stopped run goes on from its own). A "
+                        "checkpoint with a smaller --channel_base/--channel_max is widened to this run's, computing "
+                        "the same function (generation/stylegan2/widen.py). Also takes a generator model folder "
+                        "(config.json + model.safetensors: checkpoints/stylegan2-demo64, a `hdvila convert stylegan2` "
+                        "output, a run's generator/) with the same settings: G and EMA G start from it, D from "
+                        "--init_discriminator, else from its discriminator/ subfolder, else fresh (see "
+                        "--d_warmup_steps); counters start at 0 and the EMA ramp-up is off, as StyleGAN2-ADA does when "
+                        "it resumes from a pickle.")
     g.add_argument("--init_discriminator", default=None,
                    help="with --init_from GENERATOR_FOLDER: the discriminator model folder to start D from "
                         "(e.g. a run's discriminator/ or `hdvila convert stylegan2 --which D` output).")

@@ -86,7 +86,8 @@ def widen(src: Generator | Discriminator, seed: int = 0, **config_changes) -> Ge
         dst = type(src)(config).eval()
     if isinstance(src, Discriminator) and src.b4.mbstd is not None and dst.b4.fc.weight.shape != src.b4.fc.weight.shape:
         raise ValueError("this widening changes the discriminator's 4x4 channels, and its minibatch-std feature is "
-                         "a mean over those channels, so the output would change. Keep min(channel_base / 4, channel_max) "
+                         "a mean over those channels, so the output would change. "
+                         "Keep min(channel_base / 4, channel_max) "
                          f"at {src.b4.fc.weight.shape[0]} (usually: leave channel_max as it is), or widen a "
                          "discriminator without minibatch std (mbstd_num_channels=0)")
     src_modules = dict(src.named_modules())

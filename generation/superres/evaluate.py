@@ -132,8 +132,8 @@ def evaluate_sr(pipe, data: CaptionedImages, *, modes: tuple[str, ...] = MODES, 
 
 def format_table(result: dict[str, Any]) -> str:
     """A markdown table of :func:`evaluate_sr`'s modes."""
-    cols = ["psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"] + (["lpips"] if "lpips" in next(iter(result["modes"].values()), {})
-                                                         else []) + ["text_score"]
+    has_lpips = "lpips" in next(iter(result["modes"].values()), {})
+    cols = ["psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"] + (["lpips"] if has_lpips else []) + ["text_score"]
     attrs = any("judge_accuracy" in r for r in result["modes"].values())
     head = ["mode"] + cols + ([f"judge {a}" for a in ATTRIBUTES] if attrs else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from generation.superres.losses import (BlindDegradation, d_logistic_loss, downsample, g_adversarial_loss,
-                                        pixel_loss, text_image_loss)
+from generation.superres.losses import (
+    BlindDegradation,
+    d_logistic_loss,
+    downsample,
+    g_adversarial_loss,
+    pixel_loss,
+    text_image_loss,
+)
 
 
 @dataclass

@@ -96,7 +96,8 @@ class SRPipeline(Pipeline):
             notes.append(note)
         return torch.stack(batch), notes
 
-    def encode_prompt(self, prompt: str | Sequence[str | None] | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def encode_prompt(self, prompt: str | Sequence[str | None] | None,
+                      n: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Text embeddings [n, D] (rows without a caption are zeros) and keep [n] bool, or (None, all
         False) when no image has a caption or the model has no text input."""
         keep = torch.zeros(n, dtype=torch.bool)

@@ -6,8 +6,7 @@ plain background, and, in videos, a motion. Items are deterministic functions of
 ``(split, seed, index)``; the test split holds attribute combinations never seen in training.
 """
 
-from hdvila.demo.attributes import (BACKGROUNDS, COLORS, MOTIONS, PATTERNS, SHAPES, SIZES, ImageSpec,
-                                    VideoSpec)
+from hdvila.demo.attributes import BACKGROUNDS, COLORS, MOTIONS, PATTERNS, SHAPES, SIZES, ImageSpec, VideoSpec
 from hdvila.demo.captions import caption_image, caption_video
 from hdvila.demo.dataset import DemoImageDataset, DemoVideoDataset, sample_image_spec, sample_video_spec
 from hdvila.demo.render import render_image, render_video

@@ -156,7 +156,8 @@ def value_prompts(attribute: str, wording: str = "train") -> list[str]:
     (see :data:`SHORT_TEMPLATES`), e.g. ``value_prompts("pattern")`` -> ["a plain one", "a striped
     one", "a dotted one"]."""
     if attribute not in WORDS or wording not in ("train", "heldout"):
-        raise ValueError(f"attribute must be one of {tuple(WORDS)} and wording 'train' or 'heldout', got {attribute!r}, {wording!r}")
+        raise ValueError(f"attribute must be one of {tuple(WORDS)} and wording 'train' or 'heldout', "
+                         f"got {attribute!r}, {wording!r}")
     k = ("train", "heldout").index(wording)
     out = []
     for value in ATTRIBUTES[attribute]:

@@ -12,8 +12,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hdvila.demo.attributes import (BACKGROUNDS, COLORS, GROW_RANGE, MOTIONS, PATTERNS, POSITION_CELLS, SHAPES,
-                                    SIZE_RADIUS, SIZES, TEMPORAL_MOTIONS, ImageSpec, VideoSpec)
+from hdvila.demo.attributes import (
+    BACKGROUNDS,
+    COLORS,
+    GROW_RANGE,
+    MOTIONS,
+    PATTERNS,
+    POSITION_CELLS,
+    SHAPES,
+    SIZE_RADIUS,
+    SIZES,
+    TEMPORAL_MOTIONS,
+    ImageSpec,
+    VideoSpec,
+)
 from hdvila.demo.captions import caption_image, caption_video
 from hdvila.demo.render import render_image, render_video
 

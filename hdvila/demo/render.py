@@ -12,8 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from hdvila.demo.attributes import (BACKGROUNDS, COLORS, PATTERN_DELTA, PATTERN_PERIOD_PX, ImageSpec,
-                                    VideoSpec)
+from hdvila.demo.attributes import BACKGROUNDS, COLORS, PATTERN_DELTA, PATTERN_PERIOD_PX, ImageSpec, VideoSpec
 
 DOT_RADIUS_FRACTION = 0.3   # dot radius as a fraction of the lattice period
 
@@ -34,7 +33,8 @@ def _polygon(shape: str) -> list[tuple[float, float]] | None:
         return [(up, 1.0), (0.0, 0.6), (math.pi / 2, 1.0), (math.pi, 0.6)]
     if shape == "cross":
         w = 0.34
-        pts = [(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1)]
+        pts = [(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1),
+               (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1)]
         norm = math.hypot(1, w)
         return [(math.atan2(y, x), math.hypot(x, y) / norm) for x, y in pts]
     raise ValueError(f"unknown shape {shape!r}")

@@ -28,7 +28,8 @@ def judge_accuracy(judge: AttributeJudge, n: int = 2000, split: str = "test", se
 
 
 @torch.no_grad()
-def judge_images(judge: AttributeJudge, images: torch.Tensor, batch: int = 200) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def judge_images(judge: AttributeJudge, images: torch.Tensor,
+                 batch: int = 200) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The judge's reading of ``images`` [N, 3, H, W] in [-1, 1]: attribute -> (class index [N],
     confidence [N]), in batches of ``batch``."""
     preds = [judge.predict(images[i: i + batch]) for i in range(0, len(images), batch)]

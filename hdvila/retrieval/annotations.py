@@ -361,7 +361,8 @@ def restrict_to_id_list(ann: Annotations, path: str | os.PathLike, *, skip_bad_r
                              f"{ann.source or 'the annotations'}: {shown}. Check that the list belongs to this "
                              f"annotation file, or pass --skip-bad to leave them out.")
     if not keep:
-        raise InputFileError(f"{path}: none of the {len(listed)} listed videos is in {ann.source or 'the annotations'}.")
+        raise InputFileError(f"{path}: none of the {len(listed)} listed videos is in "
+                             f"{ann.source or 'the annotations'}.")
     out = ann.subset(keep)
     out.skipped_rows.extend(f"{path}: listed video {vid!r} has no captions" for vid in unmatched)
     return out

@@ -29,8 +29,15 @@ import torch
 
 from hdvila.errors import InputFileError, UserError
 from hdvila.retrieval.annotations import VIDEO_ID_EXTENSIONS, Annotations
-from hdvila.retrieval.index import (EmbeddingCache, encode_texts, encode_videos, find_videos, model_device_dtype,
-                                    model_memory_id, sampling_settings)
+from hdvila.retrieval.index import (
+    EmbeddingCache,
+    encode_texts,
+    encode_videos,
+    find_videos,
+    model_device_dtype,
+    model_memory_id,
+    sampling_settings,
+)
 from hdvila.retrieval.metrics import KS, TIE_RULES, format_table, retrieval_metrics
 
 _LIST_LIMIT = 50  # ids shown in one error message
@@ -140,7 +147,8 @@ def _evaluate(model, processor, ann: Annotations, videos_dir, videos, video_feat
         **metrics,
         "num_videos": len(kept), "num_queries": len(texts), "paragraph": kept.paragraph, "ties": ties,
         "annotations": ann.source,
-        "sampling": {"num_frames": processor.num_frames, "sample_rate": processor.sample_rate, "n_clips": processor.n_clips},
+        "sampling": {"num_frames": processor.num_frames, "sample_rate": processor.sample_rate,
+                     "n_clips": processor.n_clips},
         "videos_encoded": encoded, "videos_from_cache": cached,
         "skipped_videos": skipped, "missing_videos": missing if skip_bad else [],
         "skipped_rows": list(ann.skipped_rows), "truncated_queries": truncated,
@@ -227,7 +235,8 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"note: {result['truncated_queries']} queries were longer than the token limit and truncated "
                      f"(see --max-tokens)")
     if result["missing_videos"]:
-        lines.append(f"skipped {len(result['missing_videos'])} missing video(s):" + _listing(result["missing_videos"], None))
+        lines.append(f"skipped {len(result['missing_videos'])} missing video(s):"
+                     + _listing(result["missing_videos"], None))
     if result["skipped_videos"]:
         lines.append(f"skipped {len(result['skipped_videos'])} unreadable video(s):"
                      + _listing([v["reason"] for v in result["skipped_videos"]], None))

@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 
-def end_of_step(accelerator, args: argparse.Namespace, step: int, *, bar, stats, budget, replicas: Iterable[torch.nn.Module],
-                seen_key: str, save_extra: Callable | None, validate: Callable[[], dict[str, float]],
-                logger: logging.Logger, precision: int = 2) -> tuple[bool, dict[str, float] | None]:
+def end_of_step(accelerator, args: argparse.Namespace, step: int, *, bar, stats, budget,
+                replicas: Iterable[torch.nn.Module], seen_key: str, save_extra: Callable | None,
+                validate: Callable[[], dict[str, float]], logger: logging.Logger,
+                precision: int = 2) -> tuple[bool, dict[str, float] | None]:
     """Run after ``step`` (already counted) of a script on :func:`hdvila.training.add_common_args`:
 
     - advance the progress bar and log the statistics reported since the last step;

@@ -144,7 +144,8 @@ def _remove_stale_lock(build_dir: Path, cpp_extension) -> None:
     try:
         if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
             lock.unlink()
-            warnings.warn(f"removed a stale build lock {lock} left by an interrupted build", RuntimeWarning, stacklevel=4)
+            warnings.warn(f"removed a stale build lock {lock} left by an interrupted build", RuntimeWarning,
+                          stacklevel=4)
     except FileNotFoundError:
         pass
 
@@ -264,7 +265,8 @@ def build_in_background(device: str | torch.device = "cpu", log=None) -> threadi
         finally:
             _building.discard(kind)
         if _modules.get(kind) is not None:
-            log(f"StyleGAN2 {kind} ops ready after {time.perf_counter() - started:.0f} s; using the compiled ops from now on")
+            log(f"StyleGAN2 {kind} ops ready after {time.perf_counter() - started:.0f} s; "
+                "using the compiled ops from now on")
 
     _building.add(kind)
     log(f"preparing the StyleGAN2 {kind} ops in the background; the PyTorch reference ops serve until they are ready")

@@ -111,7 +111,8 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: IntOrPair = 1, down: 
     fw, fh = filter_size(f)
     _, _, h, w = x.shape
     if w * upx + pad[0] + pad[1] < fw or h * upy + pad[2] + pad[3] < fh:
-        raise ValueError(f"upfirdn2d: input {h}x{w} (up {upy}x{upx}, padding {pad}) is smaller than the {fh}x{fw} filter")
+        raise ValueError(f"upfirdn2d: input {h}x{w} (up {upy}x{upx}, padding {pad}) "
+                         f"is smaller than the {fh}x{fw} filter")
 
     module = _build.resolve(impl, "upfirdn2d", x)
     if module is not None and not f.requires_grad:
