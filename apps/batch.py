@@ -174,6 +174,21 @@ def finish(result: dict, summary: str, world_size: int = 1) -> int:
     return 1 if result["failed"] else 0
 
 
+def write_with_meta(dst: Path, meta: dict, write: Callable[[], object]) -> None:
+    """The metadata sidecar ``dst.json``, then ``write()`` (the output, written atomically): the output
+    marks the job done, so a kill between the two redoes it; a failed write removes the sidecar,
+    leaving nothing (``hdvila edit``, and ``hdvila upscale --faces``)."""
+    from hdvila.atomic import atomic_write_text
+
+    sidecar = dst.with_name(dst.name + ".json")
+    atomic_write_text(sidecar, json.dumps(meta, indent=1) + "\n")
+    try:
+        write()
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise
+
+
 def _attempt(process: Callable[[list[Job]], None], batch: list[Job]) -> None:
     for job in batch:
         job.dst.parent.mkdir(parents=True, exist_ok=True)

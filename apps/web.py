@@ -18,6 +18,12 @@ Tabs and their API endpoints (stable names, for ``gradio_client`` and scripts):
   "Only the first VIDEO_MAX_FRAMES frames" ticked), the task (``edit``: one edit for the whole clip,
   latents smoothed over time; ``upscale``: every frame super-resolved) and a prompt/caption in; the
   result as an mp4 that plays in the page and downloads, and a summary out.
+* **Align faces** (a switch on the Edit, Upscale and Video tabs, off by default; the ``align_faces``
+  argument of ``/edit``, ``/upscale`` and ``/video``): for real photos and an FFHQ-like model, the
+  largest face is detected, aligned as FFHQ at the model's size, edited or super-resolved, and pasted
+  back into the whole frame (:mod:`generation.faces.pipeline`; a clip follows one tracked face); the
+  slider shows the whole frame before and after, and a gallery (the last output) the aligned crop,
+  its edit and, for a clip, the pasted-back middle frame. An image without a face is a one-line error.
 * **Search** (``/search``): a text query in; the best-matching videos of the ``--videos`` folder (the
   demo videos, rendered on first use, by default) with their cosine scores, playable in the page
   (:func:`hdvila.retrieval.search.search_videos` over the on-disk embedding cache, so each video is
@@ -66,6 +72,9 @@ CSS = ".pixelated img, .pixelated canvas { image-rendering: pixelated; }"  # 16-
 VIDEO_MAX_FRAMES = 300  # the Video tab's length limit (the batch CLI takes --max-frames)
 FIRST_FRAMES_LABEL = f"Only the first {VIDEO_MAX_FRAMES} frames"  # the Video tab's box for longer clips
 EDIT_STEPS_MAX = 500
+FACES_LABEL = "Align faces"  # the switch on the Edit, Upscale and Video tabs
+FACES_INFO = "real photos: the largest face is aligned as FFHQ, processed and pasted back into the whole frame"
+FACES_MODE = "largest"
 
 
 class Once:
@@ -352,8 +361,10 @@ def _user_errors(*, upload: bool) -> Callable[[Callable], Callable]:
 
 def make_upscale(state: AppState) -> Callable:
     @_user_errors(upload=True)
-    def upscale(image: str | None, caption: str | None, progress=gr.Progress(track_tqdm=True)):
-        """LR image file + optional caption -> ((bicubic, SR) images, SR png path, input-policy notes)."""
+    def upscale(image: str | None, caption: str | None, align_faces: bool = False,
+                progress=gr.Progress(track_tqdm=True)):
+        """LR image file + optional caption (+ the "Align faces" switch) -> ((bicubic, SR) images, SR png
+        path, input-policy notes, [(aligned face, its super-resolution)] with faces, else [])."""
         from generation.superres.losses import upsample_bicubic
         from hdvila.imageio import load_image, save_image
         from hdvila.tensors import to_pil
@@ -365,15 +376,46 @@ def make_upscale(state: AppState) -> Callable:
         progress(0, desc="loading the super-resolution model")
         pipe = state.sr.get()
         prompt = caption.strip() if caption and caption.strip() else None
-        out = pipe(pil, prompt=prompt, labels=[name])
+        scale = pipe.sr_model.config.scale
+        out = pipe(pil, prompt=prompt, labels=[name], faces=FACES_MODE if align_faces else None)
         sr = out.images[0]
-        bicubic = to_pil(upsample_bicubic(out.lr_images[:1], pipe.sr_model.config.scale)[0])
-        path = save_image(sr, state.new_output_dir() / f"{Path(name).stem}_sr_x{pipe.sr_model.config.scale}.png")
+        path = save_image(sr, state.new_output_dir() / f"{Path(name).stem}_sr_x{scale}.png")
+        if align_faces:
+            from generation.faces.pipeline import upscale_frame
+            from generation.pipeline_utils import image_to_tensor
+
+            bicubic = to_pil(upscale_frame(image_to_tensor(pil, name), scale))
+            records = out.faces[0]
+            notes = (f"{len(records)} face aligned at {pipe.lr_resolution}x{pipe.lr_resolution}, super-resolved to "
+                     f"{pipe.out_resolution}x{pipe.out_resolution} and pasted into the x{scale} bicubic enlargement "
+                     f"({sr.size[0]}x{sr.size[1]}), " + ("caption: " + prompt if prompt else "no caption"))
+            return (bicubic, sr), str(path), notes, _face_gallery(records, "super-resolved")
+        bicubic = to_pil(upsample_bicubic(out.lr_images[:1], scale)[0])
         notes = out.notes[0] or (f"{pipe.lr_resolution}x{pipe.lr_resolution} -> {pipe.out_resolution}x"
                                  f"{pipe.out_resolution}, " + ("caption: " + prompt if prompt else "no caption"))
-        return (bicubic, sr), str(path), notes
+        return (bicubic, sr), str(path), notes, []
 
     return upscale
+
+
+def _face_gallery(records, what: str) -> list[tuple[Any, str]]:
+    """[(aligned crop, caption), (its output, caption)] per face record, for the "Aligned faces" gallery."""
+    from hdvila.tensors import to_pil
+
+    items = []
+    for r in records:
+        size = r.aligned.crop.shape[-1]
+        items += [(to_pil(r.aligned.crop), f"face {r.index + 1}: aligned ({size}x{size})"),
+                  (to_pil(r.output), f"face {r.index + 1}: {what} ({r.output.shape[-1]}x{r.output.shape[-1]})")]
+    return items
+
+
+def _face_settings(records) -> list[dict[str, Any]]:
+    """Each face's box, landmarks (image px, rounded) and inversion PSNR, for the settings panel."""
+    return [{"box": [round(v, 1) for v in r.aligned.box],
+             "landmarks": [[round(v, 1) for v in p] for p in r.aligned.landmarks.tolist()],
+             **({"inversion_psnr_db": round(r.inversion_psnr, 2)} if r.inversion_psnr is not None else {})}
+            for r in records]
 
 
 def _int_in(value: float, lo: int, hi: int, name: str) -> int:
@@ -386,11 +428,14 @@ def _int_in(value: float, lo: int, hi: int, name: str) -> int:
 def make_edit(state: AppState) -> Callable:
     @_user_errors(upload=True)
     def edit(image: str | None, prompt: str | None, method: str = "mapper", strength: float = 1.0,
-             steps: float = 100, refine_steps: float = 0, progress=gr.Progress(track_tqdm=True)):
+             steps: float = 100, refine_steps: float = 0, align_faces: bool = False,
+             progress=gr.Progress(track_tqdm=True)):
         """Image file + prompt + settings -> ((input, edit) images, reconstruction, edit png path,
         settings dict with the inversion PSNR, the input-policy ``note`` of the image and the prompt's
-        notes as ``warnings``, each None when there is none). Safe to run concurrently: the notes
-        are this call's own return values."""
+        notes as ``warnings``, each None when there is none, and [] (the faces gallery). Safe to run
+        concurrently: the notes are this call's own return values. With ``align_faces``: the whole
+        frame before and after (the face pasted back), the face's reconstruction, its record in the
+        settings (``faces``) and [(aligned face, its edit)] last."""
         from hdvila.imageio import load_image, save_image
         from hdvila.tensors import to_pil
 
@@ -404,8 +449,8 @@ def make_edit(state: AppState) -> Callable:
         pipe = state.edit.get()
         prompt = (prompt or "").strip()
         out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
-                   refine_steps=refine_steps, labels=[name])
-        before = to_pil(out.inputs[0])
+                   refine_steps=refine_steps, labels=[name], faces=FACES_MODE if align_faces else None)
+        before = pil if align_faces else to_pil(out.inputs[0])
         edited = out.images[0]
         path = save_image(edited, state.new_output_dir() / f"{Path(name).stem}_edit.png")
         settings = {"prompt": prompt, "method": method, "strength": float(strength),
@@ -413,7 +458,11 @@ def make_edit(state: AppState) -> Callable:
                     "inversion_psnr_db": round(float(out.inversion_psnr[0]), 2),
                     "resolution": pipe.resolution, "note": out.notes[0] or None,
                     "warnings": list(out.prompt_notes) or None}
-        return (before, edited), to_pil(out.reconstructions[0]), str(path), settings
+        gallery = []
+        if align_faces:
+            settings["faces"] = _face_settings(out.faces[0])
+            gallery = _face_gallery(out.faces[0], "edited")
+        return (before, edited), to_pil(out.reconstructions[0]), str(path), settings, gallery
 
     return edit
 
@@ -421,12 +470,17 @@ def make_edit(state: AppState) -> Callable:
 def make_video(state: AppState) -> Callable:
     @_user_errors(upload=True)
     def video(clip: str | None, task: str = "edit", prompt: str | None = "", method: str = "mapper",
-              strength: float = 1.0, first_frames_only: bool = False, progress=gr.Progress(track_tqdm=True)):
-        """Video file + task + prompt -> (mp4 path to play, the same path to download, summary). A clip
+              strength: float = 1.0, first_frames_only: bool = False, align_faces: bool = False,
+              progress=gr.Progress(track_tqdm=True)):
+        """Video file + task + prompt -> (mp4 path to play, the same path to download, summary, []). A clip
         over ``VIDEO_MAX_FRAMES`` frames is refused unless ``first_frames_only`` (the tab's
-        :data:`FIRST_FRAMES_LABEL` box), which processes its first ``VIDEO_MAX_FRAMES`` frames."""
+        :data:`FIRST_FRAMES_LABEL` box), which processes its first ``VIDEO_MAX_FRAMES`` frames. With
+        ``align_faces``: one tracked face, processed and pasted back into every full-size frame; the
+        last output is then the middle frame's aligned face, its edit or super-resolution, and the
+        pasted-back frame."""
         from apps.commands.edit import edit_frames_to_video
-        from apps.commands.upscale import upscale_frames_to_video
+        from apps.commands.upscale import upscale_faces_to_video, upscale_frames_to_video
+        from hdvila.tensors import to_pil
         from hdvila.videoio import read_all_frames
 
         if not clip:
@@ -450,10 +504,17 @@ def make_video(state: AppState) -> Callable:
         if task == "edit":
             progress(0, desc="loading the edit model")
             pipe = state.edit.get()
-            r = edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=float(strength), steps=100)
+            r = edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=float(strength), steps=100,
+                                     faces=FACES_MODE if align_faces else None, name=name)
             summary = (f"edited {which} as one clip ({method}, strength {float(strength):g}); "
                        f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else "")
                        + "".join(f"; {n}" for n in r["prompt_notes"]))
+        elif align_faces:
+            progress(0, desc="loading the super-resolution model")
+            pipe = state.sr.get()
+            r = upscale_faces_to_video(pipe, frames, fps, dst, prompt or None, faces=FACES_MODE, name=name)
+            summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} (bicubic) with "
+                       f"the face super-resolved " + (f"with the caption: {prompt}" if prompt else "without a caption"))
         else:
             progress(0, desc="loading the super-resolution model")
             pipe = state.sr.get()
@@ -461,7 +522,16 @@ def make_video(state: AppState) -> Callable:
             summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} "
                        + (f"with the caption: {prompt}" if prompt else "without a caption")
                        + (f"; {note.split(': ', 1)[-1]}" if note else ""))
-        return str(dst), str(dst), summary
+        if not align_faces:
+            return str(dst), str(dst), summary, []
+        found = sum(a.box is not None for a in r["faces"].aligned)
+        summary += (f"; one face tracked (found in {found} of {len(frames)} frames, landmarks smoothed over time), "
+                    f"aligned, {'edited' if task == 'edit' else 'super-resolved'} and pasted back into every frame")
+        p = r["preview"]
+        gallery = [(to_pil(p["crop"]), f"frame {p['frame']}: aligned face"),
+                   (to_pil(p["output"]), f"frame {p['frame']}: {'edited' if task == 'edit' else 'super-resolved'}"),
+                   (to_pil(p["pasted"]), f"frame {p['frame']}: pasted back")]
+        return str(dst), str(dst), summary, gallery
 
     return video
 
@@ -528,6 +598,7 @@ def _edit_tab(state: AppState) -> None:
                 with gr.Row():
                     steps = gr.Slider(1, EDIT_STEPS_MAX, value=100, step=1, label="Steps (optimize)")
                     refine = gr.Slider(0, EDIT_STEPS_MAX, value=0, step=1, label="Inversion refinement steps")
+                faces = gr.Checkbox(value=False, label=FACES_LABEL, info=FACES_INFO, elem_id="edit-faces")
                 button = gr.Button("Edit", variant="primary", elem_id="edit-button")
             with gr.Column():
                 slider = gr.ImageSlider(label="Before | after", type="pil", format="png", elem_id="edit-slider",
@@ -537,14 +608,15 @@ def _edit_tab(state: AppState) -> None:
                                      elem_classes="pixelated")
                     download = gr.File(label="Edited PNG", elem_id="edit-download")
                 settings = gr.JSON(label="Settings and inversion PSNR", elem_id="edit-settings")
+                aligned = gr.Gallery(label="Aligned face | its edit (Align faces)", columns=2, format="png",
+                                     elem_id="edit-faces-gallery")
         fn = make_edit(state)
-        inputs = [image, prompt, method, strength, steps, refine]
-        gr.on([button.click, prompt.submit], fn, inputs=inputs, outputs=[slider, recon, download, settings],
-              api_name="edit")
+        inputs = [image, prompt, method, strength, steps, refine, faces]
+        outputs = [slider, recon, download, settings, aligned]
+        gr.on([button.click, prompt.submit], fn, inputs=inputs, outputs=outputs, api_name="edit")
         if state.edit_error is None:
-            gr.Examples(examples=state.edit_examples.get(), inputs=[image, prompt],
-                        outputs=[slider, recon, download, settings], fn=fn, cache_examples=True,
-                        cache_mode="lazy", label="Demo-domain examples")
+            gr.Examples(examples=state.edit_examples.get(), inputs=[image, prompt], outputs=outputs, fn=fn,
+                        cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
 
 
 def _video_tab(state: AppState) -> None:
@@ -566,13 +638,17 @@ def _video_tab(state: AppState) -> None:
                                          label="Strength (edit)")
                 first = gr.Checkbox(value=False, label=FIRST_FRAMES_LABEL,
                                     info="of a longer clip (otherwise a longer clip is refused)")
+                faces = gr.Checkbox(value=False, label=FACES_LABEL,
+                                    info="real clips: one face tracked, processed and pasted back into every frame")
                 button = gr.Button("Run", variant="primary")
             with gr.Column():
                 result = gr.Video(label="Result", autoplay=True, loop=True)
                 download = gr.File(label="Result mp4")
                 summary = gr.Textbox(label="Summary", interactive=False)
-        button.click(make_video(state), inputs=[clip, task, prompt, method, strength, first],
-                     outputs=[result, download, summary], api_name="video")
+                aligned = gr.Gallery(label="Middle frame: aligned face | its result | pasted back (Align faces)",
+                                     columns=3, format="png")
+        button.click(make_video(state), inputs=[clip, task, prompt, method, strength, first, faces],
+                     outputs=[result, download, summary, aligned], api_name="video")
 
 
 def _upscale_tab(state: AppState) -> None:
@@ -586,15 +662,19 @@ def _upscale_tab(state: AppState) -> None:
                                     sources=["upload", "clipboard"], elem_id="upscale-input")
                 caption = gr.Textbox(label="Caption (optional)",
                                      placeholder="a red star with stripes on a blue background")
+                faces = gr.Checkbox(value=False, label=FACES_LABEL, info=FACES_INFO + " (enlarged bicubically)")
                 button = gr.Button("Upscale", variant="primary")
             with gr.Column():
                 slider = gr.ImageSlider(label="Bicubic | super-resolved", type="pil", format="png",
                                         elem_classes="pixelated")
                 download = gr.File(label="Super-resolved PNG")
                 notes = gr.Textbox(label="Notes", interactive=False)
+                aligned = gr.Gallery(label="Aligned face | super-resolved (Align faces)", columns=2, format="png",
+                                     elem_classes="pixelated")
         fn = make_upscale(state)
-        button.click(fn, inputs=[image, caption], outputs=[slider, download, notes], api_name="upscale")
-        gr.Examples(examples=state.examples.get(), inputs=[image, caption], outputs=[slider, download, notes],
+        outputs = [slider, download, notes, aligned]
+        button.click(fn, inputs=[image, caption, faces], outputs=outputs, api_name="upscale")
+        gr.Examples(examples=state.examples.get(), inputs=[image, caption], outputs=outputs,
                     fn=fn, cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
 
 

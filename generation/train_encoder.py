@@ -55,9 +55,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    from runpy import run_path  # the package is not importable yet: its sys.path helper runs by path
+
+    run_path(str(Path(__file__).resolve().parents[1] / "hdvila/training/sys_path.py"))["put_package_first"](__file__)
 
 import argparse
 import logging
@@ -84,7 +84,6 @@ from hdvila.training import (
 )
 
 logger = logging.getLogger("train_encoder")
-EMA_FOLDER = "ema"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -342,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     step = 0
     if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
         step = load_checkpoint(accelerator, resume)["step"]
-        ema.module.load_state_dict(type(ema.module).from_pretrained(resume / EMA_FOLDER).state_dict())
+        ema.load_from(resume)
     init_trackers(accelerator, "train_encoder", args)
     n_syn = int(round(args.train_batch_size * args.synthetic_fraction))
     n_real = args.train_batch_size - n_syn
@@ -399,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         step += 1
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[encoder], seen_key="images_seen",
-            save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger,
+            save_extra=ema.save_to, logger=logger,
             validate=lambda step=step: validate(ema.module, G, val,
                                                 Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
                                                 perceptual))

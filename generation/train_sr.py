@@ -35,9 +35,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    from runpy import run_path  # the package is not importable yet: its sys.path helper runs by path
+
+    run_path(str(Path(__file__).resolve().parents[1] / "hdvila/training/sys_path.py"))["put_package_first"](__file__)
 
 import argparse
 import copy
@@ -65,7 +65,6 @@ from hdvila.training import (
 )
 
 logger = logging.getLogger("train_sr")
-EMA_FOLDER = "ema"
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -251,11 +250,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if module is not None:
             module.to(device)
     ema = EMA(accelerator.unwrap_model(sr_model), args.ema_decay)
-    ema_state = lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER)  # noqa: E731
     step = 0
     if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
         step = load_checkpoint(accelerator, resume)["step"]
-        ema.module.load_state_dict(type(ema.module).from_pretrained(resume / EMA_FOLDER).state_dict())
+        ema.load_from(resume)
     init_trackers(accelerator, "train_sr", args)
     objective = SRObjective(accelerator.unwrap_model(sr_model), G, D=None,
                             perceptual=perceptual, hdvila=hdvila, weights=weights, text_drop=args.text_drop,
@@ -311,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         step += 1
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[sr_model], seen_key="images_seen",
-            save_extra=ema_state, logger=logger,
+            save_extra=ema.save_to, logger=logger,
             validate=lambda step=step: validate(ema.module, G, val, args.scale,
                                                 Path(args.output_dir) / "validation" / f"step-{step:06d}.png"))
         result = validation or result

@@ -16,7 +16,7 @@ non-saturating logistic loss, lazy R1 and path-length regularisation, each its o
 NVlabs' lazy-regularisation correction, style mixing, an EMA generator with a half-life in images
 and a ramp-up, optional differentiable augmentation of every image D sees (fixed or adaptive p) and
 an optional fading blur of D's inputs. One loop runs the loss phases G main, G path length, D main,
-D R1 of :class:`generation.stylegan2.training.StyleGAN2Loss`.
+D R1 of :class:`generation.stylegan2.losses.StyleGAN2Loss`.
 
 G and D are prepared separately (one DDP wrapper each). Randomness of step ``s`` on process ``r``
 is seeded from ``(--seed, s, r)`` and the data order is a function of ``(--seed, s)``, so resuming
@@ -37,6 +37,7 @@ generator with its discriminator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -44,26 +45,26 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    from runpy import run_path  # the package is not importable yet: its sys.path helper runs by path
+
+    run_path(str(Path(__file__).resolve().parents[1] / "hdvila/training/sys_path.py"))["put_package_first"](__file__)
 
 import torch  # noqa: E402
 
 from generation.stylegan2 import losses as L  # noqa: E402
+from generation.stylegan2.losses import StyleGAN2Loss  # noqa: E402
 from generation.stylegan2.training import (  # noqa: E402
     STAT_NAMES,
     GeneratorForTraining,
-    StyleGAN2Loss,
     TrainState,
     adam_settings,
     sample_grid,
 )
 from generation.stylegan2.training_args import add_training_args  # noqa: E402
 from generation.stylegan2.training_init import (  # noqa: E402
-    EMA_FOLDER,
     MODEL_KEYS,
     check_model_settings,
     demo_cache_file,
@@ -72,6 +73,7 @@ from generation.stylegan2.training_init import (  # noqa: E402
 )
 from hdvila.training import (  # noqa: E402
     EMA,
+    GENERATOR_EMA_FOLDER,
     StepBatchSampler,
     StepStats,
     TimeBudget,
@@ -170,7 +172,7 @@ def start_run(args: argparse.Namespace, accelerator, state: TrainState, ema: EMA
     if (resume := resolve_resume(Path(args.output_dir), args.resume_from_checkpoint)) is not None:
         check_model_settings(resume, load_training_state(resume), state.model)
         state.load_counters(load_checkpoint(accelerator, resume))
-        load_weights(ema.module, resume / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        load_weights(ema.module, resume / GENERATOR_EMA_FOLDER / "model.safetensors", map_location=str(device))
         # Loading restores the saved hyperparameters with the moments; this command's flags win.
         for name, opt, settings in optimizers:
             for group in opt.param_groups:
@@ -184,34 +186,32 @@ def start_run(args: argparse.Namespace, accelerator, state: TrainState, ema: EMA
         state.g_frozen_until = state.step + args.d_warmup_steps  # this command's warm-up, not the source run's
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run training; returns ``{"history": [per-step stats (main process)], "output_dir": Path,
-    "global_step": int}``."""
-    from tqdm.auto import tqdm
+@dataclasses.dataclass
+class Networks:
+    """What :func:`build_networks` sets up for the loop."""
 
+    state: TrainState  # the run's counters (saved in every checkpoint)
+    G: torch.nn.Module  # the Generator being trained (G_raw.generator)
+    D: torch.nn.Module  # the Discriminator (D_raw)
+    G_raw: torch.nn.Module  # the unwrapped GeneratorForTraining
+    D_raw: torch.nn.Module  # the unwrapped D
+    ema: EMA  # the EMA generator
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    augment: torch.nn.Module  # AugmentPipe: every image D sees
+    ada: Any  # AdaptiveAugment, or None
+    loss: StyleGAN2Loss
+    stats: StepStats
+    memory_format: torch.memory_format
+
+
+def build_networks(args: argparse.Namespace, accelerator, r1_gamma: float) -> Networks:
+    """G, D and the EMA generator, their optimisers (prepared with Accelerate, one DDP wrapper each),
+    the augmentation and the loss phases, started where the run starts (:func:`start_run`)."""
     from generation.stylegan2 import Discriminator, Generator
-    from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe, blur_sigma
-    from hdvila.device import suggested_cpu_threads
-    from hdvila.imageio import save_image
+    from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe
 
-    args = parse_args(argv)
-    torch.set_num_threads(args.num_threads or suggested_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    # DDP notes that the gradient of a [1, N] weight has strides (1, 1) instead of (N, 1): the same
-    # memory layout for a tensor with one row, so nothing is lost.
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    output_dir = Path(args.output_dir)
-    mixed = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
-    accelerator = build_accelerator(args, logger, mixed_precision=mixed)
-    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-
-    # ---- data (checked before anything is built: bad image folders stop here)
-    dataset, data_desc = build_dataset(args, accelerator)
-    batch, accum = args.train_batch_size, args.gradient_accumulation_steps
-    global_batch = batch * accum * world
-    r1_gamma = args.r1_gamma if args.r1_gamma is not None else 0.0002 * args.resolution ** 2 / global_batch
-    ema_kimg = args.ema_kimg if args.ema_kimg is not None else global_batch * 10 / 32
-
-    # ---- networks, optimisers, loss phases
+    device = accelerator.device
     torch.manual_seed(args.seed)
     state = TrainState(model={k: getattr(args, k) for k in MODEL_KEYS})
     g_cfg, d_cfg = network_configs(state.model)
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     ada = (AdaptiveAugment(augment, target=args.ada_target, interval=args.ada_interval, speed_kimg=args.ada_kimg)
            if args.ada_target is not None else None)
 
-    # ---- where the run starts: its own checkpoint, --init_from, or fresh weights
+    # where the run starts: its own checkpoint, --init_from, or fresh weights
     start_run(args, accelerator, state, ema, G_raw, D_raw, (("G", opt_G, adam_G), ("D", opt_D, adam_D)))
     if ada is not None and state.ada:
         ada.load_state_dict(state.ada)
@@ -241,18 +241,16 @@ def main(argv: list[str] | None = None) -> dict:
                          style_mixing_prob=args.style_mixing_prob, r1_interval=args.r1_interval,
                          pl_weight=args.pl_weight, pl_interval=args.pl_interval, pl_decay=args.pl_decay,
                          pl_batch_shrink=args.pl_batch_shrink, pl_mean=state.pl_mean)
+    return Networks(state=state, G=G, D=D, G_raw=G_raw, D_raw=D_raw, ema=ema, opt_G=opt_G, opt_D=opt_D,
+                    augment=augment, ada=ada, loss=loss, stats=stats, memory_format=memory_format)
 
-    sampler = StepBatchSampler(len(dataset), batch, accumulation=accum, rank=rank, world_size=world,
-                               seed=args.seed, start_step=state.step)
-    batches = iter(torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=args.dataloader_num_workers, generator=torch.Generator(),
-        persistent_workers=args.dataloader_num_workers > 0, pin_memory=device.type == "cuda"))
-    init_trackers(accelerator, "train_stylegan2", args)
-    logger.info("data: %s | G %.2fM params, D %.2fM params | %d process(es) on %s, %d thread(s) each | "
-                "global batch %d | r1_gamma %.4g, ema_kimg %.3g | steps %d -> %d", data_desc,
-                sum(p.numel() for p in G.parameters()) / 1e6, sum(p.numel() for p in D.parameters()) / 1e6, world,
-                device, torch.get_num_threads(), global_batch, r1_gamma, ema_kimg, state.step, args.max_train_steps)
 
+def make_evaluate(args: argparse.Namespace, accelerator, dataset, net: Networks) -> Callable[[int, bool, bool], None]:
+    """``evaluate(step, samples, fd)``: write a sample grid (fixed z) and/or measure FD-HDVILA of the
+    EMA generator (main process)."""
+    from hdvila.imageio import save_image
+
+    output_dir, device = Path(args.output_dir), accelerator.device
     fd_tracker = None
     if args.fd_steps and accelerator.is_main_process:
         from generation.stylegan2.metrics import FDTracker
@@ -262,44 +260,60 @@ def main(argv: list[str] | None = None) -> dict:
                         generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
 
     def evaluate(step: int, samples: bool, fd: bool) -> None:
-        """Write a sample grid and/or measure FD-HDVILA of the EMA generator (main process)."""
         if samples and accelerator.is_main_process:
-            grid = sample_grid(ema.module, val_z)
+            grid = sample_grid(net.ema.module, val_z)
             logger.info("samples: %s", save_image(grid, output_dir / "samples" / f"step-{step:06d}.png"))
             if args.report_to == "tensorboard":
                 from hdvila.tensors import unit_to_uint8
 
                 accelerator.get_tracker("tensorboard", unwrap=True).add_image("samples", unit_to_uint8(grid), step)
         if fd and fd_tracker is not None:
-            value = fd_tracker(ema.module)
+            value = fd_tracker(net.ema.module)
             with open(output_dir / METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, "kimg": state.cur_nimg / 1000, "fd_hdvila": value}) + "\n")
+                f.write(json.dumps({"step": step, "kimg": net.state.cur_nimg / 1000, "fd_hdvila": value}) + "\n")
             accelerator.log({"metrics/fd_hdvila": value}, step=step)
             logger.info("step %d: FD-HDVILA %.4f (%d samples)", step, value, args.fd_samples)
 
-    def checkpoint(step: int) -> None:
-        state.ada = ada.state_dict() if ada is not None else None
-        save_checkpoint(accelerator, output_dir, step, state.to_dict(), args.checkpoints_total_limit,
-                        extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER))
+    return evaluate
 
+
+def save_run_checkpoint(args: argparse.Namespace, accelerator, net: Networks, step: int) -> None:
+    """``checkpoint-{step}``: Accelerate's state, the counters and the EMA generator."""
+    net.state.ada = net.ada.state_dict() if net.ada is not None else None
+    save_checkpoint(accelerator, Path(args.output_dir), step, net.state.to_dict(), args.checkpoints_total_limit,
+                    extra=lambda folder: net.ema.save_to(folder, GENERATOR_EMA_FOLDER))
+
+
+def train_loop(args: argparse.Namespace, accelerator, net: Networks, batches, evaluate: Callable,
+               global_batch: int, ema_kimg: float) -> dict[str, Any]:
+    """Train from ``net.state.step`` to ``--max_train_steps`` (or until ``--max_train_minutes``), with
+    checkpoints, sample grids and FD-HDVILA on their intervals, and a checkpoint where it stops.
+    Returns ``{"history": [per-step stats (main process)], "steps_run", "last_validated",
+    "last_measured"}`` (the steps of the last sample grid and FD measurement, or None)."""
+    from tqdm.auto import tqdm
+
+    from generation.stylegan2.augment import blur_sigma
+
+    state, augment, ada, stats, loss = net.state, net.augment, net.ada, net.stats, net.loss
+    device, rank, accum = accelerator.device, accelerator.process_index, args.gradient_accumulation_steps
     history: list[dict] = []
     budget = TimeBudget(args.max_train_minutes)
     progress = tqdm(total=args.max_train_steps, initial=state.step, desc="steps",
                     disable=not accelerator.is_local_main_process)
     last_saved = last_validated = last_measured = None
-    t_start, steps_run = time.perf_counter(), 0
+    steps_run = 0
     while state.step < args.max_train_steps:
         t0, step = time.perf_counter(), state.step
         torch.manual_seed(step_seed(args.seed, step, rank))
-        reals = [next(batches).to(device, non_blocking=True, memory_format=memory_format) for _ in range(accum)]
+        reals = [next(batches).to(device, non_blocking=True, memory_format=net.memory_format) for _ in range(accum)]
         augment.blur_sigma = blur_sigma(state.cur_nimg, args.blur_sigma, args.blur_fade_kimg)
         train_g = step >= state.g_frozen_until
-        loss.run_step(step, reals, opt_G, opt_D, train_g=train_g)
+        loss.run_step(step, reals, net.opt_G, net.opt_D, train_g=train_g)
 
         # EMA, counters, adaptive augmentation
         beta = L.ema_beta(global_batch, state.cur_nimg, ema_kimg, args.ema_rampup if state.ema_rampup else 0)
         if train_g:
-            ema.update(G_raw.generator, decay=beta)
+            net.ema.update(net.G_raw.generator, decay=beta)
         state.cur_nimg += global_batch
         state.step = step = step + 1
         state.pl_mean = float(loss.pl_mean)
@@ -319,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
                              D=f"{logs['loss_D_fake'] + logs['loss_D_real']:.3f}", refresh=False)
 
         if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-            checkpoint(step)
+            save_run_checkpoint(args, accelerator, net, step)
             last_saved = step
         do_samples = bool(args.validation_steps) and step % args.validation_steps == 0
         do_fd = bool(args.fd_steps) and step % args.fd_steps == 0
@@ -330,22 +344,68 @@ def main(argv: list[str] | None = None) -> dict:
             break
     progress.close()
     if args.checkpointing_steps and last_saved != state.step and steps_run:
-        checkpoint(state.step)  # the run can be continued from where it stopped
+        save_run_checkpoint(args, accelerator, net, state.step)  # the run can be continued from where it stopped
+    return {"history": history, "steps_run": steps_run, "last_validated": last_validated,
+            "last_measured": last_measured}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run training; returns ``{"history": [per-step stats (main process)], "output_dir": Path,
+    "global_step": int}``."""
+    from hdvila.device import suggested_cpu_threads
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.num_threads or suggested_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    # DDP notes that the gradient of a [1, N] weight has strides (1, 1) instead of (N, 1): the same
+    # memory layout for a tensor with one row, so nothing is lost.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    output_dir = Path(args.output_dir)
+    mixed = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
+    accelerator = build_accelerator(args, logger, mixed_precision=mixed)
+    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+
+    # ---- data (checked before anything is built: bad image folders stop here)
+    dataset, data_desc = build_dataset(args, accelerator)
+    batch, accum = args.train_batch_size, args.gradient_accumulation_steps
+    global_batch = batch * accum * world
+    r1_gamma = args.r1_gamma if args.r1_gamma is not None else 0.0002 * args.resolution ** 2 / global_batch
+    ema_kimg = args.ema_kimg if args.ema_kimg is not None else global_batch * 10 / 32
+
+    # ---- networks, optimisers, loss phases; where the run starts
+    net = build_networks(args, accelerator, r1_gamma)
+    state = net.state
+
+    sampler = StepBatchSampler(len(dataset), batch, accumulation=accum, rank=rank, world_size=world,
+                               seed=args.seed, start_step=state.step)
+    batches = iter(torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=args.dataloader_num_workers, generator=torch.Generator(),
+        persistent_workers=args.dataloader_num_workers > 0, pin_memory=device.type == "cuda"))
+    init_trackers(accelerator, "train_stylegan2", args)
+    logger.info("data: %s | G %.2fM params, D %.2fM params | %d process(es) on %s, %d thread(s) each | "
+                "global batch %d | r1_gamma %.4g, ema_kimg %.3g | steps %d -> %d", data_desc,
+                sum(p.numel() for p in net.G.parameters()) / 1e6, sum(p.numel() for p in net.D.parameters()) / 1e6,
+                world, device, torch.get_num_threads(), global_batch, r1_gamma, ema_kimg, state.step,
+                args.max_train_steps)
+    evaluate = make_evaluate(args, accelerator, dataset, net)
+
+    t_start = time.perf_counter()
+    run = train_loop(args, accelerator, net, batches, evaluate, global_batch, ema_kimg)
+    steps_run = run["steps_run"]
     if world > 1:
-        assert_replicas_equal(accelerator, (G_raw, D_raw))
+        assert_replicas_equal(accelerator, (net.G_raw, net.D_raw))
         logger.info("G and D replicas identical on all %d processes", world)
-    evaluate(state.step, last_validated != state.step, bool(args.fd_steps) and last_measured != state.step
-             and steps_run > 0)
+    evaluate(state.step, run["last_validated"] != state.step,
+             bool(args.fd_steps) and run["last_measured"] != state.step and steps_run > 0)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        ema.module.save_pretrained(output_dir / "generator")
-        D_raw.save_pretrained(output_dir / "discriminator")
+        net.ema.module.save_pretrained(output_dir / "generator")
+        net.D_raw.save_pretrained(output_dir / "discriminator")
         elapsed = time.perf_counter() - t_start
         logger.info("done: step %d, %.1f kimg; %d steps in %.1f s (%.2f s/step); generator saved to %s",
                     state.step, state.cur_nimg / 1000, steps_run, elapsed, elapsed / max(steps_run, 1),
                     output_dir / "generator")
     accelerator.end_training()
-    return {"history": history, "output_dir": output_dir, "global_step": state.step}
+    return {"history": run["history"], "output_dir": output_dir, "global_step": state.step}
 
 
 if __name__ == "__main__":

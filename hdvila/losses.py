@@ -1,4 +1,9 @@
-"""Training objectives of HD-VILA: contrastive InfoNCE (stage 1) and masked language modelling (stage 2).
+"""The loss functions of HD-VILA's training, on plain tensors: contrastive InfoNCE between text and
+visual embeddings (stage 1 and fine-tuning; :func:`contrastive_loss`, with extra caption negatives
+:func:`contrastive_loss_with_negatives`), the cross-process feature gathering it needs
+(:func:`gather_features`), and the token masking of masked language modelling (stage 2;
+:func:`mask_tokens`). The modules that run the model and combine these into the training loss are
+in :mod:`hdvila.objectives`.
 
 Cross-process gathering follows the usual CLIP recipe: every process scores its own texts and videos
 against those of all processes; only the local shard carries gradient. With data-parallel gradient

@@ -1,4 +1,6 @@
-"""HD-VILA training objectives, each one module whose forward returns a dict with ``loss``.
+"""The ``nn.Module`` wrappers that ``hdvila/train.py`` optimises: each runs the model's forward for a
+training batch and returns a dict with ``loss`` (and its parts), combining the loss functions of
+:mod:`hdvila.losses`.
 
 - :class:`ContrastiveObjective` (stage 1 and retrieval fine-tuning): InfoNCE between text and video
   embeddings (mean of the two directions, or their sum for fine-tuning), with the same loss on
@@ -90,19 +92,22 @@ class ContrastiveObjective(nn.Module):
                                                          image_labels)
             total = total + self.value_weight * out["value_loss"]
         if self.attribute_head is not None and image_labels is not None and images is not None:
-            out["attribute_loss"] = self._per_attribute_loss(self.attribute_head(pooled[b:].float()), image_labels)
+            # summed over attributes: each attribute's cross-entropy at full weight (a mean would leave
+            # shape, the one still to learn, a fifth of the weight while the others are near zero already)
+            out["attribute_loss"] = self._per_attribute_loss(self.attribute_head(pooled[b:].float()), image_labels,
+                                                             reduce="sum")
             total = total + self.attribute_weight * out["attribute_loss"]
         out["loss"] = total
         return out
 
-    def _per_attribute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _per_attribute_loss(self, logits: torch.Tensor, labels: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
         """logits [n, sum(value_sizes)] (each attribute's values side by side), labels [n, attributes]
-        -> the mean over attributes of the cross-entropy over that attribute's columns."""
+        -> the mean (or sum) over attributes of the cross-entropy over that attribute's columns."""
         losses, start = [], 0
         for a, size in enumerate(self.value_sizes):
             losses.append(nn.functional.cross_entropy(logits[:, start:start + size], labels[:, a]))
             start += size
-        return torch.stack(losses).mean()
+        return torch.stack(losses).sum() if reduce == "sum" else torch.stack(losses).mean()
 
 
 class MLMObjective(nn.Module):

@@ -31,8 +31,8 @@ import torch
 from hdvila.atomic import atomic_dir
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError, InputFileError, TextInputError
+from hdvila.frame_sampling import ClipIndices, sample_clips
 from hdvila.models.pixels import PIXEL_MEAN, PIXEL_STD, normalize_pixels, resize_crop
-from hdvila.sampling import ClipIndices, sample_clips
 from hdvila.videoio import VideoSource, open_video as _open_video  # module-level: a test counts the decoder openings
 
 MAX_TEXT_TOKENS = 50

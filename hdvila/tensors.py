@@ -27,11 +27,6 @@ def unit_to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
-def unit_to_01(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1] (differentiable)."""
-    return (x + 1.0) * 0.5
-
-
 def to_pil(image) -> Image.Image:
     """``PIL.Image``, uint8 HxWx3 array, or float tensor [3,H,W] / [1,3,H,W] in [-1, 1] -> RGB PIL image."""
     if isinstance(image, Image.Image):

@@ -37,9 +37,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    from runpy import run_path  # the package is not importable yet: its sys.path helper runs by path
+
+    run_path(str(Path(__file__).resolve().parents[1] / "hdvila/training/sys_path.py"))["put_package_first"](__file__)
 
 import argparse
 import dataclasses
@@ -60,6 +60,7 @@ from hdvila.training import (
     StepStats,
     TimeBudget,
     add_common_args,
+    add_old_spelling,
     at_least,
     build_accelerator,
     init_trackers,
@@ -118,12 +119,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="demo: weight of the value-prompt loss (each still picks \"a star\", \"a red one\", ... of its "
                         "values among each attribute's others; 0: off)")
     g.add_argument("--attribute_weight", type=at_least(0.0, float), default=0.0,
-                   help="demo: weight of the attribute loss (a training-only linear classifier per attribute on each "
-                        "still's pooled visual features, so the visual tower keeps shape; 0: off)")
+                   help="demo: weight of the attribute loss (the summed cross-entropies of a training-only linear "
+                        "classifier per attribute on each still's pooled visual features, so the visual tower keeps "
+                        "shape; 0: off)")
     g.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the model's num_frames)")
     g.add_argument("--sample_rate", type=int, default=4, help="frame step inside a clip")
     g.add_argument("--train_n_clips", type=at_least(1), default=1, help="clips per video in training (paper: 2)")
-    g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes")
+    add_old_spelling(g, "--num_workers", "--dataloader_num_workers")
     g = p.add_argument_group("optimisation")
     g.add_argument("--num_train_epochs", type=int, default=1, help="annotation data: epochs if no --max_train_steps")
     g.add_argument("--learning_rate", type=float, default=None, help="default: 5e-4 (stages 1, 2), 1e-5 (finetune)")
@@ -137,7 +140,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--lr_step_size", type=int, default=None, help="step scheduler period (default: steps / 4)")
     g.add_argument("--max_grad_norm", type=float, default=5.0)
     g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    g.add_argument("--num_threads", type=int, default=None, help="torch CPU threads per process")
+    add_old_spelling(g, "--threads", "--num_threads")
     add_common_args(p, output_dir="runs/hdvila-mini", max_train_steps=None, validation_steps=0, mixed_precision=None)
     g = p.add_argument_group("logs and validation")
     g.add_argument("--logging_steps", type=at_least(1), default=10)
@@ -273,8 +277,8 @@ def build_optimizer(args: argparse.Namespace, params: list[nn.Parameter], world:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train; returns ``{"global_step", "last" (the last logged statistics), "seconds", "validation"}``."""
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from accelerate.utils import set_seed
@@ -318,11 +322,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     accum = args.gradient_accumulation_steps
     loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(global_step * accum,
                                                                               args.max_train_steps * accum),
-                                         num_workers=args.num_workers, worker_init_fn=_worker_init,
+                                         num_workers=args.dataloader_num_workers, worker_init_fn=_worker_init,
                                          # its own generator: creating the loader must not draw from the
                                          # global RNG, or a resumed run's dropout draws would shift
                                          generator=torch.Generator().manual_seed(args.seed),
-                                         prefetch_factor=2 if args.num_workers else None)
+                                         prefetch_factor=2 if args.dataloader_num_workers else None)
     bar = tqdm(total=args.max_train_steps, initial=global_step, desc=f"stage {args.stage}",
                disable=args.no_progress or not accelerator.is_local_main_process, dynamic_ncols=True)
     logger.info("training %s parameters, steps %d -> %d, %d process(es) x %d videos + %d images x %d accumulation",

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from hdvila.errors import InputFileError, TextInputError
+from hdvila.frame_sampling import sample_clips
 from hdvila.models.pixels import denormalize_pixels
 from hdvila.processing_hdvila import HDVILAProcessor
-from hdvila.sampling import sample_clips
 from hdvila.videoio import write_video
 
 torch.set_num_threads(1)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from generation.stylegan2 import Discriminator, DiscriminatorConfig, Generator, StyleGAN2Config, losses as L
 from generation.stylegan2.augment import AdaptiveAugment, AugmentPipe, parse_ops
 from hdvila.errors import UserError
+from hdvila.training import EMA
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "generation" / "train_stylegan2.py"
@@ -392,8 +393,9 @@ def test_losses_and_ema():
     assert L.ema_beta(32, 1000, 10, 0.05) == pytest.approx(0.5 ** (32 / 50))  # half-life capped at 5% of 1000
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     expected = 0.25 * a.weight.detach() + 0.75 * b.weight.detach()
-    L.update_ema(a, b, beta=0.25)
-    assert torch.allclose(a.weight, expected)
+    ema = EMA(a)  # the EMA generator's average, with ema_beta's decay
+    ema.update(b, decay=0.25)
+    assert torch.allclose(ema.module.weight, expected)
 
 
 def test_augment_pipe_and_adaptive_p():

@@ -100,17 +100,17 @@ def test_upscale_api(served):
     state = demo.hdvila_state
     lr_path, caption = state.examples.get()[0]
     assert Image.open(lr_path).size == (16, 16)
-    (bicubic, sr), png, notes = client.predict(handle_file(lr_path), caption, api_name="/upscale")
+    (bicubic, sr), png, notes, faces = client.predict(handle_file(lr_path), caption, api_name="/upscale")
     b, s, p = _rgb(bicubic), _rgb(sr), _rgb(png)
     assert b.shape == s.shape == (64, 64, 3)
     assert np.array_equal(s, p), "the PNG download is not the super-resolved image shown"
     assert np.abs(s - b).mean() > 0.5, "the SR output is no different from bicubic"
-    assert caption in notes
+    assert caption in notes and faces == []  # "Align faces" is off by default
 
     # A non-square 20x24 frame is centre-cropped and resized, and the note says so; the model is not reloaded.
     arr = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     Image.fromarray(arr).save(tmp / "odd.png")
-    (_, sr2), _, notes2 = client.predict(handle_file(tmp / "odd.png"), "", api_name="/upscale")
+    (_, sr2), _, notes2, _ = client.predict(handle_file(tmp / "odd.png"), "", api_name="/upscale")
     assert Image.open(sr2).size == (64, 64) and "centre-cropped" in notes2
     assert state.sr.loads == 1
 
@@ -130,7 +130,7 @@ def test_upscale_bad_inputs_give_clear_errors(served):
         client.predict(handle_file(tmp / "junk.png"), "", api_name="/upscale")
     # The server is still up after the errors.
     Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp / "small.png")
-    (_, sr), _, _ = client.predict(handle_file(tmp / "small.png"), "", api_name="/upscale")
+    (_, sr), _, _, _ = client.predict(handle_file(tmp / "small.png"), "", api_name="/upscale")
     assert Image.open(sr).size == (64, 64)
 
 
@@ -150,7 +150,7 @@ def test_unreadable_image_uploads_get_the_library_message(served):
         msg = _app_error(client, handle_file(folder / name), "", api_name="/upscale")
         _assert_user_message(msg, name, expected)
     Image.new("RGB", (16, 16), (20, 30, 200)).save(folder / "fine.png")
-    (_, sr), _, _ = client.predict(handle_file(folder / "fine.png"), "", api_name="/upscale")
+    (_, sr), _, _, _ = client.predict(handle_file(folder / "fine.png"), "", api_name="/upscale")
     assert Image.open(sr).size == (64, 64)
 
 
@@ -181,7 +181,7 @@ def test_edit_api(served):
     state = demo.hdvila_state
     path, prompt = state.edit_examples.get()[0]
     assert Image.open(path).size == (64, 64) and prompt
-    (before, after), recon, png, settings = client.predict(handle_file(path), prompt, "mapper", 1.0, 10, 0,
+    (before, after), recon, png, settings, faces = client.predict(handle_file(path), prompt, "mapper", 1.0, 10, 0,
                                                            api_name="/edit")
     b, a, r, p = _rgb(before), _rgb(after), _rgb(recon), _rgb(png)
     assert b.shape == a.shape == r.shape == (64, 64, 3)
@@ -190,16 +190,17 @@ def test_edit_api(served):
     assert np.abs(a - r).mean() > 0.5, "the edit is no different from the reconstruction"
     assert settings["prompt"] == prompt and settings["method"] == "mapper" and settings["steps"] is None
     assert isinstance(settings["inversion_psnr_db"], float) and settings["note"] is None
+    assert faces == [] and "faces" not in settings  # "Align faces" is off by default
 
     # Strength 0 returns the reconstruction; a 50x80 frame is centre-cropped and resized, and the note says so.
     arr = np.random.default_rng(0).integers(0, 255, (50, 80, 3), dtype=np.uint8)
     Image.fromarray(arr).save(tmp / "wide.png")
-    (before0, after0), recon0, _, settings0 = client.predict(handle_file(tmp / "wide.png"), prompt, "mapper", 0.0,
+    (before0, after0), recon0, _, settings0, _ = client.predict(handle_file(tmp / "wide.png"), prompt, "mapper", 0.0,
                                                              10, 0, api_name="/edit")
     assert np.array_equal(_rgb(after0), _rgb(recon0)) and Image.open(before0).size == (64, 64)
     assert "centre-cropped" in settings0["note"]
     # The optimisation method runs the given number of steps and echoes them.
-    (_, after1), _, _, settings1 = client.predict(handle_file(path), prompt, "optimize", 1.0, 3, 0, api_name="/edit")
+    (_, after1), _, _, settings1, _ = client.predict(handle_file(path), prompt, "optimize", 1.0, 3, 0, api_name="/edit")
     assert settings1["steps"] == 3 and Image.open(after1).size == (64, 64)
     assert state.edit.loads == 1 and state.edit_error is None and state.edit_path.name == "edit-demo64"
 
@@ -230,7 +231,7 @@ def test_video_api_edits_and_upscales_clips(served):
     rng = np.random.default_rng(1)
     clip = torch.from_numpy(rng.uniform(-1, 1, (6, 3, 64, 64)).astype(np.float32))
     write_video(tmp / "clip64.mp4", clip, fps=8)
-    played, download, summary = client.predict(handle_file(tmp / "clip64.mp4"), "edit", "make it striped", "mapper",
+    played, download, summary, _ = client.predict(handle_file(tmp / "clip64.mp4"), "edit", "make it striped", "mapper",
                                                1.0, api_name="/video")
     frames, fps = read_all_frames(played["video"] if isinstance(played, dict) else played)
     assert frames.shape == (6, 64, 64, 3) and fps == pytest.approx(8)
@@ -238,7 +239,7 @@ def test_video_api_edits_and_upscales_clips(served):
     assert "edited 6 frames as one clip" in summary and "PSNR" in summary
 
     write_video(tmp / "clip16.mp4", clip[:4, :, :16, :16], fps=5)
-    played, _, summary = client.predict(handle_file(tmp / "clip16.mp4"), "upscale", "", "mapper", 1.0,
+    played, _, summary, _ = client.predict(handle_file(tmp / "clip16.mp4"), "upscale", "", "mapper", 1.0,
                                         api_name="/video")
     frames, _ = read_all_frames(played["video"] if isinstance(played, dict) else played)
     assert frames.shape == (4, 64, 64, 3) and "without a caption" in summary
@@ -271,7 +272,7 @@ def test_video_messages_name_the_upload_and_offer_what_the_tab_offers(served):
     assert "trim it" in msg and f"Only the first {VIDEO_MAX_FRAMES} frames" in msg, msg
     assert "command" not in msg and "raise the limit" not in msg, msg
 
-    played, _, summary = client.predict(handle_file(folder / "world.mp4"), "upscale", "", "mapper", 1.0, True,
+    played, _, summary, _ = client.predict(handle_file(folder / "world.mp4"), "upscale", "", "mapper", 1.0, True,
                                         api_name="/video")
     frames, _ = read_all_frames(played["video"] if isinstance(played, dict) else played)
     assert frames.shape == (VIDEO_MAX_FRAMES, 64, 64, 3)
@@ -322,6 +323,59 @@ def test_concurrent_edits_each_get_their_own_notes(served):
         assert a["note"].startswith("wide100x60.png: 100x60 px") and "centre-cropped" in a["note"], a
         assert a["warnings"] is None, a
         assert b["note"] is None and len(b["warnings"]) == 1 and "may do nothing" in b["warnings"][0], b
+
+
+def test_align_faces_switch_on_edit_upscale_and_video(served):
+    """The "Align faces" switch (off by default, checked above): on a real photo, /edit shows the whole
+    frame before and after with the face pasted back, the face's record in the settings and the
+    aligned crop and its edit in the gallery; /upscale enlarges the whole frame x4 with the face
+    super-resolved; a photo without a face is one line naming the upload; the Video tab tracks the
+    face and pastes it back into every full-size frame."""
+    import torch
+    from gradio_client import handle_file
+
+    from apps.web import make_video
+    from hdvila.videoio import read_all_frames, write_video
+
+    pytest.importorskip("facenet_pytorch")
+    skimage_data = pytest.importorskip("skimage.data")
+    demo, _, client, tmp = served
+    folder = tmp / "faces"
+    folder.mkdir()
+    photo = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((256, 256), Image.BICUBIC))
+    Image.fromarray(photo).save(folder / "astronaut.png")
+    Image.fromarray(skimage_data.coffee()).save(folder / "coffee.png")
+
+    (before, after), recon, png, settings, faces = client.predict(
+        handle_file(folder / "astronaut.png"), "make it striped", "mapper", 1.0, 10, 0, True, api_name="/edit")
+    b, a = _rgb(before), _rgb(after)
+    assert b.shape == a.shape == (256, 256, 3) and np.array_equal(b, photo) and np.array_equal(a, _rgb(png))
+    changed = np.abs(a - b).sum(-1) > 0
+    assert 0.01 < changed.mean() < 0.5 and not changed[:, -40:].any()  # the face square only
+    (face,) = settings["faces"]
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and face["inversion_psnr_db"] > 0
+    assert _rgb(recon).shape == (64, 64, 3)
+    assert len(faces) == 2 and [Image.open(f["image"]).size for f in faces] == [(64, 64), (64, 64)]
+    assert "aligned" in faces[0]["caption"] and "edited" in faces[1]["caption"]
+
+    (bicubic, sr), _, notes, faces = client.predict(handle_file(folder / "astronaut.png"), "", True,
+                                                   api_name="/upscale")
+    assert Image.open(bicubic).size == Image.open(sr).size == (1024, 1024) and "x4 bicubic" in notes
+    assert [Image.open(f["image"]).size for f in faces] == [(16, 16), (64, 64)]
+
+    msg = _app_error(client, handle_file(folder / "coffee.png"), "make it striped", "mapper", 1.0, 10, 0, True,
+                     api_name="/edit")
+    _assert_user_message(msg, "coffee.png", "no face found")
+    assert "\n" not in msg
+
+    clip = torch.stack([torch.from_numpy(photo[t:t + 192, 2 * t + 20:2 * t + 212].copy()) for t in range(8)])
+    write_video(folder / "face.mp4", clip.numpy(), fps=8)
+    played, _, summary, gallery = make_video(demo.hdvila_state)(str(folder / "face.mp4"), "edit", "make it striped",
+                                                                 "mapper", 1.0, False, True)
+    frames, _ = read_all_frames(played)
+    assert frames.shape == (8, 192, 192, 3) and "one face tracked (found in 8 of 8 frames" in summary, summary
+    assert [caption.split(": ")[1] for _, caption in gallery] == ["aligned face", "edited", "pasted back"]
+    assert gallery[2][0].size == (192, 192)
 
 
 def chromium_path() -> str:

@@ -15,12 +15,18 @@ clip: one edit offset for every frame, latents smoothed over ``--temporal-sigma`
 written as an mp4 at the source frame rate. A rerun skips finished outputs (``--overwrite`` redoes
 them); bad inputs go to the errors report beside the outputs and make the exit status 1; every file
 is written atomically.
+
+Faces (``--faces largest|all``, for a pipeline on an FFHQ generator and real photos): each image's
+faces (the largest, or all) are detected, aligned as FFHQ at the generator's size, edited and pasted
+back into the whole frame, which keeps its size; ``OUTPUT.json`` records each face's box, landmarks,
+transform (quad and matrix) and inversion PSNR. A video follows one tracked face (smoothed
+landmarks), edited as one clip and pasted back frame by frame at the video's size (the sound track
+is not kept, as without ``--faces``). A file without a face goes to the errors report.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -50,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", default=None, help="replace the pipeline's generator (folder or NVlabs .pkl); "
                         "the encoder and mapper must have been trained for it")
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
+    parser.add_argument("--faces", choices=("largest", "all"), default=None,
+                        help="edit the faces of real photos: detect, align as FFHQ, edit, paste back into the whole "
+                             "frame (largest: the largest face; all: every face; a video follows one face)")
     add_batch_arguments(parser, batch_size=8, batch_help="images per pass")
 
 
@@ -65,17 +74,10 @@ def load_pipeline(model: str | None, generator: str | None = None, hdvila: str |
 
 
 def _write_with_meta(dst: Path, meta: dict, write) -> None:
-    """The metadata sidecar, then ``write()`` (the output, written atomically): the output marks the job
-    done, so a kill between the two redoes it; a failed write removes the sidecar, leaving nothing."""
-    from hdvila.atomic import atomic_write_text
+    """:func:`apps.batch.write_with_meta` (the sidecar ``dst.json``, then the output)."""
+    from apps.batch import write_with_meta
 
-    sidecar = dst.with_name(dst.name + ".json")
-    atomic_write_text(sidecar, json.dumps(meta, indent=1) + "\n")
-    try:
-        write()
-    except BaseException:
-        sidecar.unlink(missing_ok=True)
-        raise
+    write_with_meta(dst, meta, write)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,12 +91,20 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     policy = INPUT_POLICY.format(r=pipe.resolution)
+    if args.faces:
+        from generation.faces.detect import load_detector
+        from generation.faces.pipeline import FACE_POLICY
+
+        load_detector()  # a missing detector fails the run once, before any file
+        policy = FACE_POLICY.format(r=pipe.resolution, task="edited", scaled="")
     # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
     pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, False)
     pipe.encode_prompt(args.prompt, 1)
     for note in pipe.prompt_notes(args.prompt):
         print(f"warning: {note}", file=sys.stderr)
     base = {"prompt": args.prompt, "method": args.method, "strength": args.strength, "input_policy": policy}
+    if args.faces:
+        base["faces_mode"] = args.faces
 
     def process(batch):
         from hdvila.imageio import load_image, save_image
@@ -103,20 +113,23 @@ def run(args: argparse.Namespace) -> int:
             job = batch[0]
             out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
                              steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
-                             max_frames=args.max_frames,
+                             max_frames=args.max_frames, faces=args.faces,
                              write=lambda r, save: _write_with_meta(job.dst, {
                                  **base, "input": str(job.src), "frames": r["frames"],
-                                 "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"]}, save))
+                                 "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"],
+                                 **({"faces": r["faces"].to_json()} if r.get("faces") else {})}, save))
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
-                   refine_steps=args.refine_steps, labels=[str(j.src) for j in batch])
-        for job, img, psnr, note in zip(batch, out.images, out.inversion_psnr, out.notes):
-            _write_with_meta(job.dst,
-                             {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note},
-                             lambda img=img, job=job: save_image(img, job.dst))
-            print(f"{job.src}: inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
+                   refine_steps=args.refine_steps, labels=[str(j.src) for j in batch], faces=args.faces)
+        for k, (job, img, psnr, note) in enumerate(zip(batch, out.images, out.inversion_psnr, out.notes)):
+            meta = {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note}
+            if out.faces is not None:
+                meta["faces"] = [r.to_json() for r in out.faces[k]]
+            _write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
+            count = "" if out.faces is None else f"{len(out.faces[k])} face(s), "
+            print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
     report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
@@ -128,38 +141,59 @@ def run(args: argparse.Namespace) -> int:
 
 def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
                refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
-               write=None) -> dict:
+               write=None, faces: str | None = None) -> dict:
     """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
     and written to ``dst``: :func:`edit_frames_to_video` on its frames."""
     from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
     return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
-                                refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write)
+                                refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write, faces=faces,
+                                name=str(src))
 
 
 def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
                          strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
-                         temporal_sigma: float = 1.0, write=None) -> dict:
+                         temporal_sigma: float = 1.0, write=None, faces: str | None = None,
+                         name: str = "the clip") -> dict:
     """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
     edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for every frame,
     latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically). Returns
     {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
     "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
-    ``save()``, the mp4 write (the CLI wraps it with its metadata sidecar)."""
+    ``save()``, the mp4 write (the CLI wraps it with its metadata sidecar).
+
+    ``faces`` ("largest"; "all" is refused for a clip): one face tracked through the clip (named
+    ``name`` in messages) with smoothed landmarks, its aligned crops edited as the clip, each pasted
+    back into its full-size frame; the result adds "faces" (a
+    :class:`~generation.faces.pipeline.ClipFaces`) and "preview" (the middle frame's crop, edit and
+    pasted-back frame)."""
     import torch
 
     from generation.editing.clips import edit_clip
     from hdvila.videoio import write_video
 
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if faces:
+        from generation.faces.pipeline import ClipFaces, align_clip_faces, paste_clip
+
+        pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
+        pipe.encode_prompt(prompt, 1)  # a bad prompt fails before the detector runs over every frame
+        aligned = align_clip_faces(frames, pipe.resolution, faces, name=name)
+        x = torch.stack([a.crop for a in aligned])
+    else:
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
                     refine_steps=refine_steps, temporal_sigma=temporal_sigma)
     result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"]),
               "prompt_notes": out["prompt_notes"]}
+    video = out["frames"]
+    if faces:
+        clip_faces = ClipFaces(aligned=aligned, outputs=out["frames"])
+        video = paste_clip(frames, aligned, out["frames"])
+        result["faces"], result["preview"] = clip_faces, clip_faces.preview(video)
 
     def save():
-        write_video(dst, out["frames"], fps=fps)
+        write_video(dst, video, fps=fps)
 
     if write is None:
         save()

@@ -9,6 +9,14 @@ CSV with image and caption columns, paths relative to that file), else ``--promp
 model then upscales without text). Images are written as PNG, videos as mp4 at the source frame
 rate. A rerun skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors
 report beside the outputs and make the exit status 1.
+
+Faces (``--faces largest|all``, for a model trained on faces and real photos): each image's faces
+are detected, aligned as FFHQ at the model's LR size and super-resolved; the whole frame is enlarged
+bicubically by the same factor and the faces pasted into it (the frame is not held to the model's
+sizes; the enlargement may have at most 40 MP). ``OUTPUT.json`` beside each output records each
+face's box, landmarks and transform (in the input, and where it went in the output). A video follows
+one tracked face (smoothed landmarks), pasted into every enlarged frame (no sound track, as without
+``--faces``). A file without a face goes to the errors report.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hdvila", default=None, help="replace the pipeline's HD-VILA model folder")
     parser.add_argument("--scale", type=int, default=None,
                         help="upscaling factor; must match the model (default: the model's)")
+    parser.add_argument("--faces", choices=("largest", "all"), default=None,
+                        help="super-resolve the faces of real photos: detect, align as FFHQ, upscale, paste into "
+                             "the bicubic enlargement of the whole frame (largest: the largest face; all: every "
+                             "face; a video follows one face)")
     add_batch_arguments(parser, batch_size=16, batch_help="frames per forward pass",
                         quiet_help="no progress bars (input-policy notes and errors are still printed)")
 
@@ -81,25 +93,50 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     scale = args.scale or pipe.sr_model.config.scale
+    base = {}
+    if args.faces:
+        from generation.faces.detect import load_detector
+        from generation.faces.pipeline import FACE_POLICY
+
+        load_detector()  # a missing detector fails the run once, before any file
+        base = {"scale": scale, "faces_mode": args.faces, "input_policy": FACE_POLICY.format(
+            r=pipe.lr_resolution, task=f"super-resolved to {pipe.out_resolution}x{pipe.out_resolution}",
+            scaled=f" times {scale} (bicubic)")}
 
     def prompt_of(job):
         return caption(job) or args.prompt
 
     def process(batch):
+        from apps.batch import write_with_meta
         from hdvila.imageio import load_image, save_image
 
         if batch[0].kind == "video":
-            note = upscale_video(pipe, batch[0].src, batch[0].dst, prompt_of(batch[0]), scale=scale,
+            job = batch[0]
+            if args.faces:
+                upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
+                              max_frames=args.max_frames, faces=args.faces,
+                              write=lambda r, save: write_with_meta(job.dst, {
+                                  **base, "input": str(job.src), "caption": prompt_of(job), "frames": r["frames"],
+                                  "faces": r["faces"].to_json()}, save))
+                return None
+            note = upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale,
                                  batch_size=args.batch_size, max_frames=args.max_frames)
             if note:
-                print(f"note: {batch[0].src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
+                print(f"note: {job.src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
             return None
         images = [load_image(j.src) for j in batch]
-        out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch])
-        for job, img, note in zip(batch, out.images, out.notes):
+        out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch],
+                   faces=args.faces)
+        for k, (job, img, note) in enumerate(zip(batch, out.images, out.notes)):
             if note:
                 print(f"note: {note}", file=sys.stderr)
-            save_image(img, job.dst)
+            if out.faces is None:
+                save_image(img, job.dst)
+                continue
+            meta = {**base, "input": str(job.src), "caption": prompt_of(job),
+                    "faces": [r.to_json() for r in out.faces[k]]}
+            write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
+            print(f"{job.src}: {len(out.faces[k])} face(s) super-resolved, {img.size[0]}x{img.size[1]} px")
 
     report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
@@ -110,13 +147,52 @@ def run(args: argparse.Namespace) -> int:
 
 
 def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
-                  max_frames: int | None = 2000) -> str | None:
+                  max_frames: int | None = 2000, faces: str | None = None, write=None):
     """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
-    written to ``dst``: :func:`upscale_frames_to_video` on its frames."""
+    written to ``dst``: :func:`upscale_frames_to_video` on its frames, or with ``faces``
+    :func:`upscale_faces_to_video` (whose result it returns)."""
     from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
+    if faces:
+        return upscale_faces_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
+                                      faces=faces, name=str(src), write=write)
     return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size)
+
+
+def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
+                           batch_size: int = 16, faces: str = "largest", name: str = "the clip", write=None) -> dict:
+    """The face of a video (uint8 frames [T, H, W, 3]) tracked through it with smoothed landmarks
+    (``faces``: "largest"; "all" is refused for a clip), aligned at the model's LR size,
+    super-resolved, and pasted into each frame enlarged bicubically by ``scale``; written to ``dst`` as
+    an mp4 at ``fps`` (atomically). Returns {"frames": T, "faces": a
+    :class:`~generation.faces.pipeline.ClipFaces`, "preview": the middle frame's crop, its
+    super-resolution and the pasted-back frame}; ``write(result, save)`` as in
+    :func:`apps.commands.edit.edit_frames_to_video`."""
+    import torch
+
+    from generation.faces.pipeline import ClipFaces, align_clip_faces, check_upscaled_size, paste_clip
+    from hdvila.videoio import write_video
+
+    scale = scale or pipe.sr_model.config.scale
+    pipe.check_inputs([None], prompt, scale)
+    check_upscaled_size(frames.shape[1], frames.shape[2], scale, name)
+    aligned = align_clip_faces(frames, pipe.lr_resolution, faces, name=name)
+    crops = torch.stack([a.crop for a in aligned])
+    outs = [pipe(crops[i:i + batch_size], prompt=prompt, scale=scale, output_type="pt").images
+            for i in range(0, len(crops), batch_size)]
+    clip_faces = ClipFaces(aligned=aligned, outputs=torch.cat(outs), scale=scale)
+    video = paste_clip(frames, aligned, clip_faces.outputs, scale=scale)
+    result = {"frames": len(frames), "faces": clip_faces, "preview": clip_faces.preview(video)}
+
+    def save():
+        write_video(dst, video, fps=fps)
+
+    if write is None:
+        save()
+    else:
+        write(result, save)
+    return result
 
 
 def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,

@@ -20,6 +20,14 @@ generator's ``R x R`` is centre-cropped to a square and resized to ``R`` (antial
 note; the aspect is never distorted. Every edit of a real image reports its inversion PSNR (the
 reconstruction against that cropped, resized input, RGB 8-bit).
 
+Faces (``faces="largest"`` or ``"all"``, for an FFHQ-like generator and real photos): each image is
+searched for faces (:mod:`generation.faces`), each selected face is aligned as FFHQ at ``R x R``,
+edited as above, and pasted back into the whole frame, which keeps its size; outside the paste mask
+its pixels are the input's, bit for bit. An image with no face raises
+:class:`~generation.faces.NoFaceError`. The output's ``faces`` holds, per image, each face's record
+(box, landmarks, quad, matrix, inversion PSNR, the aligned crop and its edit:
+:class:`~generation.faces.pipeline.FaceRecord`).
+
 Notes are data, not warnings: what the input policy did to each image comes back in the output's
 ``notes`` (one per image), what is doubtful about the prompt (no word the mapper was trained on) in
 its ``prompt_notes``. Nothing goes through Python's ``warnings``, whose state is process-wide: two
@@ -52,7 +60,13 @@ class EditPipelineOutput(PipelineOutput):
     inputs); ``reconstructions`` [N, 3, R, R] in [-1, 1]; ``notes``: what the input policy did to
     each image ("" where nothing; one per image, none for latent inputs); ``prompt_notes``: what is
     doubtful about the prompt(s), e.g. that none of its words were seen in training (empty if
-    nothing)."""
+    nothing).
+
+    With ``faces``: ``images`` are the whole frames with the edited faces pasted back (a batch
+    when they share a size, else a list, one per image; 'pil': a list either way);
+    ``inversion_psnr`` the mean over each image's faces; ``faces`` one list per image of
+    :class:`~generation.faces.pipeline.FaceRecord` (largest face first); ``latents``, ``inputs``
+    (the aligned crops), ``reconstructions`` and ``source_latents`` one row per face, image by image."""
 
     latents: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
@@ -61,6 +75,7 @@ class EditPipelineOutput(PipelineOutput):
     source_latents: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
     prompt_notes: list[str] = field(default_factory=list)
+    faces: list[list[Any]] | None = None
 
 
 class EditPipeline(Pipeline):
@@ -238,15 +253,22 @@ class EditPipeline(Pipeline):
     def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *,
                  latents: torch.Tensor | None = None, method: str = "mapper", strength: float = 1.0, steps: int = 300,
                  refine_steps: int = 0, generator: torch.Generator | None = None, output_type: str = "pil",
-                 return_dict: bool = True, labels: Sequence[str] | None = None, **optimize_kwargs):
+                 return_dict: bool = True, labels: Sequence[str] | None = None, faces: str | None = None,
+                 **optimize_kwargs):
         """Edit one image, a list of images, or latents by ``prompt`` (one for all, or one per image).
 
         ``latents``: W+ [N, num_ws, w_dim] or W [N, w_dim] instead of images (no inversion).
+        ``faces``: None (the input policy: each image is the generator's frame), ``"largest"`` or
+        ``"all"``: the faces of each image are aligned, edited and pasted back (the module docstring).
         ``refine_steps``: projector steps after the encoder (slower, more faithful). ``generator`` is
         accepted for the pipeline convention; every step here is deterministic. Extra keyword
         arguments go to :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
         Returns :class:`EditPipelineOutput` (with the per-image ``notes`` and the ``prompt_notes``).
         """
+        if faces is not None:
+            return self._edit_faces(image, prompt, latents=latents, method=method, strength=strength, steps=steps,
+                                    refine_steps=refine_steps, output_type=output_type, return_dict=return_dict,
+                                    labels=labels, faces=faces, **optimize_kwargs)
         notes: list[str] = []
         psnrs = rec = x = None
         if latents is not None:
@@ -286,3 +308,33 @@ class EditPipeline(Pipeline):
         return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
                                   reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes,
                                   prompt_notes=prompt_notes, inputs=None if x is None else x.cpu())
+
+    def _edit_faces(self, image, prompt, *, latents, method, strength, steps, refine_steps, output_type,
+                    return_dict, labels, faces, **optimize_kwargs):
+        """``__call__`` with ``faces``: align every selected face, edit the crops in one call (the
+        plain path), paste each edit back into its frame."""
+        from generation.faces.pipeline import align_faces, check_face_mode, combine_notes, frames_output
+
+        check_face_mode(faces)
+        if latents is not None:
+            raise UserError("faces= aligns the faces of images; it cannot be used with latents.")
+        if image is None:
+            raise InputFileError("give an image (or a list of images) to find faces in.")
+        batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
+        images = list(image) if batched else [image]
+        # Options and prompt before the detector runs: a bad prompt costs nothing.
+        self.check_inputs(len(images), prompt, method, strength, steps, refine_steps, False)
+        self.encode_prompt(prompt, len(images))
+        batch = align_faces(images, faces, self.resolution, labels)
+        out = self(list(batch.crops), batch.per_crop(prompt), method=method, strength=strength, steps=steps,
+                   refine_steps=refine_steps, output_type="pt", labels=batch.crop_labels, **optimize_kwargs)
+        records = batch.records(out.images, psnrs=out.inversion_psnr, reconstructions=out.reconstructions)
+        frames = batch.paste(records)
+        result = frames_output(frames, output_type, self.postprocess)
+        if not return_dict:
+            return (result,)
+        psnrs = [sum(r.inversion_psnr for r in recs) / len(recs) for recs in records]
+        return EditPipelineOutput(images=result, latents=out.latents, inversion_psnr=psnrs, inputs=out.inputs,
+                                  reconstructions=out.reconstructions, source_latents=out.source_latents,
+                                  notes=combine_notes(batch, out.notes), prompt_notes=out.prompt_notes,
+                                  faces=records)

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from generation.stylegan2.training_init import EMA_FOLDER, MODEL_KEYS, network_configs
+from generation.stylegan2.training_init import MODEL_KEYS, network_configs
 from hdvila.errors import CheckpointError, UserError
 from hdvila.training.checkpoints import STATE_FILE, list_checkpoints, load_training_state
+from hdvila.training.ema import GENERATOR_EMA_FOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def averaged_folders(checkpoint: Path, step: int, average: int) -> list[Path]:
     if len(earlier) < average - 1:
         raise UserError(f"--average {average}: {checkpoint.parent} holds {len(earlier) + 1} complete checkpoint(s) "
                         f"up to step {step}; pass --average {len(earlier) + 1} or less.")
-    return [folder / EMA_FOLDER for folder in earlier[len(earlier) - (average - 1):]] + [checkpoint / EMA_FOLDER]
+    return [folder / GENERATOR_EMA_FOLDER for folder in earlier[len(earlier) - (average - 1):] + [checkpoint]]
 
 
 def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -139,7 +140,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                         f"which is replaced).")
     if generator is not None and average != 1:
         raise UserError("--generator and --average exclude each other: the average is of the run's own "
-                        f"{EMA_FOLDER}/ folders.")
+                        f"{GENERATOR_EMA_FOLDER}/ folders.")
     g_cfg, d_cfg = network_configs(state["model"])
     folders = [Path(generator)] if generator is not None else averaged_folders(checkpoint, step, average)
     missing = [f for f in folders if not (f / "config.json").is_file()]

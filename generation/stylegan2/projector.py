@@ -243,6 +243,29 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, seed: int = 0, **kwargs
     return project_batch(G, target, seeds=[seed], **kwargs)[0]
 
 
+def _check_projection_inputs(G: torch.nn.Module, targets: torch.Tensor, space: str, steps: int,
+                             seeds: list[int] | None) -> list[int]:
+    """Refuse :func:`project_batch`'s arguments that cannot work (a :class:`~hdvila.errors.UserError`);
+    returns the seeds, one int per image."""
+    from hdvila.errors import UserError
+
+    if space not in SPACES:
+        raise UserError(f"space must be 'w' or 'w+', got {space!r}")
+    if steps < 1:
+        raise UserError(f"steps must be >= 1, got {steps}")
+    res, ch = G.img_resolution, G.img_channels
+    if targets.ndim != 4 or tuple(targets.shape[1:]) != (ch, res, res) or targets.shape[0] < 1:
+        raise UserError(f"target must be [1, {ch}, {res}, {res}] (or [N, {ch}, {res}, {res}] for a batch) for this "
+                        f"generator, got {tuple(targets.shape)}; resize the image to the generator's resolution first.")
+    if not torch.isfinite(targets).all():
+        raise UserError("target contains NaN or infinity")
+    n = targets.shape[0]
+    seeds = [0] * n if seeds is None else [int(x) for x in seeds]
+    if len(seeds) != n:
+        raise UserError(f"{len(seeds)} seeds for {n} images")
+    return seeds
+
+
 def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+", steps: int = 300, lr: float = 0.1,
                   lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
                   noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
@@ -271,20 +294,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     from hdvila.device import get_device
     from hdvila.errors import UserError
 
-    if space not in SPACES:
-        raise UserError(f"space must be 'w' or 'w+', got {space!r}")
-    if steps < 1:
-        raise UserError(f"steps must be >= 1, got {steps}")
-    res, ch = G.img_resolution, G.img_channels
-    if targets.ndim != 4 or tuple(targets.shape[1:]) != (ch, res, res) or targets.shape[0] < 1:
-        raise UserError(f"target must be [1, {ch}, {res}, {res}] (or [N, {ch}, {res}, {res}] for a batch) for this "
-                        f"generator, got {tuple(targets.shape)}; resize the image to the generator's resolution first.")
-    if not torch.isfinite(targets).all():
-        raise UserError("target contains NaN or infinity")
+    seeds = _check_projection_inputs(G, targets, space, steps, seeds)
     n = targets.shape[0]
-    seeds = [0] * n if seeds is None else [int(x) for x in seeds]
-    if len(seeds) != n:
-        raise UserError(f"{len(seeds)} seeds for {n} images")
     device = get_device(device)
     prepare_ops(device)  # a first build of the compiled ops takes minutes: not part of the timing
     t_start = time.perf_counter()

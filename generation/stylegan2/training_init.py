@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hdvila.errors import UserError
+from hdvila.training.ema import GENERATOR_EMA_FOLDER
 
 logger = logging.getLogger("train_stylegan2")
 
-EMA_FOLDER = "generator_ema"
 # Settings that fix the networks' shapes: a checkpoint only resumes under the same values.
 MODEL_KEYS = ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size",
               "num_fp16_res", "conv_clamp")
@@ -78,7 +78,7 @@ def load_widened(folder: Path, saved: dict, widening: dict, seed: int):
     G, D, G_ema = GeneratorForTraining(Generator(g_cfg)), Discriminator(d_cfg), Generator(g_cfg)
     load_weights(G, folder / "model.safetensors")
     load_weights(D, folder / "model_1.safetensors")
-    load_weights(G_ema, folder / EMA_FOLDER / "model.safetensors")
+    load_weights(G_ema, folder / GENERATOR_EMA_FOLDER / "model.safetensors")
     try:
         return (widen(G.generator, seed=seed, **widening), widen(D, seed=seed + 1, **widening),
                 widen(G_ema, seed=seed, **widening))
@@ -133,7 +133,7 @@ def init_from(init: Path, *, G_train, D, G_ema, state, discriminator: Path | Non
                     discriminator or ("its discriminator/" if D_init is not None else "nothing: fresh"))
         return None
     needed = [init / STATE_FILE, init / "model.safetensors", init / "model_1.safetensors",
-              init / EMA_FOLDER / "model.safetensors"]
+              init / GENERATOR_EMA_FOLDER / "model.safetensors"]
     absent = [str(f.relative_to(init)) for f in needed if not f.is_file()]
     if absent:
         raise UserError(f"--init_from {init}: neither a checkpoint of this script (missing {', '.join(absent)}) "
@@ -155,6 +155,6 @@ def init_from(init: Path, *, G_train, D, G_ema, state, discriminator: Path | Non
         logger.info("starting from the weights and counters of %s (fresh optimizer states)", init)
         load_weights(G_train, init / "model.safetensors", map_location=str(device))
         load_weights(D, init / "model_1.safetensors", map_location=str(device))
-        load_weights(G_ema, init / EMA_FOLDER / "model.safetensors", map_location=str(device))
+        load_weights(G_ema, init / GENERATOR_EMA_FOLDER / "model.safetensors", map_location=str(device))
     state.load_counters(saved)
     return saved

@@ -14,6 +14,13 @@ note saying so (in the output's ``notes``, one per image: returned, not warned, 
 in one process each get their own); an image larger than the model's *output* is refused (downscaling it to upscale
 again would lose detail the user already has), as are images under 4 px. The aspect is never
 distorted.
+
+Faces (``faces="largest"`` or ``"all"``, for a model trained on faces and real photos): each image is
+searched for faces (:mod:`generation.faces`), each selected face is aligned as FFHQ at the model's LR
+size and super-resolved, and the whole frame is enlarged bicubically by the same factor with the
+super-resolved faces pasted into it (as face-restoration tools do); the frame is not held to the
+model's sizes (its enlargement to 40 MP at most). An image with no face raises
+:class:`~generation.faces.NoFaceError`.
 """
 
 from __future__ import annotations
@@ -32,10 +39,16 @@ MIN_SIDE = 4
 @dataclass
 class SRPipelineOutput(PipelineOutput):
     """``images``: the SR outputs; ``lr_images``: the network's LR inputs after the input policy
-    [N, 3, r, r] in [-1, 1]; ``notes``: what the input policy did to each image (empty if nothing)."""
+    [N, 3, r, r] in [-1, 1]; ``notes``: what the input policy did to each image (empty if nothing).
+
+    With ``faces``: ``images`` are the whole frames enlarged (a batch when they share a size, else a
+    list; 'pil': a list either way), ``lr_images`` the aligned crops (one row per face, image by
+    image) and ``faces`` one list per image of :class:`~generation.faces.pipeline.FaceRecord` (the
+    aligned crop, its super-resolved output and where it was pasted)."""
 
     lr_images: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    faces: list[list[Any]] | None = None
 
 
 class SRPipeline(Pipeline):
@@ -118,15 +131,20 @@ class SRPipeline(Pipeline):
     @torch.no_grad()
     def __call__(self, image: Any | Sequence[Any], prompt: str | Sequence[str | None] | None = None, scale: int = 4,
                  generator: torch.Generator | None = None, output_type: str = "pil", return_dict: bool = True,
-                 batch_size: int = 16, labels: Sequence[str] | None = None):
+                 batch_size: int = 16, labels: Sequence[str] | None = None, faces: str | None = None):
         """Upscale one image or a list. ``prompt``: one caption for all, one per image (None or ""
-        for none), or None. ``generator`` is accepted for the pipeline convention; SR is
+        for none), or None. ``faces``: None (each image is the model's LR frame), ``"largest"`` or
+        ``"all"`` (the faces are aligned, super-resolved and pasted into the bicubic enlargement of the
+        whole frame: the module docstring). ``generator`` is accepted for the pipeline convention; SR is
         deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
         (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1];
         ``notes``: what the input policy did to each image)."""
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         self.check_inputs(images, prompt, scale)
+        if faces is not None:
+            return self._upscale_faces(images, prompt, scale=scale, output_type=output_type, return_dict=return_dict,
+                                       batch_size=batch_size, labels=labels, faces=faces)
         lr, notes = self.prepare_images(images, labels)
         text, keep = self.encode_prompt(prompt, len(images))
         outs = []
@@ -140,3 +158,22 @@ class SRPipeline(Pipeline):
         if not return_dict:
             return (result,)
         return SRPipelineOutput(images=result, lr_images=lr, notes=notes)
+
+    def _upscale_faces(self, images, prompt, *, scale, output_type, return_dict, batch_size, labels, faces):
+        """``__call__`` with ``faces``: align every selected face at the LR size, super-resolve the crops
+        in one call (the plain path), paste them into the bicubic enlargement of their frames."""
+        from generation.faces.pipeline import align_faces, check_face_mode, check_upscaled_size, frames_output
+
+        check_face_mode(faces)
+        self.encode_prompt(prompt, len(images))  # a caption the model cannot take fails before the detector runs
+        batch = align_faces(images, faces, self.lr_resolution, labels)
+        for frame, label in zip(batch.frames, batch.labels):
+            check_upscaled_size(frame.shape[-2], frame.shape[-1], scale, label)
+        out = self(list(batch.crops), prompt=batch.per_crop(prompt), scale=scale, output_type="pt",
+                   batch_size=batch_size, labels=batch.crop_labels)
+        records = batch.records(out.images, scale=scale)
+        frames = batch.paste(records, scale=scale)
+        result = frames_output(frames, output_type, self.postprocess)
+        if not return_dict:
+            return (result,)
+        return SRPipelineOutput(images=result, lr_images=out.lr_images, notes=[""] * len(images), faces=records)

@@ -34,7 +34,7 @@ from hdvila.training.accelerator import (
     resolve_mixed_precision,
     tracker_config,
 )
-from hdvila.training.args import add_common_args, at_least, run_cli
+from hdvila.training.args import add_common_args, add_old_spelling, at_least, run_cli
 from hdvila.training.checkpoints import (
     STATE_FILE,
     checkpoint_dir,
@@ -45,16 +45,16 @@ from hdvila.training.checkpoints import (
     resolve_resume,
     save_checkpoint,
 )
-from hdvila.training.ema import EMA
+from hdvila.training.ema import EMA, EMA_FOLDER, GENERATOR_EMA_FOLDER
 from hdvila.training.loop import end_of_step
 from hdvila.training.sampling import EpochShuffle, StepBatchSampler, batch_positions, step_seed
 from hdvila.training.schedules import SCHEDULES, lr_lambda
 from hdvila.training.stats import StepStats
 
 __all__ = [
-    "EMA", "SCHEDULES", "STATE_FILE", "EpochShuffle", "StepBatchSampler", "StepStats", "TimeBudget", "add_common_args",
-    "assert_replicas_equal", "at_least", "batch_positions", "build_accelerator", "checkpoint_dir",
-    "cpu_has_native_bf16", "end_of_step", "init_trackers", "list_checkpoints", "load_checkpoint", "load_training_state",
-    "lr_lambda", "prune_checkpoints", "report_to", "resolve_mixed_precision", "resolve_resume", "run_cli",
-    "save_checkpoint", "step_seed", "tracker_config",
+    "EMA", "EMA_FOLDER", "GENERATOR_EMA_FOLDER", "SCHEDULES", "STATE_FILE", "EpochShuffle", "StepBatchSampler",
+    "StepStats", "TimeBudget", "add_common_args", "add_old_spelling", "assert_replicas_equal", "at_least",
+    "batch_positions", "build_accelerator", "checkpoint_dir", "cpu_has_native_bf16", "end_of_step", "init_trackers",
+    "list_checkpoints", "load_checkpoint", "load_training_state", "lr_lambda", "prune_checkpoints", "report_to",
+    "resolve_mixed_precision", "resolve_resume", "run_cli", "save_checkpoint", "step_seed", "tracker_config",
 ]

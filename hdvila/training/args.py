@@ -8,7 +8,7 @@ usage message before anything is built.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Any, Callable
 
 
 def at_least(low: float, kind: type = int) -> Callable[[str], float]:
@@ -71,6 +71,13 @@ def add_common_args(parser: argparse.ArgumentParser, *, output_dir: str | None =
     g.add_argument("--validation_steps", type=at_least(0), default=validation_steps,
                    help="validate every N steps (0: only at the end)")
     return g
+
+
+def add_old_spelling(group: argparse._ActionsContainer, old: str, new: str, type: Callable[[str], Any] = int) -> None:
+    """Accept option ``old`` as a hidden alias of the option ``new`` (already added, same ``type``): it
+    sets the same value and is left out of ``--help``, so commands written before a rename (to the
+    diffusers spelling, e.g. ``--num_workers`` -> ``--dataloader_num_workers``) keep working."""
+    group.add_argument(old, dest=new.lstrip("-"), type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def run_cli(main: Callable[[], object]) -> int:

@@ -6,15 +6,26 @@ from such a copy, diffusers' ``EMAModel`` does the same for diffusion models). T
 module (:attr:`EMA.module`), so it can be called, saved with ``save_pretrained`` or evaluated as it
 is; :meth:`EMA.store` / :meth:`EMA.copy_to` / :meth:`EMA.restore` swap its weights into the
 training model and back instead (validation with the training model's own code path).
+
+In a checkpoint the copy is a model folder: :data:`EMA_FOLDER` (:meth:`EMA.save_to` /
+:meth:`EMA.load_from`), or :data:`GENERATOR_EMA_FOLDER` for ``generation/train_stylegan2.py``.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+#: The checkpoint subfolder holding the EMA copy (``save_pretrained``) in ``train_encoder.py``,
+#: ``train_sr.py`` and ``train_mapper.py``.
+EMA_FOLDER = "ema"
+#: ``train_stylegan2.py``'s name for it (the EMA generator), which its checkpoints, ``--init_from`` and
+#: ``hdvila export`` read: kept so that existing runs resume.
+GENERATOR_EMA_FOLDER = "generator_ema"
 
 
 class EMA:
@@ -74,6 +85,15 @@ class EMA:
         for t, saved in zip(self._tensors(model), self._stored):
             t.copy_(saved)
         self._stored = None
+
+    def save_to(self, checkpoint: str | Path, folder: str = EMA_FOLDER) -> None:
+        """Write the averaged copy into checkpoint folder ``checkpoint`` as the model folder
+        ``checkpoint/folder`` (``save_pretrained``; e.g. ``save_checkpoint(..., extra=ema.save_to)``)."""
+        self.module.save_pretrained(Path(checkpoint) / folder)
+
+    def load_from(self, checkpoint: str | Path, folder: str = EMA_FOLDER) -> None:
+        """Load the averaged weights that :meth:`save_to` wrote into ``checkpoint``."""
+        self.module.load_state_dict(type(self.module).from_pretrained(Path(checkpoint) / folder).state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         """``{"module": the averaged weights, "decay", "num_updates"}``."""
