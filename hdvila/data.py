@@ -56,8 +56,9 @@ class StepBatches(Dataset):
 
     def __init__(self, batch_size: int, image_batch_size: int = 0, *, rank: int = 0, world_size: int = 1,
                  seed: int = 0, length: int = _HUGE) -> None:
-        if batch_size < 1 or image_batch_size < 0:
-            raise ValueError(f"need batch_size >= 1 and image_batch_size >= 0, got {batch_size}, {image_batch_size}")
+        if batch_size < 0 or image_batch_size < 0 or batch_size + image_batch_size < 1:
+            raise ValueError(f"need batch_size >= 0 and image_batch_size >= 0, not both 0; got {batch_size}, "
+                             f"{image_batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.batch_size, self.image_batch_size = batch_size, image_batch_size
@@ -170,6 +171,8 @@ class DemoStepBatches(StepBatches):
                 "needs_pattern": item["needs_pattern"]}
 
     def video_indices(self, m: int) -> list[int]:
+        if not self.batch_size:
+            return []
         if self.group_size <= 1:
             return self.positions(m, self.batch_size)
         first = self.positions(m, VIDEO_POOL)[0]
@@ -206,8 +209,9 @@ class DemoStepBatches(StepBatches):
         videos = [self.video_item(p) for p in self.video_indices(m)]
         images = [self.images[p] for p in self.image_indices(m)]
         out = self.processor.tokenize([v["caption"] for v in videos] + [i["caption"] for i in images])
-        out["hr_frames"] = torch.stack([v["hr"] for v in videos])
-        out["lr_frames"] = torch.stack([v["lr"] for v in videos])
+        if videos:  # none in a stills-only phase (batch_size 0)
+            out["hr_frames"] = torch.stack([v["hr"] for v in videos])
+            out["lr_frames"] = torch.stack([v["lr"] for v in videos])
         if images:
             out["images"] = self.processor.preprocess_images(torch.stack([i["image"] for i in images]))
             if self.caption_negatives:

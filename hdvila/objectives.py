@@ -48,14 +48,16 @@ class ContrastiveObjective(nn.Module):
                 raise ValueError("attribute_weight needs value_sizes (the number of values of each attribute)")
             self.attribute_head = nn.Linear(model.config.vision_width, sum(value_sizes))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hr_frames: torch.Tensor,
-                lr_frames: torch.Tensor, images: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hr_frames: torch.Tensor | None = None,
+                lr_frames: torch.Tensor | None = None, images: torch.Tensor | None = None,
                 negative_input_ids: torch.Tensor | None = None,
                 negative_attention_mask: torch.Tensor | None = None, value_input_ids: torch.Tensor | None = None,
                 value_attention_mask: torch.Tensor | None = None,
                 image_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         m = self.model
-        b = hr_frames.shape[0]
+        if hr_frames is None and images is None:
+            raise ValueError("the contrastive objective needs videos (hr_frames, lr_frames), images or both")
+        b = 0 if hr_frames is None else hr_frames.shape[0]  # no videos: a stills-only phase
         text = m.get_text_features(input_ids, attention_mask)
         negatives = None
         if negative_input_ids is not None and images is not None:
@@ -64,7 +66,9 @@ class ContrastiveObjective(nn.Module):
             pooled = m.get_pooled_video_features(hr_frames, lr_frames)
         else:
             hr_i, lr_i = m.image_to_clip(images)
-            if hr_i.shape[1:] == hr_frames.shape[1:] and lr_i.shape[1:] == lr_frames.shape[1:]:
+            if hr_frames is None:
+                pooled = m.get_pooled_video_features(hr_i, lr_i)
+            elif hr_i.shape[1:] == hr_frames.shape[1:] and lr_i.shape[1:] == lr_frames.shape[1:]:
                 pooled = m.get_pooled_video_features(torch.cat([hr_frames, hr_i.to(hr_frames.dtype)]),
                                                      torch.cat([lr_frames, lr_i.to(lr_frames.dtype)]))
             else:  # several training clips per video: images (one clip) go separately
@@ -72,7 +76,7 @@ class ContrastiveObjective(nn.Module):
                                     m.get_pooled_video_features(hr_i, lr_i)])
         visual = m.project_video(pooled)
         out: dict[str, torch.Tensor] = {}
-        parts = [("video", slice(0, b))] + ([("image", slice(b, None))] if images is not None else [])
+        parts = ([("video", slice(0, b))] if b else []) + ([("image", slice(b, None))] if images is not None else [])
         total = 0.0
         for name, rows in parts:
             # The loss in fp32 even under autocast: logits are cosines / temperature.

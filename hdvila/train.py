@@ -106,9 +106,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--format", default="jsonl", help="annotation format (msrvtt, didemo, lsmdc, activitynet, jsonl)")
     g.add_argument("--image_annotations", default=None,
                    help="jsonl of {image, caption} rows (paths relative to the file) to mix in (annotation data)")
-    g.add_argument("--train_batch_size", type=at_least(1), default=32, help="videos per process per micro-batch")
+    g.add_argument("--train_batch_size", type=at_least(0), default=32,
+                   help="videos per process per micro-batch (demo data: 0 for a stills-only phase, with "
+                        "--train_image_batch_size)")
     g.add_argument("--image_ratio", type=at_least(0.0, float), default=0.5,
                    help="image-caption pairs per video in a batch (stage 1 / finetune; 0 disables images)")
+    g.add_argument("--train_image_batch_size", type=at_least(0), default=None,
+                   help="image-caption pairs per process per micro-batch (default: train_batch_size x image_ratio)")
     g.add_argument("--group_size", type=int, default=4,
                    help="demo: hard-negative groups of this many items sharing attributes (1: random batches)")
     g.add_argument("--caption_negatives", type=at_least(0), default=0,
@@ -157,6 +161,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.data = args.data or ("annotations" if args.annotations else "demo")
     if args.data == "annotations" and not (args.annotations and args.videos):
         p.error("annotation data needs --annotations and --videos")
+    if args.train_batch_size == 0 and (args.data != "demo" or args.stage == "2" or not args.train_image_batch_size):
+        p.error("--train_batch_size 0 (stills only) needs --data demo, stage 1 or finetune, and "
+                "--train_image_batch_size")
     if args.data == "demo" and args.max_train_steps is None:
         p.error("--data demo needs --max_train_steps")
     if args.data != "demo" and (args.caption_negatives or args.value_weight or args.attribute_weight):
@@ -240,7 +247,10 @@ def build_data(args: argparse.Namespace, processor, rank: int, world: int):
     from hdvila.data import AnnotationStepBatches, DemoStepBatches, demo_eval_set, read_image_rows
     from hdvila.retrieval.annotations import load_annotations
 
-    image_bs = 0 if args.stage == "2" else int(round(args.train_batch_size * args.image_ratio))
+    image_bs = args.train_image_batch_size
+    if image_bs is None:
+        image_bs = int(round(args.train_batch_size * args.image_ratio))
+    image_bs = 0 if args.stage == "2" else image_bs
     if args.data == "demo":
         data = DemoStepBatches(processor, args.train_batch_size, image_bs, rank=rank, world_size=world, seed=args.seed,
                                group_size=args.group_size, caption_negatives=args.caption_negatives,

@@ -309,6 +309,12 @@ def test_attribute_loss_trains_a_head_that_is_not_saved_with_the_model(tmp_path)
 
     s = _train(_args(tmp_path / "attr", "--attribute_weight", "1.0", "--group_size", "1", steps=2))
     assert s["global_step"] == 2 and np.isfinite(s["last"]["attribute_loss"])
+    # a stills-only phase: no videos, images and their losses only
+    only = _train(_args(tmp_path / "stills", "--attribute_weight", "1.0", "--train_batch_size", "0",
+                        "--train_image_batch_size", "3", "--val_videos", "0", steps=2))
+    assert only["global_step"] == 2 and "video_loss" not in only["last"] and np.isfinite(only["last"]["image_loss"])
+    with pytest.raises(SystemExit):
+        _train(_args(tmp_path / "bad", "--train_batch_size", "0", steps=2))  # no images either
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "attr" / "model" / "model.safetensors"))
