@@ -505,20 +505,21 @@ def make_video(state: AppState) -> Callable:
             progress(0, desc="loading the edit model")
             pipe = state.edit.get()
             r = edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=float(strength), steps=100,
-                                     faces=FACES_MODE if align_faces else None, name=name)
+                                     faces=FACES_MODE if align_faces else None, name=name, audio_from=src)
             summary = (f"edited {which} as one clip ({method}, strength {float(strength):g}); "
                        f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else "")
                        + "".join(f"; {n}" for n in r["prompt_notes"]))
         elif align_faces:
             progress(0, desc="loading the super-resolution model")
             pipe = state.sr.get()
-            r = upscale_faces_to_video(pipe, frames, fps, dst, prompt or None, faces=FACES_MODE, name=name)
+            r = upscale_faces_to_video(pipe, frames, fps, dst, prompt or None, faces=FACES_MODE, name=name,
+                                       audio_from=src)
             summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} (bicubic) with "
                        f"the face super-resolved " + (f"with the caption: {prompt}" if prompt else "without a caption"))
         else:
             progress(0, desc="loading the super-resolution model")
             pipe = state.sr.get()
-            note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None)
+            note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None, audio_from=src)
             summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} "
                        + (f"with the caption: {prompt}" if prompt else "without a caption")
                        + (f"; {note.split(': ', 1)[-1]}" if note else ""))

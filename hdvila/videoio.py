@@ -9,7 +9,8 @@ file: not found, empty, not a video, no video stream (an audio-only file), trunc
 The decoders' own log lines (FFmpeg's ``moov atom not found``, decord's ``Check failed: ...``) are
 kept off the terminal; their gist goes into that message instead.
 
-Writing (:func:`write_video`): mp4 (H.264, yuv420p) through PyAV, written atomically.
+Writing (:func:`write_video`): mp4 (H.264, yuv420p) through PyAV, written atomically; ``audio_from``
+carries a source's audio track over (copied, or re-encoded to AAC), trimmed to the frames written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import os
 import re
 import sys
 import threading
-from contextlib import contextmanager
+import warnings
+from contextlib import ExitStack, contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence, Union
@@ -314,11 +316,34 @@ def read_video_checked(path: str | os.PathLike, max_frames: int | None = None) -
 
 
 # ---- writing ---------------------------------------------------------------------------------------
-def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float = 8.0, crf: int = 12) -> Path:
+AUDIO_BITRATE = 160_000  # bit/s of the AAC track when a source's audio has to be re-encoded
+#: Audio codecs copied into the mp4 as they are (mp4 holds them and common players play them); others
+#: (PCM, which recent FFmpeg also puts in mp4 but browsers do not play, Vorbis, ...) are re-encoded.
+COPY_AUDIO_CODECS = frozenset({"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"})
+
+
+def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float = 8.0, crf: int = 12,
+                audio_from: str | os.PathLike | None = None) -> Path:
     """Write ``frames`` to an .mp4 atomically and return the path.
 
     ``frames``: float tensor [T, 3, H, W] in [-1, 1], or uint8 array [T, H, W, 3]. H and W must be
     even (yuv420p). ``crf`` 12 keeps the demo domain's 4-pixel patterns intact.
+
+    ``audio_from``: a file (normally the video the frames were read from) whose first audio stream is
+    carried into the output, in sync with the frames (time 0 is the source's first video frame):
+
+    * copied packet for packet, not re-encoded, when its codec is one that mp4 holds and players play
+      (:data:`COPY_AUDIO_CODECS`: AAC, MP3, Opus, FLAC, ALAC, AC-3, E-AC-3); otherwise (PCM, Vorbis...),
+      or if the copy fails, re-encoded to AAC (:data:`AUDIO_BITRATE`; mono stays mono, more channels
+      become stereo; the source's sample rate where AAC has it, else 48 kHz);
+    * trimmed to the video's duration, ``T / fps``, so a clip cut short (``max_frames``, the web UI's
+      first frames) keeps just its own stretch of sound; audio longer than the source's video is cut
+      the same way. A copied track is cut at a packet and its last packet's duration shortened, which
+      players honour (an mp4 edit list); a re-encoded one is cut at the sample. Audio before the
+      source's first video frame is dropped, a late start stays late.
+    * ``None``, a folder (a frame folder), a file without an audio stream or one PyAV cannot open:
+      the video is written without audio, no error. If the audio can be neither copied nor
+      re-encoded (a corrupt track), the video is written without it and a warning says so.
     """
     import av
 
@@ -332,15 +357,142 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     if t == 0 or h % 2 or w % 2:
         raise ValueError(f"need at least one frame with even height and width, got {frames.shape}")
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "medium"}
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-            container.mux(stream.encode())
+    modes = ("copy", "aac", None) if _has_audio(audio_from) else (None,)
+    for mode in modes:
+        try:
+            with atomic_path(path) as tmp:  # a failed try leaves nothing behind; the next one starts afresh
+                _write_mp4(tmp, frames, Fraction(fps).limit_denominator(1001), crf, audio_from, mode)
+            return path
+        except (av.FFmpegError, ValueError) as e:
+            if mode is None or isinstance(e, OSError):  # a write error (disk full...) is not the audio's fault
+                raise
+            if mode == "aac":
+                warnings.warn(f"{path}: written without the audio of {audio_from}, which could not be copied or "
+                              f"re-encoded ({_short(e)}).", stacklevel=2)
     return path
+
+
+def _has_audio(source: str | os.PathLike | None) -> bool:
+    """Whether ``source`` is a file that PyAV opens and that has an audio stream."""
+    import av
+
+    if source is None or not Path(source).is_file():
+        return False
+    try:
+        with av.open(str(source)) as container:
+            return bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+
+
+def _write_mp4(tmp: Path, frames: np.ndarray, rate: Fraction, crf: int, audio_from, mode: str | None) -> None:
+    """Encode ``frames`` at ``rate`` frames/s into the mp4 ``tmp``; with ``mode`` "copy" or "aac", the
+    audio of ``audio_from`` too (see :func:`write_video`), muxed as the video advances."""
+    import av
+
+    t, h, w, _ = frames.shape
+    with ExitStack() as stack:
+        container = stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        audio: Iterator[tuple[Fraction, object]] = iter(())
+        if mode is not None:
+            source = stack.enter_context(av.open(str(audio_from)))
+            audio = _audio_packets(source, container, mode, Fraction(t) / rate)
+        pending = next(audio, None)
+        for i, frame in enumerate(frames):
+            while pending is not None and pending[0] < (i + 1) / rate:  # interleave: sound up to this frame's end
+                container.mux(pending[1])
+                pending = next(audio, None)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+        while pending is not None:
+            container.mux(pending[1])
+            pending = next(audio, None)
+
+
+def _audio_packets(source, container, mode: str, duration: Fraction) -> Iterator[tuple[Fraction, object]]:
+    """Add an audio stream to the output ``container`` (now, before the header is written) and return
+    its packets, lazily, as (start time in s, packet): ``source``'s first audio stream copied (``mode``
+    "copy"; ValueError if its codec is not in :data:`COPY_AUDIO_CODECS` or mp4 cannot hold it) or
+    re-encoded to AAC ("aac"), shifted so that the source's first video frame is at 0 and trimmed to
+    ``duration`` seconds."""
+    import av
+
+    src = source.streams.audio[0]
+    video = source.streams.video[0] if source.streams.video else None
+    offset = Fraction(0)
+    if video is not None and video.start_time is not None and video.time_base is not None:
+        offset = video.start_time * video.time_base
+    if mode == "copy":
+        if src.codec_context.codec.canonical_name not in COPY_AUDIO_CODECS:
+            raise ValueError(f"{src.codec_context.codec.canonical_name} audio is re-encoded, not copied")
+        out = container.add_stream_from_template(src)  # ValueError when the mp4 muxer cannot hold the codec
+        return _copied_packets(source, src, out, offset, duration)
+    rate = src.rate if src.rate in av.Codec("aac", "w").audio_rates else 48000
+    layout = "mono" if src.channels == 1 else "stereo"
+    out = container.add_stream("aac", rate=rate, layout=layout)
+    out.bit_rate = AUDIO_BITRATE
+    return _encoded_packets(source, src, out, offset, duration)
+
+
+def _copied_packets(source, src, out, offset: Fraction, duration: Fraction) -> Iterator[tuple[Fraction, object]]:
+    """The packets of ``src`` moved to the output stream ``out``, without decoding (see
+    :func:`_audio_packets`). A packet that ends before 0 is dropped (one that ends exactly at 0, such
+    as AAC's priming packet, is kept: the muxer marks it as lead-in); the last one kept is shortened
+    to end at ``duration``."""
+    for packet in source.demux(src):
+        if packet.pts is None or packet.size == 0:  # the demuxer's end-of-stream marker
+            continue
+        tb = packet.time_base
+        shift, end = round(offset / tb), round(duration / tb)
+        start = packet.pts - shift
+        if start >= end:
+            return
+        if start + (packet.duration or 0) < 0:
+            continue
+        packet.pts, packet.dts = start, (packet.dts - shift if packet.dts is not None else start)
+        if packet.duration and start + packet.duration > end:
+            packet.duration = end - start
+        time = start * tb
+        packet.stream = out
+        yield time, packet
+
+
+def _encoded_packets(source, src, out, offset: Fraction, duration: Fraction) -> Iterator[tuple[Fraction, object]]:
+    """The audio of ``src`` decoded, resampled to ``out``'s rate and layout, cut to the samples in
+    [0, ``duration``) (see :func:`_audio_packets`) and encoded by ``out``."""
+    import av
+
+    rate, layout = out.rate, out.layout.name
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    end = round(duration * rate)
+    pos: int | None = None  # the output sample index of the next resampled sample
+
+    def cut(chunks) -> Iterator[tuple[Fraction, object]]:
+        nonlocal pos
+        for chunk in chunks:
+            samples = chunk.to_ndarray()  # [channels, n] float32 (planar)
+            a, b = max(0, -pos), min(samples.shape[1], end - pos)
+            if b > a:
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, a:b]), format="fltp",
+                                                   layout=layout)
+                frame.sample_rate, frame.pts, frame.time_base = rate, pos + a, Fraction(1, rate)
+                for packet in out.encode(frame):
+                    yield packet.pts * packet.time_base, packet
+            pos += samples.shape[1]
+
+    for decoded in source.decode(src):
+        if pos is None:
+            pos = round((decoded.time - offset) * rate) if decoded.time is not None else 0
+        yield from cut(resampler.resample(decoded))
+        if pos >= end:
+            break
+    if pos is not None and pos < end:
+        yield from cut(resampler.resample(None))
+    for packet in out.encode(None):
+        yield packet.pts * packet.time_base, packet
 
 
 __all__ = ["FRAME_WORDS", "DecordVideo", "FrameFolder", "TensorVideo", "VideoSource", "frame_folder_files",

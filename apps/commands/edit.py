@@ -12,7 +12,8 @@ generator's resolution; the inversion PSNR of each file is printed and written t
 ``OUTPUT.json`` beside it (with the prompt, the method and the policy note). A prompt none of whose
 words the mapper was trained on gets one warning before any file. A video is edited as one
 clip: one edit offset for every frame, latents smoothed over ``--temporal-sigma`` frames; it is
-written as an mp4 at the source frame rate. A rerun skips finished outputs (``--overwrite`` redoes
+written as an mp4 at the source frame rate with the source's audio track (copied, or re-encoded to
+AAC; cut to the frames written). A rerun skips finished outputs (``--overwrite`` redoes
 them); bad inputs go to the errors report beside the outputs and make the exit status 1; every file
 is written atomically.
 
@@ -21,7 +22,7 @@ faces (the largest, or all) are detected, aligned as FFHQ at the generator's siz
 back into the whole frame, which keeps its size; ``OUTPUT.json`` records each face's box, landmarks,
 transform (quad and matrix) and inversion PSNR. A video follows one tracked face (smoothed
 landmarks), edited as one clip and pasted back frame by frame at the video's size (the sound track
-is not kept, as without ``--faces``). A file without a face goes to the errors report.
+is kept, as without ``--faces``). A file without a face goes to the errors report.
 """
 
 from __future__ import annotations
@@ -143,22 +144,24 @@ def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength:
                refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
                write=None, faces: str | None = None) -> dict:
     """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
-    and written to ``dst``: :func:`edit_frames_to_video` on its frames."""
+    and written to ``dst`` with ``src``'s audio: :func:`edit_frames_to_video` on its frames."""
     from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
     return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
                                 refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write, faces=faces,
-                                name=str(src))
+                                name=str(src), audio_from=src)
 
 
 def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
                          strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
                          temporal_sigma: float = 1.0, write=None, faces: str | None = None,
-                         name: str = "the clip") -> dict:
+                         name: str = "the clip", audio_from=None) -> dict:
     """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
     edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for every frame,
-    latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically). Returns
+    latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically) with the audio
+    of the file ``audio_from`` (the source video; trimmed to the frames, see
+    :func:`hdvila.videoio.write_video`), if given and it has any. Returns
     {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
     "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
     ``save()``, the mp4 write (the CLI wraps it with its metadata sidecar).
@@ -193,7 +196,7 @@ def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: 
         result["faces"], result["preview"] = clip_faces, clip_faces.preview(video)
 
     def save():
-        write_video(dst, video, fps=fps)
+        write_video(dst, video, fps=fps, audio_from=audio_from)
 
     if write is None:
         save()

@@ -7,16 +7,17 @@ centre-cropped to a square and resized to it, with a note on stderr; a frame lar
 output (64 px) is refused. The caption of a file comes from ``--captions`` (jsonl ``{"image", "caption"}`` or a
 CSV with image and caption columns, paths relative to that file), else ``--prompt``, else none (the
 model then upscales without text). Images are written as PNG, videos as mp4 at the source frame
-rate. A rerun skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors
-report beside the outputs and make the exit status 1.
+rate with the source's audio track (copied, or re-encoded to AAC; cut to the frames written). A rerun
+skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors report beside the
+outputs and make the exit status 1.
 
 Faces (``--faces largest|all``, for a model trained on faces and real photos): each image's faces
 are detected, aligned as FFHQ at the model's LR size and super-resolved; the whole frame is enlarged
 bicubically by the same factor and the faces pasted into it (the frame is not held to the model's
 sizes; the enlargement may have at most 40 MP). ``OUTPUT.json`` beside each output records each
 face's box, landmarks and transform (in the input, and where it went in the output). A video follows
-one tracked face (smoothed landmarks), pasted into every enlarged frame (no sound track, as without
-``--faces``). A file without a face goes to the errors report.
+one tracked face (smoothed landmarks), pasted into every enlarged frame (the sound track kept, as
+without ``--faces``). A file without a face goes to the errors report.
 """
 
 from __future__ import annotations
@@ -149,23 +150,26 @@ def run(args: argparse.Namespace) -> int:
 def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
                   max_frames: int | None = 2000, faces: str | None = None, write=None):
     """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
-    written to ``dst``: :func:`upscale_frames_to_video` on its frames, or with ``faces``
+    written to ``dst`` with ``src``'s audio: :func:`upscale_frames_to_video` on its frames, or with ``faces``
     :func:`upscale_faces_to_video` (whose result it returns)."""
     from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
     if faces:
         return upscale_faces_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
-                                      faces=faces, name=str(src), write=write)
-    return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size)
+                                      faces=faces, name=str(src), write=write, audio_from=src)
+    return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
+                                   audio_from=src)
 
 
 def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
-                           batch_size: int = 16, faces: str = "largest", name: str = "the clip", write=None) -> dict:
+                           batch_size: int = 16, faces: str = "largest", name: str = "the clip", write=None,
+                           audio_from=None) -> dict:
     """The face of a video (uint8 frames [T, H, W, 3]) tracked through it with smoothed landmarks
     (``faces``: "largest"; "all" is refused for a clip), aligned at the model's LR size,
     super-resolved, and pasted into each frame enlarged bicubically by ``scale``; written to ``dst`` as
-    an mp4 at ``fps`` (atomically). Returns {"frames": T, "faces": a
+    an mp4 at ``fps`` (atomically) with the audio of ``audio_from``, if given (as in
+    :func:`upscale_frames_to_video`). Returns {"frames": T, "faces": a
     :class:`~generation.faces.pipeline.ClipFaces`, "preview": the middle frame's crop, its
     super-resolution and the pasted-back frame}; ``write(result, save)`` as in
     :func:`apps.commands.edit.edit_frames_to_video`."""
@@ -186,7 +190,7 @@ def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *,
     result = {"frames": len(frames), "faces": clip_faces, "preview": clip_faces.preview(video)}
 
     def save():
-        write_video(dst, video, fps=fps)
+        write_video(dst, video, fps=fps, audio_from=audio_from)
 
     if write is None:
         save()
@@ -196,10 +200,11 @@ def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *,
 
 
 def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
-                            batch_size: int = 16) -> str | None:
+                            batch_size: int = 16, audio_from=None) -> str | None:
     """The frames of a video (uint8 [T, H, W, 3]), each upscaled by ``pipe`` (an SRPipeline), written
-    to ``dst`` as an mp4 at ``fps`` (atomically). Returns the input-policy note of the frames (one for
-    the video, not one per frame), or None."""
+    to ``dst`` as an mp4 at ``fps`` (atomically) with the audio of the file ``audio_from`` (the source
+    video; trimmed to the frames, see :func:`hdvila.videoio.write_video`), if given and it has any.
+    Returns the input-policy note of the frames (one for the video, not one per frame), or None."""
     import torch
 
     from hdvila.videoio import write_video
@@ -211,5 +216,5 @@ def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *
         out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale, output_type="pt")
         note = note or next((n for n in out.notes if n), None)
         outs.append(out.images)
-    write_video(dst, torch.cat(outs), fps=fps)
+    write_video(dst, torch.cat(outs), fps=fps, audio_from=audio_from)
     return note
