@@ -389,7 +389,7 @@ def test_edit_errors_name_each_file_once(parts, cli, tmp_path):
 
 def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
     """A failed output write removes the metadata sidecar written before it: nothing partial stays."""
-    from apps.commands.edit import _write_with_meta
+    from apps.batch import write_with_meta
 
     dst = tmp_path / "a.png"
 
@@ -397,9 +397,9 @@ def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        _write_with_meta(dst, {"prompt": "red"}, fail)
+        write_with_meta(dst, {"prompt": "red"}, fail)
     assert list(tmp_path.iterdir()) == []
-    _write_with_meta(dst, {"prompt": "red"}, lambda: dst.write_bytes(b"x"))
+    write_with_meta(dst, {"prompt": "red"}, lambda: dst.write_bytes(b"x"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.png.json"]
 
 
@@ -437,6 +437,10 @@ def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
         for row in summary.values():
             assert all(0.0 <= v <= 1.0 for v in row.values())
     assert "| mapper | color |" in format_table(r)
+    kept = r["inversion_kept"]  # per attribute, and all five at once: never more than the worst one
+    assert set(kept) == {"shape", "color", "background", "size", "pattern", "all"}
+    assert 0.0 <= kept["all"] <= min(v for k, v in kept.items() if k != "all") <= 1.0
+    assert "inversion (no edit) keeps" in format_table(r)
     from PIL import Image
 
     fig = Image.open(comparison_figure(r, tmp_path / "f.png"))
