@@ -172,11 +172,11 @@ class AppState:
         return SRPipeline.from_pretrained(self.sr_path).to(get_device(self.device))
 
     def _load_edit(self):
-        from apps.commands.edit import load_pipeline
+        from apps.pipelines import load_edit_pipeline
 
         if self.edit_error is not None:
             raise self.edit_error
-        return load_pipeline(str(self.edit_path), self.generator_arg, None, self.device)
+        return load_edit_pipeline(str(self.edit_path), self.generator_arg, None, self.device)
 
     def _load_search_model(self):
         from hdvila.retrieval.evaluate import load_model_and_processor
@@ -478,8 +478,7 @@ def make_video(state: AppState) -> Callable:
         ``align_faces``: one tracked face, processed and pasted back into every full-size frame; the
         last output is then the middle frame's aligned face, its edit or super-resolution, and the
         pasted-back frame."""
-        from apps.commands.edit import edit_frames_to_video
-        from apps.commands.upscale import upscale_faces_to_video, upscale_frames_to_video
+        from apps.pipelines import edit_frames_to_video, upscale_faces_to_video, upscale_frames_to_video
         from hdvila.tensors import to_pil
         from hdvila.videoio import read_all_frames
 

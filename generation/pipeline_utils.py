@@ -122,7 +122,11 @@ class Pipeline:
         :class:`~hdvila.errors.UserError` if the components do not fit together."""
 
     def check_inputs(self, *args: Any, **kwargs: Any) -> None:
-        """Convention: subclasses validate ``__call__``'s arguments here, raising a UserError."""
+        """Convention: subclasses validate ``__call__``'s arguments here, raising a UserError. A flag
+        (a bool such as ``EditPipeline``'s ``latents_given``) is passed by name,
+        ``check_inputs(..., latents_given=False)``, never as a bare positional ``True``/``False``; a new
+        subclass makes it keyword-only (``*, flag: bool``). (``EditPipeline.check_inputs`` still
+        accepts ``latents_given`` by position too, for its own callers in :mod:`generation.editing`.)"""
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}={type(c).__name__ if c is not None else None}" for n, c in self.components.items())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from hdvila.errors import UserError
 
@@ -63,33 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_batch_arguments(parser, batch_size=8, batch_help="images per pass")
 
 
-def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
-                  device: str | None = None):
-    """The edit pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
-    from apps.commands._pipelines import load_pipeline_folder
-    from generation.editing.pipeline_edit import EditPipeline
-
-    return load_pipeline_folder(EditPipeline, model, "edit-demo64",
-                                "an EditPipeline folder (pipeline_index.json and one folder per component, "
-                                "e.g. from generation/train_mapper.py --pipeline_dir)", generator, hdvila, device)
-
-
-def _write_with_meta(dst: Path, meta: dict, write) -> None:
-    """:func:`apps.batch.write_with_meta` (the sidecar ``dst.json``, then the output)."""
-    from apps.batch import write_with_meta
-
-    write_with_meta(dst, meta, write)
-
-
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs
+    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs, write_with_meta
+    from apps.pipelines import edit_video, load_edit_pipeline
     from generation.editing.pipeline_edit import INPUT_POLICY
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
-    pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
+    pipe = load_edit_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     policy = INPUT_POLICY.format(r=pipe.resolution)
     if args.faces:
@@ -99,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         load_detector()  # a missing detector fails the run once, before any file
         policy = FACE_POLICY.format(r=pipe.resolution, task="edited", scaled="")
     # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
-    pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, False)
+    pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, latents_given=False)
     pipe.encode_prompt(args.prompt, 1)
     for note in pipe.prompt_notes(args.prompt):
         print(f"warning: {note}", file=sys.stderr)
@@ -115,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
                              steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
                              max_frames=args.max_frames, faces=args.faces,
-                             write=lambda r, save: _write_with_meta(job.dst, {
+                             write=lambda r, save: write_with_meta(job.dst, {
                                  **base, "input": str(job.src), "frames": r["frames"],
                                  "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"],
                                  **({"faces": r["faces"].to_json()} if r.get("faces") else {})}, save))
@@ -128,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             meta = {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note}
             if out.faces is not None:
                 meta["faces"] = [r.to_json() for r in out.faces[k]]
-            _write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
+            write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
             count = "" if out.faces is None else f"{len(out.faces[k])} face(s), "
             print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
@@ -138,68 +120,3 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
                f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     return finish(r, summary, world)
-
-
-def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
-               refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
-               write=None, faces: str | None = None) -> dict:
-    """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
-    and written to ``dst`` with ``src``'s audio: :func:`edit_frames_to_video` on its frames."""
-    from hdvila.videoio import read_video_checked
-
-    frames, fps = read_video_checked(src, max_frames)
-    return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
-                                refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write, faces=faces,
-                                name=str(src), audio_from=src)
-
-
-def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
-                         strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
-                         temporal_sigma: float = 1.0, write=None, faces: str | None = None,
-                         name: str = "the clip", audio_from=None) -> dict:
-    """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
-    edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for every frame,
-    latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically) with the audio
-    of the file ``audio_from`` (the source video; trimmed to the frames, see
-    :func:`hdvila.videoio.write_video`), if given and it has any. Returns
-    {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
-    "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
-    ``save()``, the mp4 write (the CLI wraps it with its metadata sidecar).
-
-    ``faces`` ("largest"; "all" is refused for a clip): one face tracked through the clip (named
-    ``name`` in messages) with smoothed landmarks, its aligned crops edited as the clip, each pasted
-    back into its full-size frame; the result adds "faces" (a
-    :class:`~generation.faces.pipeline.ClipFaces`) and "preview" (the middle frame's crop, edit and
-    pasted-back frame)."""
-    import torch
-
-    from generation.editing.clips import edit_clip
-    from hdvila.videoio import write_video
-
-    if faces:
-        from generation.faces.pipeline import ClipFaces, align_clip_faces, paste_clip
-
-        pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
-        pipe.encode_prompt(prompt, 1)  # a bad prompt fails before the detector runs over every frame
-        aligned = align_clip_faces(frames, pipe.resolution, faces, name=name)
-        x = torch.stack([a.crop for a in aligned])
-    else:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
-                    refine_steps=refine_steps, temporal_sigma=temporal_sigma)
-    result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"]),
-              "prompt_notes": out["prompt_notes"]}
-    video = out["frames"]
-    if faces:
-        clip_faces = ClipFaces(aligned=aligned, outputs=out["frames"])
-        video = paste_clip(frames, aligned, out["frames"])
-        result["faces"], result["preview"] = clip_faces, clip_faces.preview(video)
-
-    def save():
-        write_video(dst, video, fps=fps, audio_from=audio_from)
-
-    if write is None:
-        save()
-    else:
-        write(result, save)
-    return result

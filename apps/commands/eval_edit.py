@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.commands.edit import load_pipeline
+    from apps.pipelines import load_edit_pipeline
     from generation.editing.evaluate import METHODS, comparison_figure, evaluate_edits, format_table
     from hdvila.judge.model import load_judge
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--refine-steps must be >= 0, got {args.refine_steps}")
     if args.guide_views is not None and args.guide_views < 0:
         raise UserError(f"--guide-views must be >= 0, got {args.guide_views}")
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_edit_pipeline(args.model, device=args.device)
     judge = load_judge(args.judge)
     result = {}
     if args.inversion:

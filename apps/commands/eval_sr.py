@@ -41,13 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.commands.upscale import load_pipeline
+    from apps.pipelines import load_sr_pipeline
     from generation.superres.data import demo_captioned_images, folder_captioned_images
     from generation.superres.evaluate import comparison_figure, evaluate_sr, format_table, wrong_pattern_captions
 
     if args.num < 1 or args.batch_size < 1:
         raise UserError("--num and --batch-size must be >= 1")
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_sr_pipeline(args.model, device=args.device)
     res = pipe.out_resolution
     judge = wrong = targets = None
     if args.data == "demo":

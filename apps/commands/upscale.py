@@ -56,17 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         quiet_help="no progress bars (input-policy notes and errors are still printed)")
 
 
-def load_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
-                  device: str | None = None):
-    """The SR pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
-    from apps.commands._pipelines import load_pipeline_folder
-    from generation.superres.pipeline_sr import SRPipeline
-
-    return load_pipeline_folder(SRPipeline, model, "sr-demo64-x4",
-                                "an SR pipeline folder (pipeline_index.json and one folder per component, "
-                                "e.g. from generation/train_sr.py)", generator, hdvila, device)
-
-
 def caption_lookup(path: str | None):
     """A function job -> caption or None, from a captions file (matched by resolved path, else by
     relative path, else by file name)."""
@@ -83,6 +72,7 @@ def caption_lookup(path: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs
+    from apps.pipelines import load_sr_pipeline, upscale_video
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -91,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
     caption = caption_lookup(args.captions)
-    pipe = load_pipeline(args.model, args.generator, args.hdvila, device)
+    pipe = load_sr_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     scale = args.scale or pipe.sr_model.config.scale
     base = {}
@@ -145,76 +135,3 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
                f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     return finish(r, summary, world)
-
-
-def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
-                  max_frames: int | None = 2000, faces: str | None = None, write=None):
-    """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
-    written to ``dst`` with ``src``'s audio: :func:`upscale_frames_to_video` on its frames, or with ``faces``
-    :func:`upscale_faces_to_video` (whose result it returns)."""
-    from hdvila.videoio import read_video_checked
-
-    frames, fps = read_video_checked(src, max_frames)
-    if faces:
-        return upscale_faces_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
-                                      faces=faces, name=str(src), write=write, audio_from=src)
-    return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
-                                   audio_from=src)
-
-
-def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
-                           batch_size: int = 16, faces: str = "largest", name: str = "the clip", write=None,
-                           audio_from=None) -> dict:
-    """The face of a video (uint8 frames [T, H, W, 3]) tracked through it with smoothed landmarks
-    (``faces``: "largest"; "all" is refused for a clip), aligned at the model's LR size,
-    super-resolved, and pasted into each frame enlarged bicubically by ``scale``; written to ``dst`` as
-    an mp4 at ``fps`` (atomically) with the audio of ``audio_from``, if given (as in
-    :func:`upscale_frames_to_video`). Returns {"frames": T, "faces": a
-    :class:`~generation.faces.pipeline.ClipFaces`, "preview": the middle frame's crop, its
-    super-resolution and the pasted-back frame}; ``write(result, save)`` as in
-    :func:`apps.commands.edit.edit_frames_to_video`."""
-    import torch
-
-    from generation.faces.pipeline import ClipFaces, align_clip_faces, check_upscaled_size, paste_clip
-    from hdvila.videoio import write_video
-
-    scale = scale or pipe.sr_model.config.scale
-    pipe.check_inputs([None], prompt, scale)
-    check_upscaled_size(frames.shape[1], frames.shape[2], scale, name)
-    aligned = align_clip_faces(frames, pipe.lr_resolution, faces, name=name)
-    crops = torch.stack([a.crop for a in aligned])
-    outs = [pipe(crops[i:i + batch_size], prompt=prompt, scale=scale, output_type="pt").images
-            for i in range(0, len(crops), batch_size)]
-    clip_faces = ClipFaces(aligned=aligned, outputs=torch.cat(outs), scale=scale)
-    video = paste_clip(frames, aligned, clip_faces.outputs, scale=scale)
-    result = {"frames": len(frames), "faces": clip_faces, "preview": clip_faces.preview(video)}
-
-    def save():
-        write_video(dst, video, fps=fps, audio_from=audio_from)
-
-    if write is None:
-        save()
-    else:
-        write(result, save)
-    return result
-
-
-def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
-                            batch_size: int = 16, audio_from=None) -> str | None:
-    """The frames of a video (uint8 [T, H, W, 3]), each upscaled by ``pipe`` (an SRPipeline), written
-    to ``dst`` as an mp4 at ``fps`` (atomically) with the audio of the file ``audio_from`` (the source
-    video; trimmed to the frames, see :func:`hdvila.videoio.write_video`), if given and it has any.
-    Returns the input-policy note of the frames (one for the video, not one per frame), or None."""
-    import torch
-
-    from hdvila.videoio import write_video
-
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    note = None
-    outs = []
-    for i in range(0, len(x), batch_size):
-        out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale, output_type="pt")
-        note = note or next((n for n in out.notes if n), None)
-        outs.append(out.images)
-    write_video(dst, torch.cat(outs), fps=fps, audio_from=audio_from)
-    return note

@@ -49,7 +49,7 @@ def inversion_psnr(pipe, images: torch.Tensor) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from apps.commands.edit import load_pipeline
+    from apps.pipelines import load_edit_pipeline
     from generation.editing.domain import QUANTILE, calibrate
     from generation.pipeline_utils import fit_to_square, image_to_tensor
     from hdvila.atomic import atomic_write_text
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     num = 24 if args.smoke else args.num
-    pipe = load_pipeline(args.model, device="cpu")
+    pipe = load_edit_pipeline(args.model, device="cpu")
     r = pipe.resolution
     val = DemoImageDataset("val", num, resolution=r)
     test = DemoImageDataset("test", num, resolution=r)

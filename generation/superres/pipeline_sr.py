@@ -137,8 +137,11 @@ class SRPipeline(Pipeline):
         ``"all"`` (the faces are aligned, super-resolved and pasted into the bicubic enlargement of the
         whole frame: the module docstring). ``generator`` is accepted for the pipeline convention; SR is
         deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
-        (``images`` as ``output_type``: 'pil', 'np' uint8 [N, R, R, 3], or 'pt' [N, 3, R, R] in [-1, 1];
-        ``notes``: what the input policy did to each image)."""
+        (``images`` as ``output_type``, by :meth:`~generation.pipeline_utils.Pipeline.postprocess`: 'pil'
+        a list of RGB images, 'np' a float32 array [N, R, R, 3] in [0, 1] (as diffusers'; not uint8), 'pt'
+        a float32 tensor [N, 3, R, R] in [-1, 1]; with ``faces``, frames of different sizes come as a
+        list, one per image; ``notes``: what the input policy did to each image).
+        ``return_dict=False`` returns ``(images,)``."""
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         self.check_inputs(images, prompt, scale)
