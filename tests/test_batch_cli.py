@@ -70,15 +70,32 @@ def test_stale_temporaries_match_only_their_target(tmp_path):
 def test_sigkill_mid_batch_then_rerun_completes_every_output_once(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     inputs = _images(src, 60)
+    # The last input (in the run's sorted order) is a FIFO while the first run goes: reading it blocks
+    # until the kill, so the run cannot finish before the kill however slowly this process is
+    # scheduled (60 files of 16 px take ~2 s once the model is loaded). It is a real image again for the rerun.
+    last = inputs[-1]
+    assert last == max(inputs, key=lambda p: p.relative_to(src).parts)
+    last_bytes = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)
     cmd = [sys.executable, "-m", "apps.cli", "upscale", str(src), str(out), "--batch-size", "1", "--quiet",
            "--device", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and len(finished_files(out, "*.png")) < 5:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    log = tmp_path / "first-run.stderr"
+    with open(log, "wb") as err:  # a file, not a pipe nobody reads: a full pipe would stall the run
+        proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 600  # a guard against a hang only; the run needs 5 outputs
+        while time.monotonic() < deadline and proc.poll() is None and len(finished_files(out, "*.png")) < 5:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed: " + log.read_text()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    last.unlink()
+    last.write_bytes(last_bytes)
     first = finished_files(out, "*.png")  # a write in progress when the kill landed is a temporary, not an output
     assert 5 <= len(first) < len(inputs)
     for p in first:  # whatever the kill left under a final name is a complete image
@@ -86,7 +103,7 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output_once(tmp_path):
             im.load()
             assert im.size == (64, 64)
     # A temporary file of a write in progress may be left; the rerun removes it and redoes that job.
-    rerun = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{len(first)} already done" in rerun.stdout
     assert f"upscaled {len(inputs) - len(first)} file(s)" in rerun.stdout

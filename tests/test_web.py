@@ -35,7 +35,15 @@ def served(one_thread, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("web")
     demo = build_app(cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
-    _, url, _ = serve(demo, port=_free_port(), prevent_thread_lock=True, quiet=True, preload=False)
+    # The free port can be taken by another process before the server binds it, and gradio gives a
+    # server 5 s to start (a loaded machine can miss that): either is an OSError; try a new port.
+    for attempt in range(5):
+        try:
+            _, url, _ = serve(demo, port=_free_port(), prevent_thread_lock=True, quiet=True, preload=False)
+            break
+        except OSError:
+            if attempt == 4:
+                raise
     try:
         yield demo, url, Client(url, verbose=False), tmp
     finally:
