@@ -18,22 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from app_server import start_app  # sibling module (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_edit(tmp: Path, foreground: bool, timeout: float = 300.0) -> dict:
@@ -44,28 +36,13 @@ def first_edit(tmp: Path, foreground: bool, timeout: float = 300.0) -> dict:
     from hdvila.imageio import save_image
 
     image = save_image(DemoImageDataset("test", 1, resolution=64)[0]["image"], tmp / "frame.png")
-    port = free_port()
     env = {**os.environ, "HDVILA_EXTENSIONS_DIR": str(tmp / "empty-ops-cache"), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     if foreground:
         env["HDVILA_OPS_IMPL"] = "compiled"
     log = tmp / "app.log"
-    cmd = [sys.executable, "-m", "apps.cli", "app", "--port", str(port), "--cache-dir", str(tmp / "cache")]
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc, port, page_s = start_app(["--cache-dir", str(tmp / "cache")], log, env=env, cwd=REPO, timeout=timeout)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"hdvila app exited with status {proc.returncode}:\n{log.read_text()[-2000:]}")
-            if time.perf_counter() - t0 > timeout:
-                raise SystemExit(f"hdvila app did not answer within {timeout:.0f} s")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
         ready = time.perf_counter()
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp / "downloads"))
         result = client.predict(handle_file(str(image)), "make it blue", "mapper", 1.0, 100, 0, api_name="/edit")
@@ -77,7 +54,7 @@ def first_edit(tmp: Path, foreground: bool, timeout: float = 300.0) -> dict:
         proc.kill()
         proc.wait()
     ops = [line.strip() for line in log.read_text().splitlines() if "ops" in line and "StyleGAN2" in line]
-    return {"page_s": ready - t0, "first_edit_s": done - ready, "second_edit_s": second, "ops_log": ops}
+    return {"page_s": page_s, "first_edit_s": done - ready, "second_edit_s": second, "ops_log": ops}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,47 +19,24 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app_server import free_port, start_app  # sibling module (benchmarks/ is on sys.path when run as a script)
 
 
 def time_startup(edit_model: str | None, cache_dir: Path, timeout: float = 120.0) -> float:
     """Seconds from starting ``hdvila app`` (a subprocess, its renders in ``cache_dir``) to its page
     answering with HTTP 200."""
-    import subprocess
-    import sys
-    import urllib.request
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "apps.cli", "app", "--port", str(port), "--cache-dir", str(cache_dir)]
-    if edit_model:
-        cmd += ["--edit-model", edit_model]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - t0 < timeout:
-            if proc.poll() is not None:
-                raise SystemExit(f"hdvila app exited with status {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - t0
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"hdvila app did not answer within {timeout:.0f} s")
-    finally:
-        proc.kill()
-        proc.wait()
+    args = ["--cache-dir", str(cache_dir)] + (["--edit-model", edit_model] if edit_model else [])
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    proc, _, seconds = start_app(args, cache_dir.with_name(cache_dir.name + ".log"), timeout=timeout)
+    proc.kill()
+    proc.wait()
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,7 +76,13 @@ def run(argv: list[str] | None, tmp: Path) -> None:
     startup = time_startup(args.edit_model, tmp / "app")
     demo = build_app(edit_model=args.edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "emb", device="cpu",
                      concurrency_limit=args.concurrency)
-    _, url, _ = serve(demo, port=free_port(), prevent_thread_lock=True, quiet=True, preload=False)
+    for attempt in range(3):  # a port taken between picking and binding it: try another
+        try:
+            _, url, _ = serve(demo, port=free_port(), prevent_thread_lock=True, quiet=True, preload=False)
+            break
+        except OSError:
+            if attempt == 2:
+                raise
     state = demo.hdvila_state
     state.edit.get()
     state.sr.get()
