@@ -719,17 +719,34 @@ def build_app(sr_model: str | None = None, hdvila: str | None = None, videos: st
     return demo
 
 
-def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False,
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, share: bool = False,
           prevent_thread_lock: bool = False, quiet: bool = False, preload: bool = True, build_ops: bool = True):
     """Start ``demo`` (from :func:`build_app`) on ``host:port`` and, with ``preload``, load its models in
     a background thread; with ``build_ops``, build the compiled StyleGAN2 ops in another (until they are
     ready, requests run the reference ops: the first edit answers in seconds on a fresh machine, not
     after the compiler; the log says when they are ready). Returns what ``gr.Blocks.launch`` returns
-    (app, local url, share url)."""
+    (app, local url, share url). ``port=None``: a free port (tests, benchmarks); one taken by another
+    process before the server binds it, or a start gradio gives up on (5 s, which a loaded machine can
+    miss), is retried on a new port, five times in all."""
     state: AppState = demo.hdvila_state
     allowed = [str(state.cache_dir)] + ([str(Path(state.videos_arg).resolve())] if state.videos_arg else [])
-    result = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
-                         max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, show_error=True, css=CSS)
+    for attempt in range(1 if port is not None else 5):
+        try:
+            result = demo.launch(server_name=host, server_port=port or _free_port(host), share=share,
+                                 prevent_thread_lock=True, quiet=quiet, max_file_size=MAX_FILE_SIZE,
+                                 allowed_paths=allowed, show_error=True, css=CSS)
+            break
+        except OSError:
+            if port is not None or attempt == 4:
+                raise
     if preload:
         threading.Thread(target=state.preload, name="hdvila-preload", daemon=True).start()
     if build_ops:  # a first build takes 20-90 s: never inside a request (the reference ops serve meanwhile)

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from app_server import free_port, start_app  # sibling module (benchmarks/ is on sys.path when run as a script)
+from app_server import start_app  # sibling module (benchmarks/ is on sys.path when run as a script)
 
 
 def time_startup(edit_model: str | None, cache_dir: Path, timeout: float = 120.0) -> float:
@@ -76,13 +76,7 @@ def run(argv: list[str] | None, tmp: Path) -> None:
     startup = time_startup(args.edit_model, tmp / "app")
     demo = build_app(edit_model=args.edit_model, cache_dir=tmp / "cache", embedding_cache=tmp / "emb", device="cpu",
                      concurrency_limit=args.concurrency)
-    for attempt in range(3):  # a port taken between picking and binding it: try another
-        try:
-            _, url, _ = serve(demo, port=free_port(), prevent_thread_lock=True, quiet=True, preload=False)
-            break
-        except OSError:
-            if attempt == 2:
-                raise
+    _, url, _ = serve(demo, port=None, prevent_thread_lock=True, quiet=True, preload=False)  # a free port
     state = demo.hdvila_state
     state.edit.get()
     state.sr.get()

@@ -8,7 +8,6 @@ exactly their own notes."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,6 @@ from tests.conftest import png_header as _png_header
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(one_thread, tmp_path_factory):
     """(demo, url, client, tmp folder): the app on the bundled defaults, its caches in a temp folder."""
@@ -35,15 +28,7 @@ def served(one_thread, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("web")
     demo = build_app(cache_dir=tmp / "cache", embedding_cache=tmp / "embeddings", device="cpu")
-    # The free port can be taken by another process before the server binds it, and gradio gives a
-    # server 5 s to start (a loaded machine can miss that): either is an OSError; try a new port.
-    for attempt in range(5):
-        try:
-            _, url, _ = serve(demo, port=_free_port(), prevent_thread_lock=True, quiet=True, preload=False)
-            break
-        except OSError:
-            if attempt == 4:
-                raise
+    _, url, _ = serve(demo, port=None, prevent_thread_lock=True, quiet=True, preload=False)  # a free port
     try:
         yield demo, url, Client(url, verbose=False), tmp
     finally:
