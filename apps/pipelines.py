@@ -91,6 +91,7 @@ def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: 
     import torch
 
     from generation.editing.clips import edit_clip
+    from hdvila.tensors import uint8_to_unit
 
     if faces:
         from generation.faces.pipeline import ClipFaces, align_clip_faces, paste_clip
@@ -100,7 +101,7 @@ def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: 
         aligned = align_clip_faces(frames, pipe.resolution, faces, name=name)
         x = torch.stack([a.crop for a in aligned])
     else:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
     out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
                     refine_steps=refine_steps, temporal_sigma=temporal_sigma)
     result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"]),
@@ -149,9 +150,8 @@ def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *,
     check_upscaled_size(frames.shape[1], frames.shape[2], scale, name)
     aligned = align_clip_faces(frames, pipe.lr_resolution, faces, name=name)
     crops = torch.stack([a.crop for a in aligned])
-    outs = [pipe(crops[i:i + batch_size], prompt=prompt, scale=scale, output_type="pt").images
-            for i in range(0, len(crops), batch_size)]
-    clip_faces = ClipFaces(aligned=aligned, outputs=torch.cat(outs), scale=scale)
+    outs = pipe(crops, prompt=prompt, scale=scale, output_type="pt", batch_size=batch_size).images
+    clip_faces = ClipFaces(aligned=aligned, outputs=outs, scale=scale)
     video = paste_clip(frames, aligned, clip_faces.outputs, scale=scale)
     result = {"frames": len(frames), "faces": clip_faces, "preview": clip_faces.preview(video)}
 
@@ -166,9 +166,10 @@ def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *
     Returns the input-policy note of the frames (one for the video, not one per frame), or None."""
     import torch
 
+    from hdvila.tensors import uint8_to_unit
     from hdvila.videoio import write_video
 
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
     note = None
     outs = []
     for i in range(0, len(x), batch_size):

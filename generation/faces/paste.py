@@ -99,10 +99,9 @@ def paste_back(image: Any, aligned: AlignedFace, crop: torch.Tensor | None = Non
         raise ValueError(f"the crop must be a square [3, r, r] image, got {tuple(crop.shape)}")
     feather, erode = _defaults(aligned, feather, erode)
     out = img.clone()
-    full_mask = torch.zeros(H, W, device=img.device)
     roi = _roi(aligned, (H, W))
     if roi is None:
-        return (out, full_mask) if return_mask else out
+        return (out, torch.zeros(H, W, device=img.device)) if return_mask else out
     x0, y0, x1, y1 = roi
     to_crop = _normalized_matrix(aligned)
     uv = map_grid(to_crop, (y1 - y0 + 1, x1 - x0 + 1), origin=(x0, y0), device=img.device)
@@ -119,8 +118,11 @@ def paste_back(image: Any, aligned: AlignedFace, crop: torch.Tensor | None = Non
         warped = _match_colour(warped, before, (mask > 0) & (mask < 1))
     blended = before + (warped.to(before.dtype) - before) * mask.to(before.dtype)
     out[:, y0:y1 + 1, x0:x1 + 1] = torch.where(mask > 0, blended, before)
+    if not return_mask:  # a full-frame mask is up to 40 MP of float: only when asked for
+        return out
+    full_mask = torch.zeros(H, W, device=img.device)
     full_mask[y0:y1 + 1, x0:x1 + 1] = mask
-    return (out, full_mask) if return_mask else out
+    return out, full_mask
 
 
 def _match_colour(warped: torch.Tensor, original: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from generation.faces.align import AlignedFace, apply_matrix, quad_to_matrix
 from hdvila.errors import InputFileError, UserError
@@ -126,7 +125,7 @@ class FaceBatch:
         """Each frame (enlarged bicubically by ``scale`` first) with its records' outputs pasted back."""
         out = []
         for frame, recs in zip(self.frames, records):
-            base = upscale_frame(frame, scale) if scale != 1 else frame
+            base = upscale_frame(frame, scale)
             for r in recs:
                 base = paste_back_face(base, r.placed or r.aligned, r.output)
             out.append(base)
@@ -183,9 +182,9 @@ def scale_alignment(aligned: AlignedFace, scale: int, size: int) -> AlignedFace:
 
 def upscale_frame(frame: torch.Tensor, scale: int) -> torch.Tensor:
     """[3, H, W] in [-1, 1] -> [3, H * scale, W * scale], bicubic (the super-resolution baseline)."""
-    if scale == 1:
-        return frame
-    return F.interpolate(frame[None].float(), scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp(-1, 1)
+    from generation.superres.losses import upsample_bicubic
+
+    return frame if scale == 1 else upsample_bicubic(frame[None].float(), scale)[0]
 
 
 def check_upscaled_size(height: int, width: int, scale: int, label: str, max_pixels: int | None = None) -> None:
