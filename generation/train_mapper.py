@@ -1,37 +1,42 @@
 """Train the open-vocabulary edit mapper: one network that edits a StyleGAN2 W+ latent for any prompt.
 
     accelerate launch generation/train_mapper.py --output_dir runs/mapper-demo64 --encoder runs/encoder-demo64/encoder
+    accelerate launch generation/train_mapper.py --output_dir runs/my-mapper --generator ffhq.pkl --hdvila my-hdvila \
+        --encoder runs/my-encoder/encoder --data my_photos/ --attributes my_attributes.json
     accelerate launch --multi_gpu --num_processes 2 generation/train_mapper.py ...   # 2 processes (gloo on a CPU)
 
 What is trained: :class:`generation.editing.mapper.EditMapper`. The generator, the encoder and the
 HD-VILA guide are frozen.
 
-Data: ``--train_size`` renders of the demo domain's train split, inverted once by the encoder (W+
-latents cached in ``OUTPUT_DIR/cache``), plus ``--synthetic_fraction`` of each batch drawn fresh from
-the generator's mapping. Each training latent gets an edit: an attribute (shape, colour, pattern,
-size), a new value, and a prompt in training wording (:mod:`generation.editing.prompts`); with
-probability ``--noop_prob`` the prompt names the current value and the right edit is none. The
-guide target is the full caption of the image with that attribute changed, which names every other
-attribute unchanged; for generator samples, whose attributes are unknown, the guide reads them
-first: each attribute's value is the training caption wording HD-VILA scores highest (a zero-shot
-reading by the guide itself; the judge is never used). The loss is
+Vocabulary: ``--attributes FILE`` (JSON, :mod:`generation.editing.attributes`: attribute -> values ->
+wordings, with prompt templates) names what can be edited and how users say it; the default is the
+demo domain's preset (:func:`generation.presets.demo_vocabulary`).
 
-- ``--clip_weight`` * (1 - cos(HD-VILA image embedding of the edit, target caption embedding));
-- ``--prompt_weight`` * (1 - cos(HD-VILA image embedding of the edit, prompt embedding)): StyleCLIP's
-  mapper target, the prompt itself ("make it crimson"). The full caption also names the attributes
-  an imperfect inversion lost, so its cosine alone rewards repairing the inversion as much as making
-  the asked change; the prompt names only the change;
-- ``--direction_weight`` * the directional loss (edit - source image embedding against target -
-  source caption embedding): the change should be the asked one and no other;
-- ``--l2_weight`` * the mean squared W+ offset per dimension, in units of the generator's per-dimension
-  w spread (StyleCLIP's latent L2; 1.0 is an offset as large as the spread of w itself), and
-  ``--pixel_weight`` * pixel MSE against the source reconstruction (0: off).
+Data: ``--data demo`` (``--train_size`` renders of the demo domain's train split) or a folder of
+images (any sizes: centre-cropped and resized to the generator's resolution; the last ``--val_size``
+files, in sorted order, are held out for validation), inverted once by the encoder (W+ latents
+cached in ``OUTPUT_DIR/cache``), plus ``--synthetic_fraction`` of each batch drawn fresh from the
+generator's mapping (exact latents). No labels are needed: what each image is *now* is the guide's
+own zero-shot reading of it (:class:`generation.editing.value_objective.ValueReader`; the judge is
+never used). Each training image gets an edit: an editable attribute, a value other than the one
+read, and a prompt in training wording; with probability ``--noop_prob`` the prompt names the value
+read, and the right edit is none. The loss (:func:`generation.editing.value_objective.value_edit_loss`):
+
+- ``--value_weight`` * the cross-entropy of the guide's reading of the edited attribute against the
+  asked value (a softmax over the attribute's values);
+- ``--keep_weight`` * the KL divergence from the source's reading of every other attribute to the edit's;
+- ``--l2_weight`` * the summed squared W+ offset per image in units of the generator's w spread
+  (StyleCLIP's latent L2).
 
 Checkpoints hold the mapper, its optimiser, its EMA (``ema/``) and the RNG states; batches, edits
 and per-step randomness are functions of the step, so a resumed run continues as an uninterrupted
 one. Validation writes ``OUTPUT_DIR/validation/step-N.png`` (source | one edit per attribute) and logs
-the guide loss on held-out test-split renders. At the end the EMA mapper is written to
-``OUTPUT_DIR/mapper``; with ``--pipeline_dir`` the whole ``EditPipeline`` folder is written there too.
+the guide's reading of one edit per editable attribute of each held-out image (``val/read_<a>``:
+read as the asked value; ``val/kept_<a>``: every other attribute read as on the source;
+``val/select`` = (mean read + mean kept) / 2, the selection metric, fixed before any judging). At the
+end the EMA mapper is written to ``OUTPUT_DIR/mapper``; with ``--pipeline_dir`` the whole
+``EditPipeline`` folder is written there too. ``--score DIR...`` computes the validation numbers of
+trained mappers (e.g. ``checkpoint-N/ema``) without training.
 """
 
 from __future__ import annotations
@@ -85,16 +90,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--encoder", default=None, help="latent encoder folder (generation/train_encoder.py's encoder/; "
                    "default: the bundled edit-demo64's)")
     g.add_argument("--hidden", type=at_least(16), default=512)
-    g.add_argument("--init_mapper", default=None, help="start from this mapper model folder (e.g. the bundled "
-                   "edit-demo64/mapper; fresh optimiser, its own size: --hidden does not apply) instead of a random "
-                   "initialisation; it must fit the generator and the guide")
+    g.add_argument("--init_mapper", default=None, help="start from this mapper model folder (fresh optimiser, its own "
+                   "size: --hidden does not apply) instead of a random initialisation; it must fit the generator "
+                   "and the guide")
     g.add_argument("--pipeline_dir", default=None, help="also write the EditPipeline folder here at the end")
     g.add_argument("--score", nargs="+", default=None, metavar="MAPPER",
-                   help="train nothing: score these mapper folders (e.g. checkpoint-N/ema) with the validation "
-                        "guide losses on --val_size test renders, weighted by the loss weights given, and exit")
+                   help="train nothing: print the validation numbers (the guide's reading, no judge) of these "
+                        "mapper folders (e.g. checkpoint-N/ema) on --val_size held-out images, and exit")
     g = p.add_argument_group("data")
-    g.add_argument("--train_size", type=at_least(1), default=10000, help="train-split renders to invert")
-    g.add_argument("--val_size", type=at_least(1), default=16, help="test-split renders for validation")
+    g.add_argument("--data", default="demo", help="'demo' (renders of the demo domain) or a folder of images")
+    g.add_argument("--attributes", default=None,
+                   help="JSON vocabulary (attribute -> values -> wordings; generation/editing/attributes.py) "
+                        "(default: the demo domain's)")
+    g.add_argument("--train_size", type=at_least(1), default=10000, help="demo: train-split renders to invert")
+    g.add_argument("--val_size", type=at_least(1), default=16,
+                   help="held-out images for validation (demo: test-split renders; a folder: its last files)")
+    g.add_argument("--skip_bad_images", action="store_true", help="a folder: leave out unusable files with a warning")
     g.add_argument("--synthetic_fraction", type=float, default=0.25,
                    help="share of each batch that is generator samples")
     g.add_argument("--noop_prob", type=float, default=0.1, help="probability of a prompt naming the current value")
@@ -103,28 +114,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--learning_rate", type=float, default=5e-4)
     g.add_argument("--max_grad_norm", type=float, default=1.0)
     g.add_argument("--ema_decay", type=float, default=0.999)
-    g.add_argument("--clip_weight", type=float, default=1.0)
-    g.add_argument("--prompt_weight", type=float, default=0.0)
-    g.add_argument("--direction_weight", type=float, default=0.5)
-    g.add_argument("--l2_weight", type=float, default=0.02)
-    g.add_argument("--pixel_weight", type=float, default=0.0)
-    g.add_argument("--guide_views", type=int, default=0,
+    g.add_argument("--value_weight", type=at_least(0.0, float), default=1.0,
+                   help="cross-entropy of the guide's reading of the edited attribute against the asked value")
+    g.add_argument("--keep_weight", type=at_least(0.0, float), default=1.0,
+                   help="KL from the source's reading of every other attribute to the edit's")
+    g.add_argument("--l2_weight", type=at_least(0.0, float), default=0.002,
+                   help="summed squared W+ offset per image, in units of the generator's w spread")
+    g.add_argument("--guide_views", type=at_least(0), default=0,
                    help="score the mean guide embedding of this many random views (shift, zoom, noise) of each "
                         "edit instead of the edit alone (0: off); see HDVILAGuide.augmented_image_features")
     args = p.parse_args(argv)
     if args.init_mapper and args.random_guide:
         p.error("--init_mapper and --random_guide do not go together: a mapper trained with one guide does not read "
                 "another's embeddings")
-    if args.guide_views < 0:
-        p.error(f"--guide_views must be >= 0, got {args.guide_views}")
     for name in ("synthetic_fraction", "noop_prob"):
         if not 0.0 <= getattr(args, name) < 1.0:
             p.error(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    if args.data != "demo" and not Path(args.data).is_dir():
+        p.error(f"--data must be 'demo' or a folder of images; {args.data} is not a folder")
     return args
 
 
+def load_vocabulary(path: str | None):
+    """The editing vocabulary: ``--attributes FILE``, or the demo preset."""
+    from generation.editing.attributes import AttributeVocabulary
+    from generation.presets import demo_vocabulary
+
+    return demo_vocabulary() if path is None else AttributeVocabulary.load(path)
+
+
 def load_models(args: argparse.Namespace) -> dict[str, Any]:
-    """Generator, encoder, guide (frozen) and the HD-VILA folder's digest."""
+    """Generator, encoder, guide (frozen) and the HD-VILA folder's path."""
     from generation.editing.encoder import LatentEncoder
     from generation.editing.guide import HDVILAGuide
     from generation.stylegan2.convert import load_stylegan2
@@ -148,37 +168,51 @@ def load_models(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class EditData:
-    """The training pool: inverted renders with their specs, latents [N, num_ws, w_dim] and guide
-    embeddings of their reconstructions [N, D]; and per-step edits drawn from it."""
+    """Images to edit: W+ latents [N, num_ws, w_dim] (the encoder's inversions) and the guide's
+    embeddings of their reconstructions [N, D] (what the mapper reads as the source)."""
 
-    def __init__(self, specs, ws: torch.Tensor, source_embeds: torch.Tensor):
-        self.specs, self.ws, self.source_embeds = specs, ws, source_embeds
+    def __init__(self, ws: torch.Tensor, source_embeds: torch.Tensor):
+        self.ws, self.source_embeds = ws, source_embeds
 
     def __len__(self) -> int:
-        return len(self.specs)
+        return self.ws.shape[0]
+
+
+def load_pixels(args: argparse.Namespace, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train pixels, validation pixels, a name for the cache): uint8 [N, 3, R, R] each."""
+    from generation.data import render_demo_images, scan_image_folder
+    from hdvila.errors import UserError
+
+    if args.data == "demo":
+        return (render_demo_images(args.train_size, resolution, split="train", seed=args.seed, progress=True),
+                render_demo_images(args.val_size, resolution, split="test", seed=args.seed),
+                f"demo-{args.train_size}")
+    files, pixels = scan_image_folder(args.data, resolution, skip_bad=args.skip_bad_images, progress=True)
+    if len(files) <= args.val_size:
+        raise UserError(f"{args.data} holds {len(files)} usable images; training needs more than --val_size "
+                        f"({args.val_size}), which are held out for validation. Add images or lower --val_size.")
+    from hdvila.modeling_utils import tensors_digest
+
+    return pixels[:-args.val_size], pixels[-args.val_size:], f"folder-{tensors_digest([torch.from_numpy(pixels)], 12)}"
 
 
 @torch.no_grad()
-def invert_renders(G, encoder, guide, split: str, num: int, seed: int, cache: Path | None) -> EditData:
-    """Render ``num`` images of ``split``, invert them with the encoder, embed the reconstructions."""
-    from generation.data import render_demo_images
-    from hdvila.demo.dataset import sample_image_spec
-
-    specs = [sample_image_spec(split, seed, i) for i in range(num)]
-    if cache is not None and cache.is_file():
-        z = torch.load(cache, weights_only=True)
-        if z["ws"].shape[0] == num:
-            return EditData(specs, z["ws"], z["source"])
-    pixels = torch.from_numpy(render_demo_images(num, G.img_resolution, split=split, seed=seed, progress=num > 256))
-    ws, embeds = [], []
+def invert_images(G, encoder, guide, pixels: np.ndarray, cache: Path | None, desc: str) -> EditData:
+    """Invert uint8 images [N, 3, R, R] with the encoder and embed the reconstructions (cached in
+    ``cache`` when given)."""
     from tqdm.auto import tqdm
 
-    for i in tqdm(range(0, num, 64), desc=f"inverting {num} {split} renders", disable=num <= 256):
-        x = pixels[i:i + 64].float() / 127.5 - 1
+    if cache is not None and cache.is_file():
+        z = torch.load(cache, weights_only=True)
+        if z["ws"].shape[0] == len(pixels):
+            return EditData(z["ws"], z["source"])
+    ws, embeds = [], []
+    for i in tqdm(range(0, len(pixels), 64), desc=desc, disable=len(pixels) <= 256):
+        x = torch.from_numpy(pixels[i:i + 64]).float() / 127.5 - 1
         w = encoder(x.to(G.mapping.w_avg.device), G)
         ws.append(w.float().cpu())
         embeds.append(guide.image_features(synthesize(G, w).clamp(-1, 1)).cpu())
-    data = EditData(specs, torch.cat(ws), torch.cat(embeds))
+    data = EditData(torch.cat(ws), torch.cat(embeds))
     if cache is not None:
         from hdvila.atomic import atomic_path
 
@@ -190,53 +224,6 @@ def invert_renders(G, encoder, guide, split: str, num: int, seed: int, cache: Pa
 
 def synthesize(G, ws: torch.Tensor) -> torch.Tensor:
     return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
-
-
-class ZeroShotReader:
-    """Reads a generator sample's attributes with the guide: per attribute, the value whose captions
-    (the image's other attributes fixed to a neutral reading) HD-VILA scores highest."""
-
-    def __init__(self, guide):
-        from hdvila.demo.attributes import ATTRIBUTES
-
-        self.values = {k: list(v) for k, v in ATTRIBUTES.items()}
-        names = {"shape": "a {} shape", "color": "a {} shape", "background": "a shape on a {} background",
-                 "size": "a {} shape", "pattern": "a {} shape"}
-        self.embeds = {k: guide.text_features([names[k].format(v) for v in vals]) for k, vals in self.values.items()}
-
-    def read(self, image_embeds: torch.Tensor) -> list[dict[str, str]]:
-        out = [dict() for _ in range(len(image_embeds))]
-        for k, emb in self.embeds.items():
-            pick = (image_embeds @ emb.T.to(image_embeds)).argmax(1).tolist()
-            for row, j in zip(out, pick):
-                row[k] = self.values[k][j]
-        return out
-
-
-def pseudo_spec(reading: dict[str, str]):
-    """An ImageSpec with the read attributes, centred (captions then say "in the center")."""
-    from hdvila.demo.attributes import SIZE_RADIUS, ImageSpec
-
-    return ImageSpec(shape=reading["shape"], color=reading["color"], background=reading["background"],
-                     size=reading["size"], pattern=reading["pattern"], cx=0.5, cy=0.5, row=1, col=1,
-                     radius=SIZE_RADIUS[reading["size"]], angle=0.0)
-
-
-def draw_edits(specs, rng: np.random.Generator, noop_prob: float) -> list[tuple[str, str, str, str, str]]:
-    """Per spec: (attribute, value, prompt, source caption, target caption)."""
-    from generation.editing.prompts import edit_prompt, sample_edit, target_caption
-    from hdvila.demo.captions import caption_image
-
-    out = []
-    for spec in specs:
-        attribute, value = sample_edit(spec, rng)
-        if rng.random() < noop_prob:
-            value = getattr(spec, attribute)
-        k = int(rng.integers(1 << 30))
-        source = caption_image(spec, np.random.default_rng(k), "train")
-        target = target_caption(spec, attribute, value, np.random.default_rng(k))  # same wording draw as the source
-        out.append((attribute, value, edit_prompt(attribute, value, rng, "train"), source, target))
-    return out
 
 
 class PromptTable:
@@ -253,106 +240,128 @@ class PromptTable:
         return torch.stack([self.cache[t] for t in texts])
 
 
+def draw_edits(vocabulary, current: list[dict[str, str]], rng: np.random.Generator, noop_prob: float = 0.0,
+               attribute: str | None = None) -> list[tuple[str, str, str]]:
+    """Per image (``current``: attribute -> the value read): (attribute, asked value, training-wording
+    prompt); the value differs from the current one except for a no-op draw (``noop_prob``)."""
+    out = []
+    for now in current:
+        a, value = vocabulary.sample_edit(now, rng, attribute)
+        if noop_prob and rng.random() < noop_prob:
+            value = now[a]
+        out.append((a, value, vocabulary.edit_prompt(a, value, rng, "train")))
+    return out
+
+
+def edit_targets(vocabulary, edits) -> torch.Tensor:
+    """[N] long: each asked value's index among its attribute's values."""
+    return torch.tensor([vocabulary.values(a).index(v) for a, v, _ in edits], dtype=torch.long)
+
+
 def loss_weights(args: argparse.Namespace) -> dict[str, float]:
-    """The loss weights of the command line, by the part names of :func:`edit_loss`."""
-    return {"clip": args.clip_weight, "prompt": args.prompt_weight, "direction": args.direction_weight,
-            "l2": args.l2_weight, "pixel": args.pixel_weight}
+    return {"value": args.value_weight, "keep": args.keep_weight, "l2": args.l2_weight}
 
 
-def edit_loss(mapper, G, guide, texts: PromptTable, ws, source_embeds, edits, weights: dict[str, float],
-              guide_views: int = 0):
-    """The training objective on one batch; -> (loss, parts, edited images)."""
-    from generation.editing.guide import cosine_loss, directional_loss
+def edit_loss(mapper, G, guide, reader, texts: PromptTable, vocabulary, ws, source_embeds, edits,
+              weights: dict[str, float], guide_views: int = 0):
+    """The training objective on one batch of edits; -> (loss, parts, edited images)."""
+    from generation.editing.value_objective import value_edit_loss
 
     device = ws.device
     prompt = texts([e[2] for e in edits]).to(device)
-    src_txt, tgt_txt = texts([e[3] for e in edits]).to(device), texts([e[4] for e in edits]).to(device)
-    w_avg = G.mapping.w_avg
-    offset = mapper(ws, prompt, source_embeds, w_avg).float()
+    offset = mapper(ws, prompt, source_embeds, G.mapping.w_avg).float()
     img = synthesize(G, ws + offset).float()
     emb = guide.augmented_image_features(img, guide_views)
+    with torch.no_grad():
+        source_logits = reader.logits(source_embeds)
     scale = mapper.config.w_scale if hasattr(mapper, "config") else mapper.module.config.w_scale
-    parts = {"clip": cosine_loss(emb, tgt_txt).mean(),
-             "prompt": cosine_loss(emb, prompt).mean(),
-             "direction": directional_loss(emb, source_embeds, tgt_txt, src_txt).mean(),
-             "l2": (offset / scale).square().mean()}
-    if weights.get("pixel"):
-        with torch.no_grad():
-            src_img = synthesize(G, ws).float()
-        parts["pixel"] = (img - src_img).square().mean()
-    loss = sum(weights[k] * v for k, v in parts.items())
+    loss, parts = value_edit_loss(reader, emb, source_logits, [e[0] for e in edits],
+                                  edit_targets(vocabulary, edits).to(device), offset, scale, weights)
     return loss, parts, img
 
 
 @torch.no_grad()
-def validate(mapper, G, guide, texts: PromptTable, val: EditData, out_png: Path,
-             weights: dict[str, float] | None = None) -> dict[str, float]:
-    """Guide losses of one edit per attribute on the validation renders (``val/clip_*``: to the target
-    caption, ``val/prompt_*``: to the prompt, ``val/direction_*``: the directional term against a
-    source/target caption pair of one wording), their means, ``val/guide`` (the three weighted as in
-    training: the selection metric), and a PNG grid."""
-    from generation.editing.guide import cosine_loss, directional_loss
-    from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit, target_caption
-    from hdvila.demo.captions import caption_image
+def validate(mapper, G, guide, reader, texts: PromptTable, vocabulary, val: EditData, out_png: Path,
+             seed: int = 0) -> dict[str, float]:
+    """One edit per editable attribute of every validation image (asked value drawn with ``seed``,
+    never the value read), read by the guide: ``val/read_<a>``, ``val/kept_<a>``, ``val/read``,
+    ``val/kept``, ``val/select`` (:func:`~generation.editing.value_objective.value_metrics`), the mean
+    offset norm in w-spread units (``val/offset``), and a PNG grid (source | one edit per attribute)."""
+    from generation.editing.value_objective import value_metrics
     from hdvila.imageio import save_image
     from hdvila.tensors import image_grid
 
-    rng, pair_rng = np.random.default_rng(0), np.random.default_rng(1)
-    ws, src = val.ws.to(G.mapping.w_avg.device), val.source_embeds.to(G.mapping.w_avg.device)
-    cols, metrics = [synthesize(G, ws).clamp(-1, 1)], {}
-    for attribute in EDIT_ATTRIBUTES:
-        edits = [sample_edit(s, rng, attribute) for s in val.specs]
-        prompts = [edit_prompt(a, v, rng) for a, v in edits]
-        targets = [target_caption(s, a, v, rng) for s, (a, v) in zip(val.specs, edits)]
-        prompt_embeds = texts(prompts).to(ws.device)
-        out = synthesize(G, mapper.edit(ws, prompt_embeds, src, G.mapping.w_avg)).clamp(-1, 1)
-        emb = guide.image_features(out)
-        metrics[f"val/clip_{attribute}"] = float(cosine_loss(emb, texts(targets).to(ws.device)).mean())
-        metrics[f"val/prompt_{attribute}"] = float(cosine_loss(emb, prompt_embeds).mean())
-        keys = pair_rng.integers(1 << 30, size=len(edits)).tolist()
-        pair_src = [caption_image(s, np.random.default_rng(k), "train") for s, k in zip(val.specs, keys)]
-        pair_tgt = [target_caption(s, a, v, np.random.default_rng(k)) for s, (a, v), k in zip(val.specs, edits, keys)]
-        metrics[f"val/direction_{attribute}"] = float(directional_loss(
-            emb, src, texts(pair_tgt).to(ws.device), texts(pair_src).to(ws.device)).mean())
+    rng = np.random.default_rng(seed)
+    device = G.mapping.w_avg.device
+    ws, src = val.ws.to(device), val.source_embeds.to(device)
+    current = reader.current(src)
+    cols, embeds, attrs, targets, norms = [synthesize(G, ws).clamp(-1, 1)], [], [], [], []
+    for attribute in vocabulary.editable:
+        edits = draw_edits(vocabulary, current, rng, attribute=attribute)
+        offset = mapper(ws, texts([e[2] for e in edits]).to(device), src, G.mapping.w_avg).float()
+        out = synthesize(G, ws + offset).clamp(-1, 1)
+        embeds.append(guide.image_features(out))
+        attrs += [e[0] for e in edits]
+        targets.append(edit_targets(vocabulary, edits))
+        norms.append((offset / mapper.config.w_scale).flatten(1).norm(dim=1))
         cols.append(out)
+    metrics = value_metrics(reader, torch.cat(embeds), src.repeat(len(vocabulary.editable), 1), attrs,
+                            torch.cat(targets).to(device))
     k = min(8, len(val))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(torch.stack([c[:k] for c in cols], dim=1).flatten(0, 1), nrow=len(cols)), out_png)
-    kinds = ("clip", "prompt", "direction")
-    for kind in kinds:
-        metrics[f"val/{kind}"] = sum(metrics[f"val/{kind}_{a}"] for a in EDIT_ATTRIBUTES) / len(EDIT_ATTRIBUTES)
-    w = weights or {"clip": 1.0}
-    metrics["val/guide"] = sum(w.get(k, 0.0) * metrics[f"val/{k}"] for k in kinds)
-    return metrics
+    out = {f"val/{k}": v for k, v in metrics.items()}
+    out["val/offset"] = float(torch.cat(norms).mean())
+    return out
 
 
 def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """``--score``: the validation metrics of each mapper folder (no training, no judge); printed."""
+    """``--score``: the validation numbers of each mapper folder (no training, no judge); printed."""
     from generation.editing.mapper import EditMapper
+    from generation.editing.value_objective import ValueReader
     from hdvila.errors import CheckpointError
 
     models = load_models(args)
     G, encoder, guide = models["G"], models["encoder"], models["guide"]
-    val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
-    texts, out = PromptTable(guide), {}
-    weights = loss_weights(args)
+    vocabulary = load_vocabulary(args.attributes)
+    _, val_pixels, _ = load_pixels(argparse.Namespace(**{**vars(args), "train_size": 1}), G.img_resolution)
+    val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
+    texts, reader, out = PromptTable(guide), ValueReader(guide, vocabulary), {}
     for folder in args.score:
         if not (Path(folder) / "config.json").is_file():
             raise CheckpointError(f"{folder} is not a mapper folder (no config.json); give e.g. OUTPUT_DIR/mapper "
                                   f"or OUTPUT_DIR/checkpoint-N/ema.")
         mapper = EditMapper.from_pretrained(folder).eval()
         mapper.check_generator(G)
-        out[folder] = validate(mapper, G, guide, texts, val, Path(args.output_dir) / "score" /
-                               f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png", weights)
-        means = ("val/clip", "val/prompt", "val/direction", "val/guide")
-        print(folder, " ".join(f"{k}={out[folder][k]:.4f}" for k in means), flush=True)
+        out[folder] = validate(mapper, G, guide, reader, texts, vocabulary, val, Path(args.output_dir) / "score" /
+                               f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png", args.seed)
+        print(folder, " ".join(f"{k}={v:.4f}" for k, v in out[folder].items()), flush=True)
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
+    """A fresh mapper for ``G`` and the guide, or ``--init_mapper`` (checked against both)."""
+    from generation.editing.guide import guide_fingerprint
     from generation.editing.mapper import EditMapper, config_for
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
+
+    if args.init_mapper:
+        mapper = EditMapper.from_pretrained(args.init_mapper).float()
+        mapper.check_generator(G, source=f"--generator for --init_mapper {args.init_mapper}")
+        mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim),
+                           source=f"--hdvila for --init_mapper {args.init_mapper}")
+        return mapper
+    # the digest is of the guide really used (a random one under --random_guide)
+    _, w_std = w_statistics(G, 2000)
+    config = config_for(G, guide.hdvila, hidden=args.hidden, vocabulary=vocabulary.words(),
+                        attributes=vocabulary.to_dict(),
+                        w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]))
+    return EditMapper(config)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from generation.editing.value_objective import ValueReader
     from hdvila.modeling_utils import tensors_digest
 
     args = parse_args(argv)
@@ -360,32 +369,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return {"scores": score(args)}
     precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
     accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
+    vocabulary = load_vocabulary(args.attributes)
     models = load_models(args)
     G, encoder, guide = models["G"], models["encoder"], models["guide"]
     device = accelerator.device
     for m in (G, encoder, guide):
         m.to(device)
     torch.manual_seed(args.seed)
-    if args.init_mapper:
-        from generation.editing.guide import guide_fingerprint
-
-        mapper = EditMapper.from_pretrained(args.init_mapper).float()
-        mapper.check_generator(G, source=f"--generator for --init_mapper {args.init_mapper}")
-        mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim),
-                           source=f"--hdvila for --init_mapper {args.init_mapper}")
-    else:  # the digest is of the guide really used (a random one under --random_guide)
-        _, w_std = w_statistics(G, 2000)
-        config = config_for(G, guide.hdvila, hidden=args.hidden,
-                            w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]))
-        mapper = EditMapper(config)
-    cache = Path(args.output_dir) / "cache"
+    mapper = build_mapper(args, G, guide, vocabulary)
+    train_pixels, val_pixels, data_name = load_pixels(args, G.img_resolution)
     tag = "random" if args.random_guide else "hdvila"
-    # The cache is named by the encoder's weights: another encoder in the same output folder inverts afresh.
+    # The cache is named by the data and the encoder's weights: another encoder inverts afresh.
     encoder_digest = tensors_digest(encoder.state_dict().values(), 12)
-    train = invert_renders(G, encoder, guide, "train", args.train_size, args.seed,
-                           cache / f"train-{args.train_size}-{tag}-{encoder_digest}.pt")
-    val = invert_renders(G, encoder, guide, "test", args.val_size, args.seed, None)
-    texts, reader = PromptTable(guide), ZeroShotReader(guide)
+    train = invert_images(G, encoder, guide, train_pixels,
+                          Path(args.output_dir) / "cache" / f"train-{data_name}-{tag}-{encoder_digest}.pt",
+                          f"inverting {len(train_pixels)} training images")
+    val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
+    texts, reader = PromptTable(guide), ValueReader(guide, vocabulary)
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     mapper, opt = accelerator.prepare(mapper, opt)
     ema = EMA(accelerator.unwrap_model(mapper), args.ema_decay)
@@ -410,17 +410,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for micro in range(args.gradient_accumulation_steps):
             idx = sampler.indices(step, micro)[:n_real]
             ws, src = train.ws[idx].to(device), train.source_embeds[idx].to(device)
-            specs = [train.specs[i] for i in idx]
             if n_syn:
                 z = torch.from_numpy(rng.standard_normal((n_syn, G.z_dim)).astype(np.float32)).to(device)
                 with torch.no_grad():
                     syn_ws = G.mapping(z, None)
                     syn_src = guide.image_features(synthesize(G, syn_ws).clamp(-1, 1))
-                specs += [pseudo_spec(r) for r in reader.read(syn_src)]
                 ws, src = torch.cat([ws, syn_ws]), torch.cat([src, syn_src])
-            edits = draw_edits(specs, rng, args.noop_prob)
+            edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob)
             with accelerator.autocast():
-                loss, parts, _ = edit_loss(mapper, G, guide, texts, ws, src, edits, weights, args.guide_views)
+                loss, parts, _ = edit_loss(mapper, G, guide, reader, texts, vocabulary, ws, src, edits, weights,
+                                           args.guide_views)
             accelerator.backward(loss / args.gradient_accumulation_steps)
             stats.report("loss", loss.detach())
             for k, v in parts.items():
@@ -433,8 +432,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[mapper], seen_key="edits_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger, precision=4,
-            validate=lambda step=step: validate(ema.module, G, guide, texts, val,
-                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png", weights))
+            validate=lambda step=step: validate(ema.module, G, guide, reader, texts, vocabulary, val,
+                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
+                                                args.seed))
         result = validation or result
         if stop:
             break

@@ -178,11 +178,13 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
                                                 "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2",
-                                                "--prompt_weight", "1", "--pipeline_dir", str(tmp_path / "pipe"),
+                                                "--pipeline_dir", str(tmp_path / "pipe"),
                                                 *common, "--validation_steps", "2"])
     assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
-    assert {"val/clip", "val/prompt", "val/direction", "val/guide"} <= set(out)
-    assert out["val/guide"] == pytest.approx(out["val/clip"] + out["val/prompt"] + 0.5 * out["val/direction"])
+    attributes = ("shape", "color", "pattern", "size")
+    assert {f"val/{k}_{a}" for k in ("read", "kept") for a in attributes} <= set(out)
+    assert out["val/select"] == pytest.approx((out["val/read"] + out["val/kept"]) / 2)
+    assert out["val/read"] == pytest.approx(sum(out[f"val/read_{a}"] for a in attributes) / 4)
     # --init_mapper starts from a trained mapper: with a zero learning rate its weights come out unchanged.
     tuned = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "tune"), "--max_train_steps", "1",
                                                   "--encoder", enc["encoder"], "--init_mapper", out["mapper"],
@@ -192,8 +194,8 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     with pytest.raises(SystemExit):
         train_mapper.parse_args(["--output_dir", "x", "--init_mapper", out["mapper"], "--random_guide"])
     scored = train_mapper.main(["--output_dir", str(tmp_path / "score"), "--encoder", enc["encoder"], "--val_size", "4",
-                                "--direction_weight", "1", "--score", out["mapper"]])["scores"][out["mapper"]]
-    assert scored["val/guide"] == pytest.approx(scored["val/clip"] + scored["val/direction"])
+                                "--score", out["mapper"]])["scores"][out["mapper"]]
+    assert scored == pytest.approx({k: v for k, v in out.items() if k.startswith("val/")})  # the same numbers
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
     edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64)

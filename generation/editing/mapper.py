@@ -3,17 +3,23 @@
 StyleCLIP's mapper (Patashnik et al., ICCV 2021) is trained per prompt: three MLPs (coarse, medium,
 fine W+ groups) map a latent to its edit offset. Here, as in DeltaEdit (Lyu et al., CVPR 2023) and
 FFCLIP (Zhu et al., NeurIPS 2022), the text is an *input*, so one trained network serves every
-prompt. Design: a text-conditioned mapper trained on prompts drawn from the caption vocabulary, with
-the full target caption of each training image as the HD-VILA guide target (why, and how it
-compares: ``docs/results.md``). For each group, one MLP takes, per W+ vector of the group,
+prompt. For each group, one MLP maps each W+ vector of the group (its offset from ``w_avg`` divided
+by ``w_scale``, the spread of the generator's w, beside a learned embedding of the vector's index) to
+that vector's offset; the last layer is zero-initialised, so the untrained mapper is the identity
+edit. ``ws_edit = ws + strength * offset``: ``strength`` 0 is no edit and 1 the trained edit.
 
-- the vector's offset from ``w_avg`` (scaled by ``w_scale``, the spread of the generator's w),
-- the prompt's HD-VILA text embedding ``t`` [D] and the source image's HD-VILA embedding ``s`` [D]
-  (what the image is now, so the same prompt can mean different moves for different images),
-- a learned embedding of the vector's index,
+How the condition enters (``MapperConfig.condition``):
 
-and returns that vector's offset (last layer zero-initialised: the untrained mapper is the identity
-edit). ``ws_edit = ws + strength * offset``, so ``strength`` 0 is no edit and 1 the trained edit.
+- ``"film"`` (default): the prompt's HD-VILA text embedding ``t`` [D] and the source image's HD-VILA
+  embedding ``s`` [D] (what the image is now: the same prompt means different moves for different
+  images) are each scaled to unit root-mean-square (PixelNorm, as DeltaEdit's condition branch does),
+  and an MLP of their concatenation modulates every hidden layer of every group MLP (FiLM, Perez et
+  al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The condition is then as loud as
+  ``w`` from the first step, and the edit can depend on the asked value at every layer.
+- ``"concat"``: ``t`` and ``s`` concatenated raw beside ``w`` at the input (the first bundled mapper;
+  unit-norm 256-d embeddings are about 0.06 per entry against about 1 for ``w``, so the prompt is
+  ~0.4% of the input variance and a trained mapper learned a nearly prompt-blind offset: kept only
+  to load that mapper).
 
 The mapper records the generator (:mod:`generation.stylegan2.fingerprint`) and the HD-VILA model
 (weights digest) it was trained with, and refuses others.
@@ -44,6 +50,9 @@ class MapperConfig:
     generator_digest: str = ""
     guide_digest: str = ""             # digest of the HD-VILA weights that guided training
     vocabulary: list = field(default_factory=list)  # words of the training prompts (empty: no check)
+    condition: str = "concat"          # "film" (new mappers, config_for) or "concat" (the first bundled mapper)
+    condition_hidden: int = 256        # width of the condition branch ("film")
+    attributes: dict = field(default_factory=dict)  # the editing vocabulary trained on (AttributeVocabulary.to_dict)
 
 
 def config_for(generator: nn.Module, hdvila: nn.Module, **kwargs) -> MapperConfig:
@@ -56,25 +65,52 @@ def config_for(generator: nn.Module, hdvila: nn.Module, **kwargs) -> MapperConfi
 
     fp = generator_fingerprint(generator)
     kwargs.setdefault("vocabulary", vocabulary())
+    kwargs.setdefault("condition", "film")
     return MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                         embed_dim=int(hdvila.config.projection_dim), generator_digest=fp["digest"],
                         guide_digest=guide_fingerprint(hdvila), **kwargs)
 
 
+CONDITIONS = ("film", "concat")
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x [..., C] scaled to unit root-mean-square over C (StyleGAN's PixelNorm)."""
+    return x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
+
+
 class _GroupMLP(nn.Module):
-    def __init__(self, cin: int, hidden: int, cout: int, layers: int):
+    """Per W+ vector: ``layers - 1`` hidden layers (each FiLM-modulated by the condition when
+    ``cond_dim`` > 0) and a zero-initialised output layer."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, layers: int, cond_dim: int = 0):
         super().__init__()
         mods, c = [], cin
-        for _ in range(layers - 1):
+        for _ in range(layers - 1):  # Linear, LeakyReLU pairs (the keys of the first bundled mapper)
             mods += [nn.Linear(c, hidden), nn.LeakyReLU(0.2)]
             c = hidden
         self.body = nn.Sequential(*mods)
+        self.film = None
+        if cond_dim:
+            self.film = nn.Linear(cond_dim, 2 * hidden * (layers - 1))  # gamma, beta per hidden layer
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.out = nn.Linear(c, cout)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(x))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x [N, K, cin], cond [N, cond_dim] (FiLM) -> [N, K, cout]."""
+        linears = self.body[::2]
+        mods = None
+        if self.film is not None:
+            mods = self.film(cond)[:, None].chunk(2 * len(linears), dim=-1)  # each [N, 1, hidden]
+        for i, layer in enumerate(linears):
+            x = layer(x)
+            if mods is not None:
+                x = x * (1 + mods[2 * i]) + mods[2 * i + 1]
+            x = nn.functional.leaky_relu(x, 0.2)
+        return self.out(x)
 
 
 class EditMapper(PretrainedModel):
@@ -93,9 +129,18 @@ class EditMapper(PretrainedModel):
         if covered != list(range(config.num_ws)):
             raise ValueError(f"MapperConfig.groups must cover W+ indices 0..{config.num_ws - 1} once, "
                              f"got {config.groups}")
+        if config.condition not in CONDITIONS:
+            raise ValueError(f"MapperConfig.condition must be one of {CONDITIONS}, got {config.condition!r}")
         self.index_embed = nn.Embedding(config.num_ws, 16)
-        cin = config.w_dim + 2 * config.embed_dim + 16
-        self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers)
+        film = config.condition == "film"
+        self.condition = None
+        if film:  # PixelNorm'd text and source -> the condition vector that modulates every hidden layer
+            h = config.condition_hidden
+            self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
+                                           nn.Linear(h, h), nn.LeakyReLU(0.2))
+        cin = config.w_dim + 16 + (0 if film else 2 * config.embed_dim)
+        self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers,
+                                                   config.condition_hidden if film else 0)
                                    for name, idx in config.groups.items() if idx})
 
     def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
@@ -131,12 +176,16 @@ class EditMapper(PretrainedModel):
                              f"got {tuple(text.shape)}, {tuple(source.shape)}")
         dtype = self.index_embed.weight.dtype
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
-        cond = torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1)
         idx = self.index_embed.weight[None].expand(n, -1, -1)
-        x = torch.cat([w, cond, idx], dim=2)
+        if self.condition is not None:
+            x = torch.cat([w, idx], dim=2)
+            cond = self.condition(torch.cat([pixel_norm(text.to(dtype)), pixel_norm(source.to(dtype))], dim=1))
+        else:
+            x = torch.cat([w, torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1), idx], dim=2)
+            cond = None
         parts, order = [], []
         for name, mlp in self.mlps.items():
-            parts.append(mlp(x[:, c.groups[name]]))
+            parts.append(mlp(x[:, c.groups[name]], cond))
             order += list(c.groups[name])
         out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))]  # back to W+ order
         return out * c.w_scale
