@@ -9,7 +9,9 @@ training; ``--refine-steps N`` inverts with the encoder followed by N projector 
 ``--inversion N`` also measures the inversion PSNR of the encoder, of N projector steps from
 ``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal
 consistency on N test videos: one edit as a clip against the same edit frame by frame
-(frame-to-frame change relative to the source, judge flips, success per frame).
+(frame-to-frame change relative to the source, judge flips, success per frame). ``--value-share N``
+also measures, on N test renders, the share of the mapper offset's energy that varies with the asked
+value, per attribute (0: the mapper ignores the value).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure inversion PSNR: encoder, N projector steps, encoder + N steps")
     parser.add_argument("--clips", type=int, default=0, metavar="N", help="also evaluate clip editing on N test videos")
     parser.add_argument("--clip-frames", type=int, default=16, help="frames per test video (default 16)")
+    parser.add_argument("--value-share", type=int, default=0, metavar="N",
+                        help="also measure how much of the mapper's offset varies with the asked value (N renders)")
     parser.add_argument("--device", default=None)
 
 
@@ -61,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if bad or (not methods and args.methods != "none"):
         raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)} (or 'none'); "
                         f"got {args.methods!r}")
-    if args.num < 0 or (args.num == 0 and not (args.clips or args.inversion)):
-        raise UserError(f"--num must be >= 1 (or 0 with --clips or --inversion), got {args.num}")
+    if args.num < 0 or (args.num == 0 and not (args.clips or args.inversion or args.value_share)):
+        raise UserError(f"--num must be >= 1 (or 0 with --clips, --inversion or --value-share), got {args.num}")
     if args.clips < 0 or args.clip_frames < 2:
         raise UserError("--clips must be >= 0 and --clip-frames >= 2")
+    if args.value_share < 0:
+        raise UserError(f"--value-share must be >= 0, got {args.value_share}")
     if args.refine_steps < 0:
         raise UserError(f"--refine-steps must be >= 0, got {args.refine_steps}")
     if args.guide_views is not None and args.guide_views < 0:
@@ -92,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
                                          method="optimize" if methods and methods[0] == "optimize" else "mapper",
                                          steps=args.steps)
         print(format_clip_table(result["clips"]))
+    if args.value_share:
+        from generation.editing.evaluate import offset_value_share
+
+        if pipe.mapper is None:
+            raise UserError("--value-share measures the mapper, and this pipeline has none.")
+        result["value_share"] = offset_value_share(pipe, num=args.value_share, seed=args.seed)
+        print("share of the mapper offset's energy that varies with the asked value: "
+              + ", ".join(f"{a} {100 * v:.1f}%" for a, v in result["value_share"].items()))
     if args.json:
         from hdvila.atomic import atomic_write_text
 

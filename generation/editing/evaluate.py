@@ -7,7 +7,13 @@ the render; the judge (never used in training or model selection) then reads the
 
 - **success**: the judge reads the target value of the edited attribute;
 - **preservation**: the judge reads every other attribute as on the source render, and also as on
-  the reconstruction (the second separates what the edit changed from what inversion lost).
+  the reconstruction (the second separates what the edit changed from what inversion lost);
+- beside them, **guide read**: the editing guide's own zero-shot reading of the edit
+  (:class:`~generation.editing.value_objective.ValueReader`, the training scripts' selection signal)
+  names the asked value. Where it is high and the judge's success low, the edit fools the guide.
+
+:func:`offset_value_share` measures whether the mapper's offset depends on the asked value: the
+share of the offset's energy that varies across an attribute's values, for the same source.
 
 Methods: ``mapper``, ``optimize`` (``steps`` Adam steps) and ``mapper+optimize`` (the mapper's edit,
 then ``refine`` optimisation steps from it), and ``reconstruction``: no edit at all, the baseline that
@@ -66,6 +72,10 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     from generation.data import render_demo_images
     from hdvila.demo.attributes import ATTRIBUTES
 
+    from generation.editing.value_objective import ValueReader
+    from generation.presets import demo_vocabulary
+
+    reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
     ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps)
@@ -95,23 +105,60 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
                 print(f"{method}: {min(b + batch_size, len(cases))}/{len(cases)} edits", flush=True)
         images = torch.cat(images)
         read = _read(judge, images)
-        rows = {a: {"success": [], "kept_source": [], "kept_reconstruction": []}
+        guide_read = _guide_read(pipe, reader, images)
+        rows = {a: {"success": [], "kept_source": [], "kept_reconstruction": [], "guide_read": []}
                 for a in ("shape", "color", "pattern", "size")}
         for j, (i, attribute, value, _) in enumerate(cases):
             r = rows[attribute]
             r["success"].append(int(read[attribute][j]) == ATTRIBUTES[attribute].index(value))
+            r["guide_read"].append(int(guide_read[attribute][j]) == ATTRIBUTES[attribute].index(value))
             others = [k for k in read if k != attribute]
             r["kept_source"].append(all(int(read[k][j]) == int(src_read[k][i]) for k in others))
             r["kept_reconstruction"].append(all(int(read[k][j]) == int(rec_read[k][i]) for k in others))
         summary = {a: {k: float(np.mean(v)) for k, v in r.items()} for a, r in rows.items()}
-        summary["all"] = {k: float(np.mean([summary[a][k] for a in rows])) for k in ("success", "kept_source",
-                                                                                        "kept_reconstruction")}
+        summary["all"] = {k: float(np.mean([summary[a][k] for a in rows]))
+                          for k in ("success", "kept_source", "kept_reconstruction", "guide_read")}
         result["methods"][method] = summary
         result["figure"][method] = images[: 4 * min(num, 6)]
     result["figure"]["source"] = x[: min(num, 6)]
     result["figure"]["reconstruction"] = rec[: min(num, 6)]
     result["figure"]["prompts"] = [c[3] for c in cases[: 4 * min(num, 6)]]
     return result
+
+
+@torch.no_grad()
+def _guide_read(pipe, reader, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The guide's zero-shot reading (value index per attribute) of images [N, 3, H, W] in [-1, 1]."""
+    embeds = torch.cat([pipe.guide.image_features(images[i:i + batch_size].to(pipe.device)).cpu()
+                        for i in range(0, len(images), batch_size)])
+    return reader.read(embeds)
+
+
+@torch.no_grad()
+def offset_value_share(pipe, *, num: int = 32, seed: int = 0) -> dict[str, float]:
+    """Does the mapper's offset depend on the asked value? For ``num`` test renders and each edit
+    attribute, the offsets ``o_v`` [num_ws, w_dim] for a prompt naming each value ``v`` (training
+    wording, drawn once per value): the share of their energy that varies with the value,
+    ``sum_v |o_v - mean_v o|^2 / sum_v |o_v|^2`` summed over the renders (0: the same offset whatever
+    is asked; 1: offsets that cancel on average). -> attribute -> share in [0, 1]."""
+    from generation.data import render_demo_images
+    from generation.presets import demo_vocabulary
+
+    vocabulary = demo_vocabulary()
+    x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
+    ws, _, rec = pipe.invert(x)
+    ws = ws.to(pipe.device)
+    source = pipe.guide.image_features(rec.to(pipe.device))
+    w_avg = pipe.generator.mapping.w_avg
+    rng = np.random.default_rng(seed + 11)
+    out = {}
+    for attribute in vocabulary.editable:
+        prompts = [vocabulary.edit_prompt(attribute, v, rng, "train") for v in vocabulary.values(attribute)]
+        text = pipe.guide.text_features(prompts)
+        offsets = torch.stack([pipe.mapper(ws, t.expand(len(ws), -1), source, w_avg).float() for t in text], 1)
+        varying = (offsets - offsets.mean(dim=1, keepdim=True)).square().sum()
+        out[attribute] = float(varying / offsets.square().sum().clamp_min(1e-12))
+    return out
 
 
 def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
@@ -211,12 +258,13 @@ def format_table(result: dict[str, Any]) -> str:
              f"encoder inversion PSNR {result['inversion_psnr']:.2f} dB",
              "inversion (no edit) keeps, judged against the source: "
              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["inversion_kept"].items()), "",
-             "| method | attribute | success | others kept (vs source) | others kept (vs reconstruction) |",
-             "|---|---|---|---|---|"]
+             "| method | attribute | success (judge) | guide reads the asked value | others kept (vs source) "
+             "| others kept (vs reconstruction) |",
+             "|---|---|---|---|---|---|"]
     for method, summary in result["methods"].items():
         for a, r in summary.items():
-            lines.append(f"| {method} | {a} | {100 * r['success']:.1f}% | {100 * r['kept_source']:.1f}% | "
-                         f"{100 * r['kept_reconstruction']:.1f}% |")
+            lines.append(f"| {method} | {a} | {100 * r['success']:.1f}% | {100 * r['guide_read']:.1f}% | "
+                         f"{100 * r['kept_source']:.1f}% | {100 * r['kept_reconstruction']:.1f}% |")
     return "\n".join(lines)
 
 
