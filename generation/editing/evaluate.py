@@ -70,10 +70,9 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     :func:`~generation.editing.optimize.optimize_edit` (e.g. ``guide_views``)."""
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
-    from hdvila.demo.attributes import ATTRIBUTES
-
     from generation.editing.value_objective import ValueReader
     from generation.presets import demo_vocabulary
+    from hdvila.demo.attributes import ATTRIBUTES
 
     reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
