@@ -245,7 +245,7 @@ class AppState:
 
         import numpy as np
 
-        from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit
+        from generation.presets import demo_vocabulary
         from hdvila.demo.dataset import DemoImageDataset
         from hdvila.imageio import save_image
 
@@ -255,10 +255,12 @@ class AppState:
 
         def render(folder: Path) -> list[list[str]]:
             ds, rng, rows = DemoImageDataset("test", EXAMPLES, resolution=res), np.random.default_rng(0), []
+            vocabulary = demo_vocabulary()
             for i in range(EXAMPLES):
-                attribute, value = sample_edit(ds.spec(i), rng, EDIT_ATTRIBUTES[i % len(EDIT_ATTRIBUTES)])
+                attribute = vocabulary.editable[i % len(vocabulary.editable)]
+                _, value = vocabulary.sample_edit({attribute: getattr(ds.spec(i), attribute)}, rng, attribute)
                 save_image(ds[i]["image"], folder / f"example_{i}.png")
-                rows.append([f"example_{i}.png", edit_prompt(attribute, value, rng)])
+                rows.append([f"example_{i}.png", vocabulary.edit_prompt(attribute, value, rng)])
             return rows
 
         return self._cached_examples(self.cache_dir / f"edit-examples-{res}", render)

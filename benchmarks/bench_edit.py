@@ -30,13 +30,14 @@ def build(device: str):
     import torch
 
     from generation.editing.pipeline_edit import EditPipeline
+    from generation.presets import demo_vocabulary
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import bundled
 
     G = load_stylegan2(bundled("stylegan2-demo64")).float().eval()
     hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).float().eval()
-    pipe = EditPipeline.untrained(G, hdvila).to(device)
+    pipe = EditPipeline.untrained(G, hdvila, vocabulary=demo_vocabulary()).to(device)
     for component in pipe.components.values():  # a Pipeline is not a Module: each network goes to eval mode
         if isinstance(component, torch.nn.Module):
             component.eval()

@@ -354,10 +354,16 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
         return mapper
     # the digest is of the guide really used (a random one under --random_guide)
     _, w_std = w_statistics(G, 2000)
-    config = config_for(G, guide.hdvila, hidden=args.hidden, vocabulary=vocabulary.words(),
-                        attributes=vocabulary.to_dict(),
+    config = config_for(G, guide.hdvila, vocabulary=vocabulary, hidden=args.hidden,
                         w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]))
     return EditMapper(config)
+
+
+def condition_statistics(mapper, guide, vocabulary, train: "EditData") -> None:
+    """A fresh mapper's condition standardisation: every training prompt, and the training images."""
+    prompts = sorted({p for _, _, p in vocabulary.all_prompts("train")})
+    mapper.set_condition_statistics(torch.cat([guide.text_features(prompts[i:i + 256]).cpu()
+                                               for i in range(0, len(prompts), 256)]), train.source_embeds)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -385,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           Path(args.output_dir) / "cache" / f"train-{data_name}-{tag}-{encoder_digest}.pt",
                           f"inverting {len(train_pixels)} training images")
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
+    if not args.init_mapper and mapper.condition is not None:
+        condition_statistics(mapper, guide, vocabulary, train)
     texts, reader = PromptTable(guide), ValueReader(guide, vocabulary)
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     mapper, opt = accelerator.prepare(mapper, opt)

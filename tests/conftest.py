@@ -73,13 +73,14 @@ def small_edit_pipeline(folder) -> str:
     """An EditPipeline folder on the bundled generator and hdvila-mini with a small, randomly
     initialised encoder and a mapper whose medium-group output is made non-zero (a visible edit)."""
     from generation.editing.pipeline_edit import EditPipeline
+    from generation.presets import demo_vocabulary
     from generation.stylegan2.convert import load_stylegan2
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import bundled
 
     torch.manual_seed(0)
     pipe = EditPipeline.untrained(load_stylegan2(bundled("stylegan2-demo64")),
-                                  HDVILAModel.from_pretrained(bundled("hdvila-mini")),
+                                  HDVILAModel.from_pretrained(bundled("hdvila-mini")), vocabulary=demo_vocabulary(),
                                   encoder_kwargs={"channels": 8, "head_channels": 16}, mapper_kwargs={"hidden": 32})
     torch.nn.init.normal_(pipe.mapper.mlps["medium"].out.weight, std=0.5)
     return str(pipe.save_pretrained(folder))

@@ -13,7 +13,7 @@ from generation.editing.guide import HDVILAGuide, directional_loss, guide_finger
 from generation.editing.mapper import EditMapper, MapperConfig
 from generation.editing.optimize import optimize_edit
 from generation.editing.pipeline_edit import EditPipeline
-from generation.editing.prompts import all_prompts, edit_prompt, sample_edit, vocabulary
+from generation.presets import demo_vocabulary
 from generation.stylegan2.fingerprint import generator_fingerprint
 from hdvila.configuration_hdvila import HDVILAConfig
 from hdvila.errors import CheckpointError, TextInputError, UserError
@@ -34,7 +34,7 @@ def parts():
     fp = generator_fingerprint(G)
     mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                                      embed_dim=16, hidden=32, generator_digest=fp["digest"],
-                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary()))
+                                     guide_digest=guide_fingerprint(hdvila), vocabulary=demo_vocabulary().words()))
     torch.nn.init.normal_(mapper.mlps["medium"].out.weight, std=0.05)  # a non-identity edit to test with
     return G, hdvila, processor, encoder, mapper
 
@@ -73,17 +73,36 @@ def test_mapper_strength_and_identity(parts):
         mapper.check_guide("0" * 16, 16)
 
 
+def test_config_for_records_the_vocabulary_given(parts):
+    from generation.editing.mapper import config_for
+
+    G, hdvila, *_ = parts
+    bare = config_for(G, hdvila, hidden=32)
+    assert bare.vocabulary == [] and bare.attributes == {} and bare.hidden == 32 and bare.condition == "film"
+    assert bare.guide_digest == guide_fingerprint(hdvila)
+    assert bare.generator_digest == generator_fingerprint(G)["digest"]
+    vocab = demo_vocabulary()
+    config = config_for(G, hdvila, vocab, hidden=32)
+    assert config.vocabulary == vocab.words() and config.attributes == vocab.to_dict() and config.hidden == 32
+    pipe = EditPipeline.untrained(G, hdvila, vocabulary=vocab, encoder_kwargs={"channels": 8, "head_channels": 8},
+                                  mapper_kwargs={"hidden": 32})
+    assert pipe.vocabulary == vocab.words() and pipe.prompt_notes("qwzx blorf")
+    assert EditPipeline.untrained(G, hdvila, encoder_kwargs={"channels": 8, "head_channels": 8},
+                                  mapper_kwargs={"hidden": 32}).vocabulary is None
+
+
 def test_prompts_and_vocabulary():
     from hdvila.demo.dataset import sample_image_spec
 
+    vocab = demo_vocabulary()
     rng = np.random.default_rng(0)
     spec = sample_image_spec("test", 0, 3)
-    attribute, value = sample_edit(spec, rng, "color")
+    attribute, value = vocab.sample_edit({"color": spec.color}, rng, "color")
     assert attribute == "color" and value != spec.color
-    assert edit_prompt("pattern", "striped", np.random.default_rng(1)) in {p for _, _, p in all_prompts()}
-    held = {p for _, _, p in all_prompts("heldout")}
-    assert held and not held & {p for _, _, p in all_prompts("train")}
-    assert "striped" in vocabulary() and "pinstriped" not in vocabulary()
+    assert vocab.edit_prompt("pattern", "striped", np.random.default_rng(1)) in {p for _, _, p in vocab.all_prompts()}
+    held = {p for _, _, p in vocab.all_prompts("heldout")}
+    assert held and not held & {p for _, _, p in vocab.all_prompts("train")}
+    assert "striped" in vocab.words() and "pinstriped" not in vocab.words()
 
 
 def test_optimize_edit_moves_towards_text(parts):
@@ -428,7 +447,7 @@ def test_clip_edit_uses_one_offset_and_smooths(parts):
 
 
 def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):
-    from generation.editing.evaluate import comparison_figure, evaluate_edits, format_table
+    from generation.presets.demo_eval import comparison_figure, evaluate_edits, format_table
     from hdvila.judge.model import load_judge
 
     G, hdvila, processor, encoder, mapper = parts

@@ -1,4 +1,4 @@
-"""``hdvila eval-guide`` and :mod:`generation.editing.guide_eval`: zero-shot attribute reading of demo
+"""``hdvila eval-guide`` and :mod:`generation.presets.demo_guide_eval`: zero-shot attribute reading of demo
 stills by an HD-VILA model, through the processor path and the editing guide's path."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from apps.cli import main
-from generation.editing.guide_eval import (
+from generation.presets.demo_guide_eval import (
     ATTRIBUTE_ORDER,
     MODES,
     PATHS,
@@ -87,7 +87,7 @@ def test_bad_options_are_one_line_errors(tiny_dir, capsys):
 @pytest.mark.parametrize("resolution", [32, 64, 72])  # 64: the model's own hr_size, where the paths once differed
 def test_processor_and_guide_paths_embed_alike(tiny, resolution):
     from generation.data import render_demo_images
-    from generation.editing.guide_eval import embed_images
+    from generation.presets.demo_guide_eval import embed_images
     from hdvila.tensors import uint8_to_unit
 
     model, processor = tiny

@@ -33,7 +33,7 @@ def edit_pipe():
     from generation.editing.guide import guide_fingerprint
     from generation.editing.mapper import EditMapper, MapperConfig
     from generation.editing.pipeline_edit import EditPipeline
-    from generation.editing.prompts import vocabulary
+    from generation.presets import demo_vocabulary
     from generation.stylegan2.fingerprint import generator_fingerprint
     from hdvila.configuration_hdvila import HDVILAConfig
     from hdvila.modeling_hdvila import HDVILAModel
@@ -46,7 +46,7 @@ def edit_pipe():
     fp = generator_fingerprint(G)
     mapper = EditMapper(MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                                      embed_dim=16, hidden=32, generator_digest=fp["digest"],
-                                     guide_digest=guide_fingerprint(hdvila), vocabulary=vocabulary()))
+                                     guide_digest=guide_fingerprint(hdvila), vocabulary=demo_vocabulary().words()))
     torch.nn.init.normal_(mapper.mlps["medium"].out.weight, std=0.05)
     return EditPipeline(hdvila=hdvila, processor=HDVILAProcessor.from_config(hdvila.config), generator=G,
                         encoder=LatentEncoder(config_for_generator(G, channels=8, head_channels=8)), mapper=mapper)

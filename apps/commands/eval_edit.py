@@ -1,5 +1,5 @@
 """``hdvila eval-edit [--model DIR] [--num 200] [--methods mapper,optimize]``: measure an edit pipeline
-on held-out demo renders with the attribute judge (:func:`generation.editing.evaluate.evaluate_edits`).
+on held-out demo renders with the attribute judge (:func:`generation.presets.demo_eval.evaluate_edits`).
 
 Per method and edited attribute: success (the judge reads the asked value) and preservation (the
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from apps.pipelines import load_edit_pipeline
-    from generation.editing.evaluate import METHODS, comparison_figure, evaluate_edits, format_table
+    from generation.presets.demo_eval import METHODS, comparison_figure, evaluate_edits, format_table
     from hdvila.judge.model import load_judge
 
     methods = () if args.methods == "none" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     judge = load_judge(args.judge)
     result = {}
     if args.inversion:
-        from generation.editing.evaluate import evaluate_inversion, format_inversion_table
+        from generation.presets.demo_eval import evaluate_inversion, format_inversion_table
 
         result["inversion"] = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed)
         print(format_inversion_table(result["inversion"]))
@@ -92,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
         if args.figure:
             print(f"wrote {comparison_figure(edits, args.figure, methods[0])}")
     if args.clips:
-        from generation.editing.evaluate import evaluate_clips, format_clip_table
+        from generation.presets.demo_eval import evaluate_clips, format_clip_table
 
         result["clips"] = evaluate_clips(pipe, judge, num=args.clips, frames=args.clip_frames, seed=args.seed,
                                          method="optimize" if methods and methods[0] == "optimize" else "mapper",
                                          steps=args.steps)
         print(format_clip_table(result["clips"]))
     if args.value_share:
-        from generation.editing.evaluate import offset_value_share
+        from generation.presets.demo_eval import offset_value_share
 
         if pipe.mapper is None:
             raise UserError("--value-share measures the mapper, and this pipeline has none.")

@@ -1,6 +1,6 @@
 """``hdvila eval-guide [--model DIR] [--num N] [--resolution 64] [--wording train|heldout]``: what an
 HD-VILA model reads off still renders zero-shot, attribute by attribute
-(:func:`generation.editing.guide_eval.evaluate_guide_reading`).
+(:func:`generation.presets.demo_guide_eval.evaluate_guide_reading`).
 
 For each of N held-out test-split renders at the generator's resolution and each attribute (shape,
 colour, pattern, size, background), candidate texts name every value of the attribute; the reading
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.editing.guide_eval import evaluate_guide_reading, format_table
+    from generation.presets.demo_guide_eval import evaluate_guide_reading, format_table
     from hdvila.device import get_device
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import resolve_model_path

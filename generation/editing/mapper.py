@@ -12,10 +12,14 @@ How the condition enters (``MapperConfig.condition``):
 
 - ``"film"`` (default): the prompt's HD-VILA text embedding ``t`` [D] and the source image's HD-VILA
   embedding ``s`` [D] (what the image is now: the same prompt means different moves for different
-  images) are each scaled to unit root-mean-square (PixelNorm, as DeltaEdit's condition branch does),
-  and an MLP of their concatenation modulates every hidden layer of every group MLP (FiLM, Perez et
-  al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The condition is then as loud as
-  ``w`` from the first step, and the edit can depend on the asked value at every layer.
+  images) are each standardised by the statistics of the training prompts and images
+  (:meth:`EditMapper.set_condition_statistics`; buffers saved with the weights) and scaled to unit
+  root-mean-square (PixelNorm, as DeltaEdit's condition branch does), and an MLP of their
+  concatenation modulates every hidden layer of every group MLP (FiLM, Perez et al., AAAI 2018:
+  ``h * (1 + gamma) + beta``, both zero-initialised). The condition is then as loud as ``w`` from the
+  first step, and the edit can depend on the asked value at every layer. (Standardising matters:
+  prompts naming different colours share most of their embedding, cosine ~0.9, so raw embeddings
+  differ by a few percent of their norm, and a mapper trained on them learned no colour.)
 - ``"concat"``: ``t`` and ``s`` concatenated raw beside ``w`` at the input (the first bundled mapper;
   unit-norm 256-d embeddings are about 0.06 per entry against about 1 for ``w``, so the prompt is
   ~0.4% of the input variance and a trained mapper learned a nearly prompt-blind offset: kept only
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from generation.editing.attributes import AttributeVocabulary
 from hdvila.errors import CheckpointError
 from hdvila.modeling_utils import PretrainedModel
 
@@ -55,16 +60,19 @@ class MapperConfig:
     attributes: dict = field(default_factory=dict)  # the editing vocabulary trained on (AttributeVocabulary.to_dict)
 
 
-def config_for(generator: nn.Module, hdvila: nn.Module, **kwargs) -> MapperConfig:
+def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVocabulary | None = None,
+               **kwargs) -> MapperConfig:
     """A :class:`MapperConfig` for ``generator`` and the HD-VILA model that guides it: sizes and both
-    digests from the models, the caption vocabulary of :mod:`generation.editing.prompts` unless
-    ``vocabulary`` is given; other fields from ``kwargs``."""
+    digests from the models. ``vocabulary`` (an :class:`AttributeVocabulary`, e.g. the demo's
+    :func:`generation.presets.demo_vocabulary`) fills the ``vocabulary`` field with its words (what
+    prompts are checked against) and ``attributes`` with its :meth:`~AttributeVocabulary.to_dict`;
+    None leaves both empty (no check). Other fields from ``kwargs``."""
     from generation.editing.guide import guide_fingerprint
-    from generation.editing.prompts import vocabulary
     from generation.stylegan2.fingerprint import generator_fingerprint
 
     fp = generator_fingerprint(generator)
-    kwargs.setdefault("vocabulary", vocabulary())
+    if vocabulary is not None:
+        kwargs.update(vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
     kwargs.setdefault("condition", "film")
     return MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                         embed_dim=int(hdvila.config.projection_dim), generator_digest=fp["digest"],
@@ -134,7 +142,9 @@ class EditMapper(PretrainedModel):
         self.index_embed = nn.Embedding(config.num_ws, 16)
         film = config.condition == "film"
         self.condition = None
-        if film:  # PixelNorm'd text and source -> the condition vector that modulates every hidden layer
+        if film:  # standardised, PixelNorm'd text and source -> the vector that modulates every hidden layer
+            for name, value in (("text_mean", 0.0), ("text_std", 1.0), ("source_mean", 0.0), ("source_std", 1.0)):
+                self.register_buffer(name, torch.full((config.embed_dim,), value))
             h = config.condition_hidden
             self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
                                            nn.Linear(h, h), nn.LeakyReLU(0.2))
@@ -142,6 +152,22 @@ class EditMapper(PretrainedModel):
         self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers,
                                                    config.condition_hidden if film else 0)
                                    for name, idx in config.groups.items() if idx})
+
+    @torch.no_grad()
+    def set_condition_statistics(self, text_embeds: torch.Tensor, source_embeds: torch.Tensor,
+                                 floor: float = 0.1) -> None:
+        """Standardise the condition by these embeddings ("film" mappers): text_embeds [P, D] (the
+        training prompts), source_embeds [N, D] (the training images). Each dimension's std is floored
+        at ``floor`` x the mean std, so a prompt unlike the training ones is not blown up."""
+        if self.condition is None:
+            raise ValueError("only a 'film' mapper standardises its condition")
+        for prefix, x in (("text", text_embeds), ("source", source_embeds)):
+            x = x.float().to(self.text_mean.device)
+            if x.ndim != 2 or x.shape[1] != self.config.embed_dim or x.shape[0] < 2:
+                raise ValueError(f"{prefix} embeddings must be [>= 2, {self.config.embed_dim}], got {tuple(x.shape)}")
+            std = x.std(dim=0)
+            getattr(self, f"{prefix}_mean").copy_(x.mean(dim=0))
+            getattr(self, f"{prefix}_std").copy_(std.clamp_min(floor * float(std.mean())))
 
     def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
         from generation.stylegan2.fingerprint import check_generator_fits
@@ -179,7 +205,9 @@ class EditMapper(PretrainedModel):
         idx = self.index_embed.weight[None].expand(n, -1, -1)
         if self.condition is not None:
             x = torch.cat([w, idx], dim=2)
-            cond = self.condition(torch.cat([pixel_norm(text.to(dtype)), pixel_norm(source.to(dtype))], dim=1))
+            text = (text.to(dtype) - self.text_mean) / self.text_std
+            source = (source.to(dtype) - self.source_mean) / self.source_std
+            cond = self.condition(torch.cat([pixel_norm(text), pixel_norm(source)], dim=1))
         else:
             x = torch.cat([w, torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1), idx], dim=2)
             cond = None

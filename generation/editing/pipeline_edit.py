@@ -89,17 +89,19 @@ class EditPipeline(Pipeline):
         self._guide = None
 
     @classmethod
-    def untrained(cls, generator, hdvila, *, encoder_kwargs: dict | None = None,
+    def untrained(cls, generator, hdvila, *, vocabulary=None, encoder_kwargs: dict | None = None,
                   mapper_kwargs: dict | None = None) -> "EditPipeline":
         """A pipeline on ``generator`` and ``hdvila`` with a freshly initialised encoder and mapper
         configured for them (the starting point of training, and for speed measurements; the mapper's
-        zero-initialised output makes every edit the reconstruction until it is trained)."""
+        zero-initialised output makes every edit the reconstruction until it is trained). ``vocabulary``:
+        the mapper's :class:`~generation.editing.attributes.AttributeVocabulary` (None: no prompt check),
+        see :func:`~generation.editing.mapper.config_for`."""
         from generation.editing.encoder import LatentEncoder, config_for_generator
         from generation.editing.mapper import EditMapper, config_for
         from hdvila.processing_hdvila import HDVILAProcessor
 
         encoder = LatentEncoder(config_for_generator(generator, **(encoder_kwargs or {})))
-        mapper = EditMapper(config_for(generator, hdvila, **(mapper_kwargs or {})))
+        mapper = EditMapper(config_for(generator, hdvila, vocabulary, **(mapper_kwargs or {})))
         return cls(hdvila=hdvila.eval(), processor=HDVILAProcessor.from_config(hdvila.config), generator=generator,
                    encoder=encoder, mapper=mapper)
 

@@ -1,30 +1,68 @@
-"""The demo domain (flat-coloured shapes) as an editing vocabulary.
+"""The demo domain (flat-coloured shapes) as an editing vocabulary, and its edit prompts.
 
 Editable: shape, color, pattern, size (values in :data:`hdvila.demo.attributes.ATTRIBUTES` order, wordings from
-the caption synonym tables, edit templates from :data:`generation.editing.prompts.TEMPLATES`); background is read
-and kept, never edited. Its prompts are exactly those of :mod:`generation.editing.prompts` and
-:func:`hdvila.demo.captions.value_prompts`.
+the caption synonym tables of :mod:`hdvila.demo.captions`, edit templates from :data:`TEMPLATES`); background is
+read and kept, never edited. Its reading prompts are exactly :func:`hdvila.demo.captions.value_prompts`.
+
+An edit prompt names the new value of one attribute the way a user types it ("make it crimson", "a star", "with
+stripes"): :meth:`AttributeVocabulary.edit_prompt <generation.editing.attributes.AttributeVocabulary.edit_prompt>`
+of :func:`demo_vocabulary`. ``wording="train"`` draws a training synonym and a training template,
+``wording="heldout"`` a held-out synonym and a held-out template, so an evaluation with held-out wordings uses
+words and phrasings the editor never saw. Draw edits with ``demo_vocabulary().sample_edit({attribute: value}, rng,
+attribute)``, list every prompt with ``.all_prompts()`` and the trained words with ``.words()``.
+
+Only what needs a demo :class:`~hdvila.demo.attributes.ImageSpec` lives here as functions: :func:`edited_spec`,
+and :func:`target_caption`, the full caption of the source image with one attribute changed (the training
+signal of a mapper on renders whose attributes are known).
 """
 
 from __future__ import annotations
 
-from generation.editing.attributes import DEFAULT_TEMPLATES, Attribute, AttributeVocabulary
-from generation.editing.prompts import TEMPLATES
-from hdvila.demo.attributes import ATTRIBUTES
-from hdvila.demo.captions import SHORT_TEMPLATES, WORDS
+import dataclasses
 
+import numpy as np
+
+from generation.editing.attributes import DEFAULT_TEMPLATES, Attribute, AttributeVocabulary
+from hdvila.demo import captions
+from hdvila.demo.attributes import ATTRIBUTES, SIZE_RADIUS, ImageSpec
+
+#: The editable attributes, in the order the demo samples edits from.
+EDIT_ATTRIBUTES = ("shape", "color", "pattern", "size")
+#: Their synonym tables, attribute -> value -> (training wordings, held-out wordings).
+WORDS = {a: captions.WORDS[a] for a in EDIT_ATTRIBUTES}
+#: attribute -> (training templates, held-out templates); {w} is the value's wording, {a} with its article.
+TEMPLATES = {
+    "shape": (["{a}", "turn it into {a}", "make it {a}", "{a} instead"], ["reshape it as {a}"]),
+    "color": (["{w}", "make it {w}", "a {w} one", "paint it {w}", "{w} colored"], ["recolor it {w}"]),
+    "pattern": (["{w}", "make it {w}", "{a}", "a {w} one"], ["give it a {w} look"]),
+    "size": (["{w}", "make it {w}", "a {w} one", "{w} sized"], ["rescale it to be {w}"]),
+}
 #: Attribute order: the editable ones in the order the demo samples edits from, then the background.
-ORDER = ("shape", "color", "pattern", "size", "background")
+ORDER = (*EDIT_ATTRIBUTES, "background")
 
 
 def demo_vocabulary() -> AttributeVocabulary:
     """The demo domain's :class:`~generation.editing.attributes.AttributeVocabulary`."""
     attributes = []
     for name in ORDER:
-        values, table = ATTRIBUTES[name], WORDS[name]
+        values, table = ATTRIBUTES[name], captions.WORDS[name]
         train_t, heldout_t = TEMPLATES.get(name, ((), ()))
         attributes.append(Attribute(
             name=name, values=values, wordings={v: tuple(table[v][0]) for v in values},
             heldout={v: tuple(table[v][1]) for v in values}, templates=tuple(train_t) or DEFAULT_TEMPLATES,
-            heldout_templates=tuple(heldout_t), read_template=SHORT_TEMPLATES[name], editable=name in TEMPLATES))
+            heldout_templates=tuple(heldout_t), read_template=captions.SHORT_TEMPLATES[name],
+            editable=name in TEMPLATES))
     return AttributeVocabulary(attributes, source="the demo vocabulary")
+
+
+def edited_spec(spec: ImageSpec, attribute: str, value: str) -> ImageSpec:
+    """``spec`` with one attribute set to ``value`` (a size change also sets the radius)."""
+    spec = dataclasses.replace(spec, **{attribute: value})
+    if attribute == "size":
+        spec = dataclasses.replace(spec, radius=SIZE_RADIUS[value])
+    return spec
+
+
+def target_caption(spec: ImageSpec, attribute: str, value: str, rng: np.random.Generator) -> str:
+    """A training-wording caption of ``spec`` with ``attribute`` = ``value``."""
+    return captions.caption_image(edited_spec(spec, attribute, value), rng, "train")

@@ -2,8 +2,8 @@
 
 For each of ``num`` test-split renders (attribute combinations never seen in training) and each edit
 attribute (shape, colour, pattern, size), a new value is drawn and worded as a prompt (training or
-held-out wording, :mod:`generation.editing.prompts`). Every method edits the encoder's inversion of
-the render; the judge (never used in training or model selection) then reads the edit:
+held-out wording, :func:`generation.presets.demo.demo_vocabulary`). Every method edits the encoder's
+inversion of the render; the judge (never used in training or model selection) then reads the edit:
 
 - **success**: the judge reads the target value of the edited attribute;
 - **preservation**: the judge reads every other attribute as on the source render, and also as on
@@ -35,21 +35,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from generation.presets.demo import demo_vocabulary
+
 METHODS = ("mapper", "optimize", "mapper+optimize", "reconstruction")
 
 
 def edit_cases(num: int, *, seed: int = 0, wording: str = "train", start: int = 0):
     """(specs, cases): ``cases`` a list of (render index, attribute, target value, prompt)."""
-    from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit
     from hdvila.demo.dataset import sample_image_spec
 
+    vocabulary = demo_vocabulary()
     specs = [sample_image_spec("test", seed, start + i) for i in range(num)]
     rng = np.random.default_rng(seed + 7)
     cases = []
     for i, spec in enumerate(specs):
-        for attribute in EDIT_ATTRIBUTES:
-            _, value = sample_edit(spec, rng, attribute)
-            cases.append((i, attribute, value, edit_prompt(attribute, value, rng, wording)))
+        for attribute in vocabulary.editable:
+            _, value = vocabulary.sample_edit({attribute: getattr(spec, attribute)}, rng, attribute)
+            cases.append((i, attribute, value, vocabulary.edit_prompt(attribute, value, rng, wording)))
     return specs, cases
 
 
@@ -71,7 +73,6 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
     from generation.editing.value_objective import ValueReader
-    from generation.presets import demo_vocabulary
     from hdvila.demo.attributes import ATTRIBUTES
 
     reader = ValueReader(pipe.guide, demo_vocabulary())
@@ -141,7 +142,6 @@ def offset_value_share(pipe, *, num: int = 32, seed: int = 0) -> dict[str, float
     ``sum_v |o_v - mean_v o|^2 / sum_v |o_v|^2`` summed over the renders (0: the same offset whatever
     is asked; 1: offsets that cancel on average). -> attribute -> share in [0, 1]."""
     from generation.data import render_demo_images
-    from generation.presets import demo_vocabulary
 
     vocabulary = demo_vocabulary()
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
@@ -208,18 +208,20 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
     """Temporal consistency of clip editing against frame-by-frame editing (module docstring) on
     ``num`` test-split videos of ``frames`` frames at the generator's resolution."""
     from generation.editing.clips import edit_clip, edit_frames_independently, temporal_change
-    from generation.editing.prompts import EDIT_ATTRIBUTES, edit_prompt, sample_edit
     from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.demo.dataset import DemoVideoDataset
 
+    vocabulary = demo_vocabulary()
+    editable = vocabulary.editable
     ds = DemoVideoDataset("test", 100 * num + 100, num_frames=frames, resolution=pipe.resolution, seed=seed)
     rng = np.random.default_rng(seed + 11)
     picked = [i for i in range(len(ds)) if ds.spec(i).motion not in ("grow", "shrink", "recolor")][:num]
     rows = []
     for k, index in enumerate(picked):
         spec = ds.spec(index)
-        attribute, value = sample_edit(spec, rng, EDIT_ATTRIBUTES[k % len(EDIT_ATTRIBUTES)])
-        prompt = edit_prompt(attribute, value, rng)
+        attribute = editable[k % len(editable)]
+        _, value = vocabulary.sample_edit({attribute: getattr(spec, attribute)}, rng, attribute)
+        prompt = vocabulary.edit_prompt(attribute, value, rng)
         video = ds[index]["video"]                                     # [T, 3, R, R] in [-1, 1]
         as_clip = edit_clip(pipe, video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma)["frames"]
         per_frame = edit_frames_independently(pipe, video, prompt, method=method, steps=steps)
