@@ -14,10 +14,11 @@ How the condition enters (``MapperConfig.condition``):
   embedding ``s`` [D] (what the image is now: the same prompt means different moves for different
   images) are each standardised by the statistics of the training prompts and images
   (:meth:`EditMapper.set_condition_statistics`; buffers saved with the weights) and scaled to unit
-  root-mean-square (PixelNorm, as DeltaEdit's condition branch does), and an MLP of their
-  concatenation modulates every hidden layer of every group MLP (FiLM, Perez et al., AAAI 2018:
-  ``h * (1 + gamma) + beta``, both zero-initialised). The condition is then as loud as ``w`` from the
-  first step, and the edit can depend on the asked value at every layer. (Standardising matters:
+  root-mean-square (PixelNorm, as DeltaEdit's condition branch does); an MLP of their concatenation
+  (the condition vector) joins each W+ vector's input and modulates every hidden layer of every group
+  MLP (FiLM, Perez et al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The
+  condition is then as loud as ``w`` from the first step, and the edit can depend on the asked value
+  at every layer. (Standardising matters:
   prompts naming different colours share most of their embedding, cosine ~0.9, so raw embeddings
   differ by a few percent of their norm, and a mapper trained on them learned no colour.)
 - ``"concat"``: ``t`` and ``s`` concatenated raw beside ``w`` at the input (the first bundled mapper;
@@ -148,7 +149,9 @@ class EditMapper(PretrainedModel):
             h = config.condition_hidden
             self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
                                            nn.Linear(h, h), nn.LeakyReLU(0.2))
-        cin = config.w_dim + 16 + (0 if film else 2 * config.embed_dim)
+        # "film": the condition vector also joins each W+ vector's input, so the hidden activations depend
+        # on the prompt from the first step (FiLM alone, zero-initialised, starts prompt-blind)
+        cin = config.w_dim + 16 + (config.condition_hidden if film else 2 * config.embed_dim)
         self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers,
                                                    config.condition_hidden if film else 0)
                                    for name, idx in config.groups.items() if idx})
@@ -204,10 +207,10 @@ class EditMapper(PretrainedModel):
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         idx = self.index_embed.weight[None].expand(n, -1, -1)
         if self.condition is not None:
-            x = torch.cat([w, idx], dim=2)
             text = (text.to(dtype) - self.text_mean) / self.text_std
             source = (source.to(dtype) - self.source_mean) / self.source_std
             cond = self.condition(torch.cat([pixel_norm(text), pixel_norm(source)], dim=1))
+            x = torch.cat([w, idx, cond[:, None].expand(n, c.num_ws, -1)], dim=2)
         else:
             x = torch.cat([w, torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1), idx], dim=2)
             cond = None
