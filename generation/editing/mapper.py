@@ -18,9 +18,8 @@ How the condition enters (``MapperConfig.condition``):
   (the condition vector) joins each W+ vector's input and modulates every hidden layer of every group
   MLP (FiLM, Perez et al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The
   condition is then as loud as ``w`` from the first step, and the edit can depend on the asked value
-  at every layer. (Standardising matters:
-  prompts naming different colours share most of their embedding, cosine ~0.9, so raw embeddings
-  differ by a few percent of their norm, and a mapper trained on them learned no colour.)
+  at every layer. (Raw unit-norm 256-d embeddings have entries of about 0.06; standardised, the
+  differences between prompts are of order 1 per entry.)
 - ``"concat"``: ``t`` and ``s`` concatenated raw beside ``w`` at the input (the first bundled mapper;
   unit-norm 256-d embeddings are about 0.06 per entry against about 1 for ``w``, so the prompt is
   ~0.4% of the input variance and a trained mapper learned a nearly prompt-blind offset: kept only
