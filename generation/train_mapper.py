@@ -178,19 +178,41 @@ class EditData:
         return self.ws.shape[0]
 
 
+def check_image_count(args: argparse.Namespace, count: int, kind: str = "") -> None:
+    """Refuse a ``--data`` folder with no more than ``--val_size`` images (one-line UserError)."""
+    from hdvila.errors import UserError
+
+    if count <= args.val_size:
+        raise UserError(f"{args.data} holds {count} {kind}images; training needs more than --val_size "
+                        f"({args.val_size}), which are held out for validation. Add images or lower --val_size.")
+
+
+def check_data(args: argparse.Namespace) -> None:
+    """The cheap checks of a ``--data`` folder, before anything is written: it holds image files
+    (by name; they are decoded later, in :func:`load_pixels`), more than ``--val_size`` of them."""
+    from generation.data import list_image_files
+    from hdvila.errors import InputFileError
+    from hdvila.imageio import IMAGE_SUFFIXES
+
+    if args.data == "demo":
+        return
+    files = list_image_files(args.data)
+    if not files:
+        raise InputFileError(f"{args.data}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)}, "
+                             f"recursively).")
+    check_image_count(args, len(files))
+
+
 def load_pixels(args: argparse.Namespace, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(train pixels, validation pixels, a name for the cache): uint8 [N, 3, R, R] each."""
     from generation.data import render_demo_images, scan_image_folder
-    from hdvila.errors import UserError
 
     if args.data == "demo":
         return (render_demo_images(args.train_size, resolution, split="train", seed=args.seed, progress=True),
                 render_demo_images(args.val_size, resolution, split="test", seed=args.seed),
                 f"demo-{args.train_size}")
     files, pixels = scan_image_folder(args.data, resolution, skip_bad=args.skip_bad_images, progress=True)
-    if len(files) <= args.val_size:
-        raise UserError(f"{args.data} holds {len(files)} usable images; training needs more than --val_size "
-                        f"({args.val_size}), which are held out for validation. Add images or lower --val_size.")
+    check_image_count(args, len(files), "usable ")  # --skip_bad_images may have left out some
     from hdvila.modeling_utils import tensors_digest
 
     return pixels[:-args.val_size], pixels[-args.val_size:], f"folder-{tensors_digest([torch.from_numpy(pixels)], 12)}"
@@ -371,11 +393,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from hdvila.modeling_utils import tensors_digest
 
     args = parse_args(argv)
+    # The user's inputs are checked before anything is written (build_accelerator creates --output_dir): a bad
+    # --attributes file or a --data folder without enough image files stops with one line and leaves no folder.
+    vocabulary = load_vocabulary(args.attributes)
+    check_data(args)
     if args.score:
         return {"scores": score(args)}
     precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
     accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
-    vocabulary = load_vocabulary(args.attributes)
     models = load_models(args)
     G, encoder, guide = models["G"], models["encoder"], models["guide"]
     device = accelerator.device

@@ -1,0 +1,289 @@
+"""The value-following edit objective, the FiLM edit mapper, and generation/train_mapper.py on a user's
+folder of images with a user's attributes file (tiny sizes: one thread, about a minute in all)."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from generation.editing.mapper import EditMapper, MapperConfig
+from generation.editing.value_objective import ValueReader, value_edit_loss, value_metrics
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class FakeReader:
+    """A reader with fixed linear maps: attribute -> [D, V_a]; ``read`` is ValueReader's argmax."""
+
+    read = ValueReader.read
+
+    def __init__(self, maps: dict[str, torch.Tensor]):
+        self.maps = maps
+        self.names = tuple(maps)
+
+    def logits(self, image_embeds):
+        return {a: image_embeds.float() @ m for a, m in self.maps.items()}
+
+
+def test_value_edit_loss_parts_match_a_hand_computation():
+    torch.manual_seed(0)
+    d, n = 6, 7
+    reader = FakeReader({"color": torch.randn(d, 3), "size": torch.randn(d, 2), "shape": torch.randn(d, 4)})
+    emb, src = torch.randn(n, d), torch.randn(n, d)
+    attributes = ["color", "size", "shape", "color", "size", "color", "shape"]
+    sizes = {"color": 3, "size": 2, "shape": 4}
+    targets = torch.tensor([int(torch.randint(sizes[a], ())) for a in attributes])
+    offsets, w_scale = torch.randn(n, 3, 5), 0.7
+    weights = {"value": 0.5, "keep": 2.0, "l2": 0.01}
+    loss, parts = value_edit_loss(reader, emb, reader.logits(src), attributes, targets, offsets, w_scale, weights)
+
+    value, keep, terms = 0.0, 0.0, 0
+    for i, a in enumerate(attributes):
+        logits = {b: emb[i] @ m for b, m in reader.maps.items()}
+        value += -float(torch.log_softmax(logits[a], 0)[targets[i]])
+        for b in reader.names:
+            if b != a:
+                p = torch.softmax(src[i] @ reader.maps[b], 0)
+                q = torch.softmax(logits[b], 0)
+                keep += float((p * (p.log() - q.log())).sum())
+                terms += 1
+    assert terms == 2 * n
+    l2 = sum(float(((offsets[i] / w_scale) ** 2).sum()) for i in range(n)) / n
+    assert float(parts["value"]) == pytest.approx(value / n, rel=1e-5)
+    assert float(parts["keep"]) == pytest.approx(keep / terms, rel=1e-4, abs=1e-6)
+    assert float(parts["l2"]) == pytest.approx(l2, rel=1e-5)
+    assert float(loss) == pytest.approx(0.5 * value / n + 2.0 * keep / terms + 0.01 * l2, rel=1e-4)
+    # a weight left out counts 0; the parts are unweighted
+    only, same = value_edit_loss(reader, emb, reader.logits(src), attributes, targets, offsets, w_scale,
+                                 {"value": 1.0})
+    assert float(only) == pytest.approx(float(same["value"])) and float(same["l2"]) == pytest.approx(l2, rel=1e-5)
+    # the edit's reading carries the gradient, not the source's
+    e = emb.clone().requires_grad_(True)
+    value_edit_loss(reader, e, reader.logits(src), attributes, targets, offsets, w_scale, weights)[0].backward()
+    assert e.grad is not None and float(e.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="one attribute and one target per edit"):
+        value_edit_loss(reader, emb, reader.logits(src), attributes[:-1], targets, offsets, w_scale, weights)
+
+
+def test_value_metrics_count_reads_and_kept_attributes():
+    # embeddings are the logits themselves: columns 0-2 read colour, 3-4 size
+    reader = FakeReader({"color": torch.eye(5)[:, :3], "size": torch.eye(5)[:, 3:]})
+
+    def emb(color: int, size: int) -> list[float]:
+        row = [0.0] * 5
+        row[color], row[3 + size] = 1.0, 1.0
+        return row
+
+    source = torch.tensor([emb(0, 0), emb(1, 1), emb(2, 0), emb(0, 1), emb(1, 0), emb(2, 1)])
+    edited = torch.tensor([
+        emb(1, 0),  # color -> 1: read, size kept
+        emb(2, 0),  # color -> 0 asked: not read, size changed (not kept)
+        emb(0, 0),  # color -> 0: read, kept
+        emb(0, 0),  # size -> 0: read, color kept
+        emb(2, 1),  # size -> 1: read, color changed
+        emb(2, 1),  # size -> 0 asked: not read, kept
+    ])
+    attributes = ["color", "color", "color", "size", "size", "size"]
+    targets = torch.tensor([1, 0, 0, 0, 1, 0])
+    m = value_metrics(reader, edited, source, attributes, targets)
+    assert m["read_color"] == pytest.approx(2 / 3) and m["kept_color"] == pytest.approx(2 / 3)
+    assert m["read_size"] == pytest.approx(2 / 3) and m["kept_size"] == pytest.approx(2 / 3)
+    assert m["read"] == pytest.approx(2 / 3) and m["kept"] == pytest.approx(2 / 3)
+    assert m["select"] == pytest.approx((m["read"] + m["kept"]) / 2)
+    # only the attributes edited are reported; means are over those
+    m = value_metrics(reader, edited[:3], source[:3], attributes[:3], targets[:3])
+    assert set(m) == {"read_color", "kept_color", "read", "kept", "select"}
+    m = value_metrics(reader, edited[[0, 2, 3]], source[[0, 2, 3]], ["color", "color", "size"], targets[[0, 2, 3]])
+    assert (m["read_color"], m["kept_color"], m["read_size"], m["kept_size"]) == (1.0, 1.0, 1.0, 1.0)
+    assert m["select"] == 1.0
+
+
+def _film_config(**kwargs) -> MapperConfig:
+    return MapperConfig(w_dim=8, num_ws=4, resolution=16, embed_dim=6, hidden=16, condition="film",
+                        condition_hidden=8, groups={"coarse": [0, 1], "fine": [2, 3]}, w_scale=0.5, **kwargs)
+
+
+def test_film_mapper_starts_as_the_identity_and_hears_the_prompt(tmp_path):
+    torch.manual_seed(0)
+    mapper = EditMapper(_film_config())
+    ws, w_avg = torch.randn(3, 4, 8), torch.randn(8)
+    text, source = F.normalize(torch.randn(3, 6), dim=1), F.normalize(torch.randn(3, 6), dim=1)
+    assert torch.equal(mapper(ws, text, source, w_avg), torch.zeros(3, 4, 8))
+    assert torch.equal(mapper.edit(ws, text, source, w_avg), ws)
+    for mlp in mapper.mlps.values():
+        torch.nn.init.normal_(mlp.out.weight)
+    other = F.normalize(torch.randn(3, 6), dim=1)
+    a, b = mapper(ws, text, source, w_avg), mapper(ws, other, source, w_avg)
+    assert a.abs().sum() > 0 and not torch.allclose(a, b, atol=1e-4)  # the prompt reaches the output
+    assert not torch.allclose(a, mapper(ws, text, other, w_avg), atol=1e-4)  # and so does the source
+
+    # condition statistics: mean and per-dimension std, floored at 0.1 x the mean std
+    texts, sources = torch.randn(10, 6), torch.randn(12, 6) * 3 + 1
+    texts[:, 2] = 0.25  # a constant dimension: its std is floored, not zero
+    mapper.set_condition_statistics(texts, sources)
+    std = texts.std(dim=0)
+    assert torch.allclose(mapper.text_mean, texts.mean(dim=0))
+    assert torch.allclose(mapper.text_std, std.clamp_min(0.1 * float(std.mean())))
+    assert float(mapper.text_std[2]) == pytest.approx(0.1 * float(std.mean()))
+    assert torch.allclose(mapper.source_mean, sources.mean(dim=0))
+    assert torch.allclose(mapper.source_std, sources.std(dim=0).clamp_min(0.1 * float(sources.std(dim=0).mean())))
+    with pytest.raises(ValueError, match="embeddings must be"):
+        mapper.set_condition_statistics(texts[:1], sources)
+    expected = mapper(ws, text, source, w_avg)
+    mapper.save_pretrained(tmp_path / "m")
+    loaded = EditMapper.from_pretrained(tmp_path / "m")
+    assert loaded.config.condition == "film"
+    for name in ("text_mean", "text_std", "source_mean", "source_std"):
+        assert torch.equal(getattr(loaded, name), getattr(mapper, name)), name
+    assert torch.allclose(loaded(ws, text, source, w_avg), expected, atol=1e-6)
+
+
+def test_concat_mapper_loads_the_bundled_one_and_has_no_condition_statistics():
+    from hdvila.paths import bundled
+
+    mapper = EditMapper.from_pretrained(bundled("edit-demo64/mapper"))
+    assert mapper.config.condition == "concat" and mapper.condition is None
+    c = mapper.config
+    out = mapper(torch.zeros(1, c.num_ws, c.w_dim), F.normalize(torch.randn(1, c.embed_dim), dim=1),
+                 F.normalize(torch.randn(1, c.embed_dim), dim=1), torch.zeros(c.w_dim))
+    assert out.shape == (1, c.num_ws, c.w_dim) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="only a 'film' mapper"):
+        mapper.set_condition_statistics(torch.randn(4, c.embed_dim), torch.randn(4, c.embed_dim))
+
+
+# -- train_mapper.py on a user's folder and attributes file -------------------------------------------------------
+
+ATTRIBUTES = {
+    "color": {"values": {"red": ["red", "crimson"], "green": ["green"], "blue": ["blue", "cobalt"]},
+              "templates": ["make it {w}", "{w}"], "read": "{a} one"},
+    "size": {"values": {"small": ["small"], "large": ["large", "big"]},
+             "templates": ["make it {w}", "a {w} one"], "read": "{a} one"},
+}
+COMMON = ["--report_to", "none", "--val_size", "4", "--train_batch_size", "4", "--hidden", "32",
+          "--checkpointing_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory):
+    """24 demo renders exported as PNG files (the user's folder) and an attributes file."""
+    from hdvila.demo.export import export_demo_data
+
+    root = tmp_path_factory.mktemp("user")
+    export_demo_data(root / "export", videos=0, images=24, image_resolution=64)
+    attributes = root / "attributes.json"
+    attributes.write_text(json.dumps(ATTRIBUTES))
+    return root / "export" / "images", attributes
+
+
+def test_train_mapper_on_a_folder_with_an_attributes_file(tmp_path, user_folder, monkeypatch):
+    from generation import train_mapper
+    from generation.editing.attributes import AttributeVocabulary
+    from generation.editing.pipeline_edit import EditPipeline
+    from tests.conftest import run_training_main
+
+    images, attributes = user_folder
+    assert len(list(images.glob("*.png"))) == 24
+    vocabulary = AttributeVocabulary.load(attributes)
+    argv = ["--output_dir", str(tmp_path / "map"), "--data", str(images), "--attributes", str(attributes),
+            "--validation_steps", "2", "--pipeline_dir", str(tmp_path / "pipe"), "--synthetic_fraction", "0", *COMMON]
+    out = run_training_main(train_mapper.main, [*argv, "--max_train_steps", "2"])
+    assert out["step"] == 2 and (tmp_path / "map" / "checkpoint-2").is_dir()
+    config = json.loads((tmp_path / "map" / "mapper" / "config.json").read_text())
+    assert config["attributes"] == vocabulary.to_dict() and config["vocabulary"] == vocabulary.words()
+    assert config["condition"] == "film"
+    per_attribute = {k for k in out if k.startswith(("val/read_", "val/kept_"))}
+    assert per_attribute == {f"val/{k}_{a}" for k in ("read", "kept") for a in vocabulary.editable}
+    assert out["val/select"] == pytest.approx((out["val/read"] + out["val/kept"]) / 2)
+    assert (tmp_path / "map" / "validation" / "step-000002.png").is_file()
+
+    # resuming continues from step 2: one more training step, not three
+    steps = []
+    edit_loss = train_mapper.edit_loss
+    monkeypatch.setattr(train_mapper, "edit_loss", lambda *a, **k: steps.append(1) or edit_loss(*a, **k))
+    again = run_training_main(train_mapper.main, [*argv, "--max_train_steps", "3", "--resume_from_checkpoint",
+                                                  "latest"])
+    assert again["step"] == 3 and len(steps) == 1 and (tmp_path / "map" / "checkpoint-3").is_dir()
+
+    pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
+    assert pipe.mapper.config.attributes == vocabulary.to_dict()
+    edited = pipe(str(sorted(images.glob("*.png"))[0]), "make it crimson", output_type="pt")
+    assert edited.images.shape == (1, 3, 64, 64) and torch.isfinite(edited.images).all()
+
+
+def _bad_attributes(tmp_path, text: str):
+    path = tmp_path / "attributes.json"
+    path.write_text(text)
+    return ["--attributes", str(path)]
+
+
+def _image_folder(tmp_path, count: int):
+    from hdvila.imageio import save_image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    for i in range(count):
+        save_image(torch.full((3, 16, 16), i / 10 - 0.5), folder / f"{i}.png")
+    return ["--data", str(folder)]
+
+
+BAD_INPUTS = {
+    "not json": (lambda t: _bad_attributes(t, "{\"color\": {\"red\": [\"red\"],"), "AttributesError", "not valid JSON"),
+    "one value": (lambda t: _bad_attributes(t, json.dumps({"color": {"red": ["red"]}})), "AttributesError",
+                  "at least 2"),
+    "empty wordings": (lambda t: _bad_attributes(t, json.dumps({"color": {"red": [], "blue": ["blue"]}})),
+                       "AttributesError", "has no wordings"),
+    "no images": (lambda t: _image_folder(t, 0), "InputFileError", "no image files found"),
+    "too few images": (lambda t: _image_folder(t, 4), "UserError", "holds 4 images"),
+}
+
+
+@pytest.mark.parametrize("score", [False, True], ids=["train", "score"])
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_train_mapper_refuses_bad_input_before_writing(tmp_path, capsys, case, score):
+    from generation import train_mapper
+    from hdvila.errors import UserError
+    from hdvila.training import run_cli
+
+    make, error, says = BAD_INPUTS[case]
+    output = tmp_path / "out"
+    argv = ["--output_dir", str(output), *make(tmp_path), *COMMON, "--max_train_steps", "1"]
+    if score:
+        argv += ["--score", str(tmp_path / "some-mapper")]
+    with pytest.raises(UserError) as e:
+        train_mapper.main(argv)
+    assert type(e.value).__name__ == error and says in str(e.value) and "\n" not in str(e.value)
+    assert not output.exists()
+    capsys.readouterr()
+    assert run_cli(lambda: train_mapper.main(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err
+    assert not output.exists()
+
+
+def test_train_mapper_refuses_bad_arguments_before_writing(tmp_path, capsys):
+    from generation import train_mapper
+
+    output = tmp_path / "out"
+    for extra in (["--data", str(tmp_path / "missing")], ["--noop_prob", "1"], ["--val_size", "0"]):
+        with pytest.raises(SystemExit) as e:
+            train_mapper.main(["--output_dir", str(output), *extra])
+        assert e.value.code == 2 and not output.exists()
+        assert ": error: " in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_too_few_usable_images_is_still_caught_after_decoding(tmp_path):
+    """--skip_bad_images may leave fewer usable images than files: load_pixels counts again."""
+    import argparse
+
+    from generation import train_mapper
+    from hdvila.errors import UserError
+
+    argv = _image_folder(tmp_path, 5)
+    (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "images" / "4.png").write_bytes(b"truncated")
+    args = argparse.Namespace(data=argv[1], val_size=4, skip_bad_images=True, seed=0, train_size=1)
+    train_mapper.check_data(args)  # 6 files by name
+    with pytest.warns(UserWarning, match="skipping 2"), pytest.raises(UserError, match="holds 4 usable images"):
+        train_mapper.load_pixels(args, 16)
