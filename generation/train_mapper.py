@@ -109,6 +109,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--synthetic_fraction", type=float, default=0.25,
                    help="share of each batch that is generator samples")
     g.add_argument("--noop_prob", type=float, default=0.1, help="probability of a prompt naming the current value")
+    g.add_argument("--values_per_image", type=at_least(1), default=1,
+                   help="edits per training image in a batch, each asking another value of one attribute (the "
+                        "batch then holds train_batch_size / this many images): the same image asked for several "
+                        "values in one step tells the mapper what depends on the value")
     g = p.add_argument_group("optimisation and losses")
     g.add_argument("--train_batch_size", type=at_least(1), default=16)
     g.add_argument("--learning_rate", type=float, default=5e-4)
@@ -263,15 +267,25 @@ class PromptTable:
 
 
 def draw_edits(vocabulary, current: list[dict[str, str]], rng: np.random.Generator, noop_prob: float = 0.0,
-               attribute: str | None = None) -> list[tuple[str, str, str]]:
-    """Per image (``current``: attribute -> the value read): (attribute, asked value, training-wording
-    prompt); the value differs from the current one except for a no-op draw (``noop_prob``)."""
+               attribute: str | None = None, per_image: int = 1) -> list[tuple[str, str, str]]:
+    """Per image (``current``: attribute -> the value read), ``per_image`` edits (attribute, asked value,
+    training-wording prompt), the rows of one image consecutive. With ``per_image`` 1 the attribute is
+    drawn, then a value other than the current one; with more, one attribute per image and that many
+    distinct values other than the current one (cycled when the attribute has fewer), so the same
+    image is asked for several values in one batch. A no-op draw (``noop_prob``) asks the current value."""
     out = []
     for now in current:
-        a, value = vocabulary.sample_edit(now, rng, attribute)
-        if noop_prob and rng.random() < noop_prob:
-            value = now[a]
-        out.append((a, value, vocabulary.edit_prompt(a, value, rng, "train")))
+        if per_image == 1:
+            asked = [vocabulary.sample_edit(now, rng, attribute)]
+        else:
+            a = attribute or vocabulary.editable[int(rng.integers(len(vocabulary.editable)))]
+            others = [v for v in vocabulary.values(a) if v != now.get(a)]
+            order = rng.permutation(len(others))
+            asked = [(a, others[int(order[i % len(others)])]) for i in range(per_image)]
+        for a, value in asked:
+            if noop_prob and rng.random() < noop_prob:
+                value = now[a]
+            out.append((a, value, vocabulary.edit_prompt(a, value, rng, "train")))
     return out
 
 
@@ -427,8 +441,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         step = load_checkpoint(accelerator, resume)["step"]
         ema.module.load_state_dict(type(ema.module).from_pretrained(resume / EMA_FOLDER).state_dict())
     init_trackers(accelerator, "train_mapper", args)
-    n_syn = int(round(args.train_batch_size * args.synthetic_fraction))
-    n_real = args.train_batch_size - n_syn
+    images = max(1, args.train_batch_size // args.values_per_image)
+    n_syn = int(round(images * args.synthetic_fraction))
+    n_real = images - n_syn
     sampler = StepBatchSampler(len(train), max(n_real, 1), accumulation=args.gradient_accumulation_steps,
                                rank=accelerator.process_index, world_size=accelerator.num_processes, seed=args.seed,
                                start_step=step)
@@ -449,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     syn_ws = G.mapping(z, None)
                     syn_src = guide.image_features(synthesize(G, syn_ws).clamp(-1, 1))
                 ws, src = torch.cat([ws, syn_ws]), torch.cat([src, syn_src])
-            edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob)
+            edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob, per_image=args.values_per_image)
+            k = args.values_per_image
+            ws, src = ws.repeat_interleave(k, 0), src.repeat_interleave(k, 0)
             with accelerator.autocast():
                 loss, parts, _ = edit_loss(mapper, G, guide, reader, texts, vocabulary, ws, src, edits, weights,
                                            args.guide_views)

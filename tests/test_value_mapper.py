@@ -104,6 +104,29 @@ def _film_config(**kwargs) -> MapperConfig:
                         condition_hidden=8, groups={"coarse": [0, 1], "fine": [2, 3]}, w_scale=0.5, **kwargs)
 
 
+def test_draw_edits_asks_one_image_for_several_values():
+    """--values_per_image K: K consecutive rows per image, one attribute, distinct values other than the
+    current one (cycled when the attribute has fewer); K = 1 keeps the single-edit draws."""
+    import numpy as np
+
+    from generation.presets import demo_vocabulary
+    from generation.train_mapper import draw_edits
+
+    vocab = demo_vocabulary()
+    current = [{"shape": "star", "color": "red", "pattern": "plain", "size": "small", "background": "black"}] * 20
+    edits = draw_edits(vocab, current, np.random.default_rng(0), per_image=3)
+    assert len(edits) == 60
+    for i in range(20):
+        rows = edits[3 * i: 3 * i + 3]
+        (a,) = {r[0] for r in rows}
+        values = [r[1] for r in rows]
+        assert current[i][a] not in values
+        assert len(set(values)) == min(3, len(vocab.values(a)) - 1)
+        assert all(isinstance(r[2], str) and r[2] for r in rows)
+    single = draw_edits(vocab, current, np.random.default_rng(0))
+    assert len(single) == 20 and all(r[1] != current[0][r[0]] for r in single)
+
+
 def test_film_mapper_starts_as_the_identity_and_hears_the_prompt(tmp_path):
     torch.manual_seed(0)
     mapper = EditMapper(_film_config())
