@@ -109,6 +109,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--synthetic_fraction", type=float, default=0.25,
                    help="share of each batch that is generator samples")
     g.add_argument("--noop_prob", type=float, default=0.1, help="probability of a prompt naming the current value")
+    g.add_argument("--value_prior_samples", type=at_least(0), default=4096,
+                   help="generator samples read by the guide for the value-direction prior (the mean latent of each "
+                        "value, EditMapper.value_prior; the mapper learns a residual on top); 0: no prior")
     g.add_argument("--values_per_image", type=at_least(1), default=1,
                    help="edits per training image in a batch, each asking another value of one attribute (the "
                         "batch then holds train_batch_size / this many images): the same image asked for several "
@@ -375,6 +378,36 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return out
 
 
+@torch.no_grad()
+def value_means(G, guide, reader, num: int, seed: int, batch_size: int = 128):
+    """The value-direction prior's tables from ``num`` generator samples read by the guide: (value
+    prompt embeddings [V, D], attribute index [V], mean W+ latent of the samples read as each value
+    [V, num_ws, w_dim]; a value never read gets the mean of all samples, a zero direction), V the
+    values of every attribute of ``reader`` in order."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(seed)
+    device = G.mapping.w_avg.device
+    ws, reads = [], {a: [] for a in reader.names}
+    for i in tqdm(range(0, num, batch_size), desc="reading generator samples for the value prior", disable=num < 1024):
+        z = torch.randn(min(batch_size, num - i), G.z_dim, generator=gen).to(device)
+        w = G.mapping(z, None)
+        read = reader.read(guide.image_features(synthesize(G, w).clamp(-1, 1)))
+        ws.append(w.float().cpu())
+        for a in reader.names:
+            reads[a].append(read[a].cpu())
+    ws = torch.cat(ws)
+    means, attribute = [], []
+    for k, a in enumerate(reader.names):
+        read = torch.cat(reads[a])
+        for j in range(len(reader.values[a])):
+            sel = read == j
+            means.append(ws[sel].mean(0) if sel.any() else ws.mean(0))
+            attribute.append(k)
+    text = torch.cat([reader.embeds[a].cpu() for a in reader.names])
+    return text, torch.tensor(attribute), torch.stack(means)
+
+
 def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
     """A fresh mapper for ``G`` and the guide, or ``--init_mapper`` (checked against both)."""
     from generation.editing.guide import guide_fingerprint
@@ -390,8 +423,10 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
         return mapper
     # the digest is of the guide really used (a random one under --random_guide)
     _, w_std = w_statistics(G, 2000)
+    prior_values = sum(len(vocabulary.values(a)) for a in vocabulary.names) if args.value_prior_samples else 0
     config = config_for(G, guide.hdvila, vocabulary=vocabulary, hidden=args.hidden,
-                        w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]))
+                        w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]), prior_values=prior_values,
+                        prior_scale=float(guide.hdvila.logit_scale))
     return EditMapper(config)
 
 
@@ -430,9 +465,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           Path(args.output_dir) / "cache" / f"train-{data_name}-{tag}-{encoder_digest}.pt",
                           f"inverting {len(train_pixels)} training images")
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
+    texts, reader = PromptTable(guide), ValueReader(guide, vocabulary)
     if not args.init_mapper and mapper.condition is not None:
         condition_statistics(mapper, guide, vocabulary, train)
-    texts, reader = PromptTable(guide), ValueReader(guide, vocabulary)
+    if not args.init_mapper and mapper.config.prior_values:
+        mapper.set_value_prior(*value_means(G, guide, reader, args.value_prior_samples, args.seed))
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     mapper, opt = accelerator.prepare(mapper, opt)
     ema = EMA(accelerator.unwrap_model(mapper), args.ema_decay)

@@ -58,6 +58,8 @@ class MapperConfig:
     condition: str = "concat"          # "film" (new mappers, config_for) or "concat" (the first bundled mapper)
     condition_hidden: int = 256        # width of the condition branch ("film")
     attributes: dict = field(default_factory=dict)  # the editing vocabulary trained on (AttributeVocabulary.to_dict)
+    prior_values: int = 0              # values of the value-direction prior (0: no prior; see EditMapper.value_prior)
+    prior_scale: float = 20.0          # logit scale of the prior's text routing and source reading (the guide's)
 
 
 def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVocabulary | None = None,
@@ -148,6 +150,13 @@ class EditMapper(PretrainedModel):
             h = config.condition_hidden
             self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
                                            nn.Linear(h, h), nn.LeakyReLU(0.2))
+        if config.prior_values:  # the value-direction prior (EditMapper.set_value_prior)
+            if not film:
+                raise ValueError("the value-direction prior needs condition='film'")
+            v = config.prior_values
+            self.register_buffer("prior_text", torch.zeros(v, config.embed_dim))
+            self.register_buffer("prior_means", torch.zeros(v, config.num_ws, config.w_dim))
+            self.register_buffer("prior_attribute", torch.zeros(v, dtype=torch.long))
         # "film": the condition vector also joins each W+ vector's input, so the hidden activations depend
         # on the prompt from the first step (FiLM alone, zero-initialised, starts prompt-blind)
         cin = config.w_dim + 16 + (config.condition_hidden if film else 2 * config.embed_dim)
@@ -170,6 +179,46 @@ class EditMapper(PretrainedModel):
             std = x.std(dim=0)
             getattr(self, f"{prefix}_mean").copy_(x.mean(dim=0))
             getattr(self, f"{prefix}_std").copy_(std.clamp_min(floor * float(std.mean())))
+
+    @torch.no_grad()
+    def set_value_prior(self, value_text: torch.Tensor, attribute: torch.Tensor, means: torch.Tensor) -> None:
+        """The value-direction prior: value_text [V, D] the guide's embeddings of the value prompts of
+        every attribute ("a red one", "a large one", ...), attribute [V] long (which attribute each
+        value belongs to), means [V, num_ws, w_dim] the mean W+ latent of generator samples the guide
+        reads as that value (:func:`value_means`)."""
+        c = self.config
+        v = c.prior_values
+        if not v:
+            raise ValueError("this mapper has no value prior (MapperConfig.prior_values is 0)")
+        if value_text.shape != (v, c.embed_dim) or attribute.shape != (v,) or means.shape != (v, c.num_ws, c.w_dim):
+            raise ValueError(f"value prior shapes must be [{v}, {c.embed_dim}], [{v}], [{v}, {c.num_ws}, {c.w_dim}]; "
+                             f"got {tuple(value_text.shape)}, {tuple(attribute.shape)}, {tuple(means.shape)}")
+        self.prior_text.copy_(value_text)
+        self.prior_attribute.copy_(attribute)
+        self.prior_means.copy_(means)
+
+    def value_prior(self, text: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The prior offset [N, num_ws, w_dim] for prompts ``text`` [N, D] on images whose guide
+        embeddings are ``source`` [N, D]: the prompt is routed to the values it names, ``q`` = softmax
+        over every value of ``prior_scale`` x cos(prompt, value prompt) (a text-to-text match, so a
+        synonym or a new wording lands on its value); the source is read per attribute, ``p`` =
+        softmax over the attribute's values of ``prior_scale`` x cos(image, value prompt) (the guide's
+        zero-shot reading); the offset is ``sum_v (q_v - r_a(v) p_v) mean_v`` with ``r_a`` the mass
+        ``q`` puts on attribute ``a``: from the current value's mean latent to the asked one's, for
+        the attribute the prompt is about (InterFaceGAN-style class means, Shen et al., CVPR 2020,
+        labelled by the guide instead of a classifier)."""
+        scale = self.config.prior_scale
+        t = self.prior_text.to(text.dtype)
+        q = torch.softmax(scale * text @ t.t(), dim=1)                      # [N, V]
+        logits = scale * source.to(text.dtype) @ t.t()
+        onehot = nn.functional.one_hot(self.prior_attribute).to(q.dtype)   # [V, A]
+        r = (q @ onehot) @ onehot.t()                                       # mass on each value's attribute
+        p = torch.zeros_like(logits)                                        # the source's reading, per attribute
+        for a in range(onehot.shape[1]):
+            cols = self.prior_attribute == a
+            p[:, cols] = torch.softmax(logits[:, cols], dim=1)
+        weights = q - r * p                                                 # [N, V]
+        return torch.einsum("nv,vkd->nkd", weights, self.prior_means.to(text.dtype))
 
     def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
         from generation.stylegan2.fingerprint import check_generator_fits
@@ -203,6 +252,7 @@ class EditMapper(PretrainedModel):
             raise ValueError(f"text and source must be [{n}, {c.embed_dim}], "
                              f"got {tuple(text.shape)}, {tuple(source.shape)}")
         dtype = self.index_embed.weight.dtype
+        prior = self.value_prior(text.to(dtype), source.to(dtype)) if c.prior_values else None
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         idx = self.index_embed.weight[None].expand(n, -1, -1)
         if self.condition is not None:
@@ -217,8 +267,8 @@ class EditMapper(PretrainedModel):
         for name, mlp in self.mlps.items():
             parts.append(mlp(x[:, c.groups[name]], cond))
             order += list(c.groups[name])
-        out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))]  # back to W+ order
-        return out * c.w_scale
+        out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))] * c.w_scale  # back to W+ order
+        return out if prior is None else out + prior
 
     def edit(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor,
              strength: float | torch.Tensor = 1.0) -> torch.Tensor:
