@@ -197,7 +197,7 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert again["step"] == 3
     out = run_training_main(train_mapper.main, ["--output_dir", str(tmp_path / "map"), "--max_train_steps", "2",
                                                 "--encoder", enc["encoder"], "--hidden", "32", "--guide_views", "2",
-                                                "--pipeline_dir", str(tmp_path / "pipe"),
+                                                "--pipeline_dir", str(tmp_path / "pipe"), "--value_prior_samples", "32",
                                                 *common, "--validation_steps", "2"])
     assert out["step"] == 2 and (tmp_path / "map" / "validation" / "step-000002.png").is_file()
     attributes = ("shape", "color", "pattern", "size")

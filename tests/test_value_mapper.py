@@ -127,6 +127,31 @@ def test_draw_edits_asks_one_image_for_several_values():
     assert len(single) == 20 and all(r[1] != current[0][r[0]] for r in single)
 
 
+def test_value_prior_moves_from_the_current_value_mean_to_the_asked_one(tmp_path):
+    """A prompt whose embedding is a value prompt's, on a source the guide reads as another value of the
+    same attribute: the prior offset is (nearly) the asked value's mean latent minus the current one's,
+    it leaves the other attribute alone, and the tables survive save/load."""
+    torch.manual_seed(0)
+    d, v = 16, 5                                   # attribute 0: values 0-2, attribute 1: values 3-4
+    text = F.normalize(torch.randn(v, d), dim=1)
+    means = torch.randn(v, 3, 8)
+    config = MapperConfig(w_dim=8, num_ws=3, resolution=16, embed_dim=d, hidden=16, condition="film",
+                          prior_values=v, prior_scale=200.0, groups={"all": [0, 1, 2]})
+    mapper = EditMapper(config)
+    mapper.set_value_prior(text, torch.tensor([0, 0, 0, 1, 1]), means)
+    source = F.normalize(text[0] + text[3], dim=0)[None]       # reads as value 0 and value 3
+    offset = mapper.value_prior(text[2][None], source)
+    assert torch.allclose(offset[0], means[2] - means[0], atol=1e-3)
+    assert torch.allclose(mapper.value_prior(text[0][None], source), torch.zeros(1, 3, 8), atol=1e-3)  # no-op
+    ws = torch.randn(1, 3, 8)
+    assert torch.allclose(mapper(ws, text[2][None], source, torch.zeros(8)), offset, atol=1e-5)  # untrained residual
+    mapper.save_pretrained(tmp_path / "m")
+    loaded = EditMapper.from_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.prior_means, means) and torch.equal(loaded.prior_text, text)
+    with pytest.raises(ValueError):
+        mapper.set_value_prior(text[:4], torch.tensor([0, 0, 0, 1]), means[:4])
+
+
 def test_film_mapper_starts_as_the_identity_and_hears_the_prompt(tmp_path):
     torch.manual_seed(0)
     mapper = EditMapper(_film_config())
@@ -184,7 +209,7 @@ ATTRIBUTES = {
              "templates": ["make it {w}", "a {w} one"], "read": "{a} one"},
 }
 COMMON = ["--report_to", "none", "--val_size", "4", "--train_batch_size", "4", "--hidden", "32",
-          "--checkpointing_steps", "1"]
+          "--checkpointing_steps", "1", "--value_prior_samples", "32"]
 
 
 @pytest.fixture(scope="module")
