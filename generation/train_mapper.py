@@ -109,6 +109,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--synthetic_fraction", type=float, default=0.25,
                    help="share of each batch that is generator samples")
     g.add_argument("--noop_prob", type=float, default=0.1, help="probability of a prompt naming the current value")
+    g.add_argument("--unread_attributes", nargs="*", default=[], metavar="ATTRIBUTE",
+                   help="attributes the guide does not read reliably from an image (measure with hdvila eval-guide): "
+                        "still edited through the value prior, but neither their asked value nor their keeping is "
+                        "scored (for the bundled guide: shape)")
     g.add_argument("--value_prior_samples", type=at_least(0), default=4096,
                    help="generator samples read by the guide for the value-direction prior (the mean latent of each "
                         "value, EditMapper.value_prior; the mapper learns a residual on top); 0: no prior")
@@ -365,7 +369,7 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     vocabulary = load_vocabulary(args.attributes)
     _, val_pixels, _ = load_pixels(argparse.Namespace(**{**vars(args), "train_size": 1}), G.img_resolution)
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
-    texts, reader, out = PromptTable(guide), ValueReader(guide, vocabulary), {}
+    texts, reader, out = PromptTable(guide), ValueReader(guide, vocabulary, unread=args.unread_attributes), {}
     for folder in args.score:
         if not (Path(folder) / "config.json").is_file():
             raise CheckpointError(f"{folder} is not a mapper folder (no config.json); give e.g. OUTPUT_DIR/mapper "
@@ -465,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           Path(args.output_dir) / "cache" / f"train-{data_name}-{tag}-{encoder_digest}.pt",
                           f"inverting {len(train_pixels)} training images")
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
-    texts, reader = PromptTable(guide), ValueReader(guide, vocabulary)
+    texts, reader = PromptTable(guide), ValueReader(guide, vocabulary, unread=args.unread_attributes)
     if not args.init_mapper and mapper.condition is not None:
         condition_statistics(mapper, guide, vocabulary, train)
     if not args.init_mapper and mapper.config.prior_values:
