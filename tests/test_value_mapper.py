@@ -18,9 +18,10 @@ class FakeReader:
 
     read = ValueReader.read
 
-    def __init__(self, maps: dict[str, torch.Tensor]):
+    def __init__(self, maps: dict[str, torch.Tensor], unread: tuple[str, ...] = ()):
         self.maps = maps
         self.names = tuple(maps)
+        self.scored = tuple(a for a in maps if a not in unread)
 
     def logits(self, image_embeds):
         return {a: image_embeds.float() @ m for a, m in self.maps.items()}
@@ -64,6 +65,21 @@ def test_value_edit_loss_parts_match_a_hand_computation():
     assert e.grad is not None and float(e.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="one attribute and one target per edit"):
         value_edit_loss(reader, emb, reader.logits(src), attributes[:-1], targets, offsets, w_scale, weights)
+    # an unread attribute (the guide cannot read it) is neither the asked value nor kept
+    blind = FakeReader(reader.maps, unread=("shape",))
+    _, part = value_edit_loss(blind, emb, blind.logits(src), attributes, targets, offsets, w_scale, weights)
+    value_seen, keep_seen, seen = 0.0, 0.0, 0
+    for i, a in enumerate(attributes):
+        logits = {b: emb[i] @ m for b, m in reader.maps.items()}
+        if a != "shape":
+            value_seen += -float(torch.log_softmax(logits[a], 0)[targets[i]])
+        for b in ("color", "size"):
+            if b != a:
+                p = torch.softmax(src[i] @ reader.maps[b], 0)
+                keep_seen += float((p * (p.log() - torch.log_softmax(logits[b], 0))).sum())
+                seen += 1
+    assert float(part["value"]) == pytest.approx(value_seen / n, rel=1e-5)
+    assert float(part["keep"]) == pytest.approx(keep_seen / seen, rel=1e-4, abs=1e-6)
 
 
 def test_value_metrics_count_reads_and_kept_attributes():
