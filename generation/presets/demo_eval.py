@@ -17,8 +17,9 @@ share of the offset's energy that varies across an attribute's values, for the s
 
 Methods: ``mapper``, ``optimize`` (``steps`` Adam steps) and ``mapper+optimize`` (the mapper's edit,
 then ``refine`` optimisation steps from it), and ``reconstruction``: no edit at all, the baseline that
-says how often the judge already reads the target value on the inversion alone. Also the inversion
-PSNR of every render.
+says how often the judge already reads the target value on the inversion alone; ``prior``: the
+mapper's value-direction prior alone (:meth:`EditMapper.value_prior`, for mappers that have one),
+what the learned residual adds to. Also the inversion PSNR of every render.
 
 :func:`evaluate_clips` measures temporal consistency on test-split demo videos whose attributes stay
 fixed (motions other than grow, shrink and recolor): each clip gets one edit, made once as a clip
@@ -37,7 +38,7 @@ import torch
 
 from generation.presets.demo import demo_vocabulary
 
-METHODS = ("mapper", "optimize", "mapper+optimize", "reconstruction")
+METHODS = ("mapper", "optimize", "mapper+optimize", "reconstruction", "prior")
 
 
 def edit_cases(num: int, *, seed: int = 0, wording: str = "train", start: int = 0):
@@ -96,6 +97,11 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
                 edited = ws[idx]
             elif method == "optimize":
                 edited = pipe.edit_latents(ws[idx], text, "optimize", 1.0, steps, **optimize_kwargs)
+            elif method == "prior":  # the mapper's value-direction prior alone, without its learned residual
+                with torch.no_grad():
+                    w = ws[idx].to(pipe.device)
+                    edited = w + pipe.mapper.value_prior(text.to(pipe.device), pipe.guide.image_features(
+                        pipe.synthesize(w).to(pipe.device)))
             else:
                 edited = pipe.edit_latents(ws[idx], text, "mapper", 1.0)
                 if method == "mapper+optimize":
