@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wording", choices=["train", "heldout"], default="train")
     parser.add_argument("--methods", default="mapper",
                         help="comma-separated: mapper, optimize, mapper+optimize, prior (the mapper's value prior "
-                        "alone), reconstruction (no edit: the baseline) ('none': no edits, e.g. with --inversion or --clips "
-                        "only)")
+                        "alone), reconstruction (no edit: the baseline) ('none': no edits, e.g. with --inversion "
+                        "or --clips only)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
