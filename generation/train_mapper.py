@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           f"inverting {len(train_pixels)} training images")
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
     texts, reader = PromptTable(guide), ValueReader(guide, vocabulary, unread=args.unread_attributes)
-    if not args.init_mapper and mapper.condition is not None:
+    if not args.init_mapper:
         condition_statistics(mapper, guide, vocabulary, train)
     if not args.init_mapper and mapper.config.prior_values:
         mapper.set_value_prior(*value_means(G, guide, reader, args.value_prior_samples, args.seed))

@@ -203,19 +203,6 @@ def test_film_mapper_starts_as_the_identity_and_hears_the_prompt(tmp_path):
     assert torch.allclose(loaded(ws, text, source, w_avg), expected, atol=1e-6)
 
 
-def test_concat_mapper_loads_the_bundled_one_and_has_no_condition_statistics():
-    from hdvila.paths import bundled
-
-    mapper = EditMapper.from_pretrained(bundled("edit-demo64/mapper"))
-    assert mapper.config.condition == "concat" and mapper.condition is None
-    c = mapper.config
-    out = mapper(torch.zeros(1, c.num_ws, c.w_dim), F.normalize(torch.randn(1, c.embed_dim), dim=1),
-                 F.normalize(torch.randn(1, c.embed_dim), dim=1), torch.zeros(c.w_dim))
-    assert out.shape == (1, c.num_ws, c.w_dim) and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="only a 'film' mapper"):
-        mapper.set_condition_statistics(torch.randn(4, c.embed_dim), torch.randn(4, c.embed_dim))
-
-
 # -- train_mapper.py on a user's folder and attributes file -------------------------------------------------------
 
 ATTRIBUTES = {

@@ -8,22 +8,20 @@ by ``w_scale``, the spread of the generator's w, beside a learned embedding of t
 that vector's offset; the last layer is zero-initialised, so the untrained mapper is the identity
 edit. ``ws_edit = ws + strength * offset``: ``strength`` 0 is no edit and 1 the trained edit.
 
-How the condition enters (``MapperConfig.condition``):
+How the condition enters: the prompt's HD-VILA text embedding ``t`` [D] and the source image's
+HD-VILA embedding ``s`` [D] (what the image is now: the same prompt means different moves for
+different images) are each standardised by the statistics of the training prompts and images
+(:meth:`EditMapper.set_condition_statistics`; buffers saved with the weights) and scaled to unit
+root-mean-square (PixelNorm, as DeltaEdit's condition branch does); an MLP of their concatenation (the
+condition vector) joins each W+ vector's input and modulates every hidden layer of every group MLP
+(FiLM, Perez et al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The condition is
+then as loud as ``w`` from the first step. (The first bundled mapper concatenated the raw unit-norm
+embeddings, entries of about 0.06, beside standardised ``w``: about 0.4% of the input variance, and
+it learned a nearly prompt-blind offset.)
 
-- ``"film"`` (default): the prompt's HD-VILA text embedding ``t`` [D] and the source image's HD-VILA
-  embedding ``s`` [D] (what the image is now: the same prompt means different moves for different
-  images) are each standardised by the statistics of the training prompts and images
-  (:meth:`EditMapper.set_condition_statistics`; buffers saved with the weights) and scaled to unit
-  root-mean-square (PixelNorm, as DeltaEdit's condition branch does); an MLP of their concatenation
-  (the condition vector) joins each W+ vector's input and modulates every hidden layer of every group
-  MLP (FiLM, Perez et al., AAAI 2018: ``h * (1 + gamma) + beta``, both zero-initialised). The
-  condition is then as loud as ``w`` from the first step, and the edit can depend on the asked value
-  at every layer. (Raw unit-norm 256-d embeddings have entries of about 0.06; standardised, the
-  differences between prompts are of order 1 per entry.)
-- ``"concat"``: ``t`` and ``s`` concatenated raw beside ``w`` at the input (the first bundled mapper;
-  unit-norm 256-d embeddings are about 0.06 per entry against about 1 for ``w``, so the prompt is
-  ~0.4% of the input variance and a trained mapper learned a nearly prompt-blind offset: kept only
-  to load that mapper).
+On top, optionally, the **value-direction prior** (:meth:`EditMapper.value_prior`): class-mean
+latents of generator samples labelled by the guide's own zero-shot reading; the network then learns
+a residual to it.
 
 The mapper records the generator (:mod:`generation.stylegan2.fingerprint`) and the HD-VILA model
 (weights digest) it was trained with, and refuses others.
@@ -55,8 +53,8 @@ class MapperConfig:
     generator_digest: str = ""
     guide_digest: str = ""             # digest of the HD-VILA weights that guided training
     vocabulary: list = field(default_factory=list)  # words of the training prompts (empty: no check)
-    condition: str = "concat"          # "film" (new mappers, config_for) or "concat" (the first bundled mapper)
-    condition_hidden: int = 256        # width of the condition branch ("film")
+    condition: str = "film"            # how text and source enter (the only kind; recorded in config.json)
+    condition_hidden: int = 256        # width of the condition branch
     attributes: dict = field(default_factory=dict)  # the editing vocabulary trained on (AttributeVocabulary.to_dict)
     prior_values: int = 0              # values of the value-direction prior (0: no prior; see EditMapper.value_prior)
     prior_scale: float = 20.0          # logit scale of the prior's text routing and source reading (the guide's)
@@ -75,13 +73,12 @@ def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVoc
     fp = generator_fingerprint(generator)
     if vocabulary is not None:
         kwargs.update(vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
-    kwargs.setdefault("condition", "film")
     return MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                         embed_dim=int(hdvila.config.projection_dim), generator_digest=fp["digest"],
                         guide_digest=guide_fingerprint(hdvila), **kwargs)
 
 
-CONDITIONS = ("film", "concat")
+CONDITIONS = ("film",)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -90,36 +87,29 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 class _GroupMLP(nn.Module):
-    """Per W+ vector: ``layers - 1`` hidden layers (each FiLM-modulated by the condition when
-    ``cond_dim`` > 0) and a zero-initialised output layer."""
+    """Per W+ vector: ``layers - 1`` hidden layers, each FiLM-modulated by the condition vector, and a
+    zero-initialised output layer."""
 
-    def __init__(self, cin: int, hidden: int, cout: int, layers: int, cond_dim: int = 0):
+    def __init__(self, cin: int, hidden: int, cout: int, layers: int, cond_dim: int):
         super().__init__()
         mods, c = [], cin
-        for _ in range(layers - 1):  # Linear, LeakyReLU pairs (the keys of the first bundled mapper)
+        for _ in range(layers - 1):  # Linear, LeakyReLU pairs
             mods += [nn.Linear(c, hidden), nn.LeakyReLU(0.2)]
             c = hidden
         self.body = nn.Sequential(*mods)
-        self.film = None
-        if cond_dim:
-            self.film = nn.Linear(cond_dim, 2 * hidden * (layers - 1))  # gamma, beta per hidden layer
-            nn.init.zeros_(self.film.weight)
-            nn.init.zeros_(self.film.bias)
+        self.film = nn.Linear(cond_dim, 2 * hidden * (layers - 1))  # gamma, beta per hidden layer
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
         self.out = nn.Linear(c, cout)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x [N, K, cin], cond [N, cond_dim] (FiLM) -> [N, K, cout]."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x [N, K, cin], cond [N, cond_dim] -> [N, K, cout]."""
         linears = self.body[::2]
-        mods = None
-        if self.film is not None:
-            mods = self.film(cond)[:, None].chunk(2 * len(linears), dim=-1)  # each [N, 1, hidden]
+        mods = self.film(cond)[:, None].chunk(2 * len(linears), dim=-1)  # each [N, 1, hidden]
         for i, layer in enumerate(linears):
-            x = layer(x)
-            if mods is not None:
-                x = x * (1 + mods[2 * i]) + mods[2 * i + 1]
-            x = nn.functional.leaky_relu(x, 0.2)
+            x = nn.functional.leaky_relu(layer(x) * (1 + mods[2 * i]) + mods[2 * i + 1], 0.2)
         return self.out(x)
 
 
@@ -142,36 +132,29 @@ class EditMapper(PretrainedModel):
         if config.condition not in CONDITIONS:
             raise ValueError(f"MapperConfig.condition must be one of {CONDITIONS}, got {config.condition!r}")
         self.index_embed = nn.Embedding(config.num_ws, 16)
-        film = config.condition == "film"
-        self.condition = None
-        if film:  # standardised, PixelNorm'd text and source -> the vector that modulates every hidden layer
-            for name, value in (("text_mean", 0.0), ("text_std", 1.0), ("source_mean", 0.0), ("source_std", 1.0)):
-                self.register_buffer(name, torch.full((config.embed_dim,), value))
-            h = config.condition_hidden
-            self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
-                                           nn.Linear(h, h), nn.LeakyReLU(0.2))
+        # standardised, PixelNorm'd text and source -> the vector that modulates every hidden layer
+        for name, value in (("text_mean", 0.0), ("text_std", 1.0), ("source_mean", 0.0), ("source_std", 1.0)):
+            self.register_buffer(name, torch.full((config.embed_dim,), value))
+        h = config.condition_hidden
+        self.condition = nn.Sequential(nn.Linear(2 * config.embed_dim, h), nn.LeakyReLU(0.2),
+                                       nn.Linear(h, h), nn.LeakyReLU(0.2))
         if config.prior_values:  # the value-direction prior (EditMapper.set_value_prior)
-            if not film:
-                raise ValueError("the value-direction prior needs condition='film'")
             v = config.prior_values
             self.register_buffer("prior_text", torch.zeros(v, config.embed_dim))
             self.register_buffer("prior_means", torch.zeros(v, config.num_ws, config.w_dim))
             self.register_buffer("prior_attribute", torch.zeros(v, dtype=torch.long))
-        # "film": the condition vector also joins each W+ vector's input, so the hidden activations depend
-        # on the prompt from the first step (FiLM alone, zero-initialised, starts prompt-blind)
-        cin = config.w_dim + 16 + (config.condition_hidden if film else 2 * config.embed_dim)
-        self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers,
-                                                   config.condition_hidden if film else 0)
+        # the condition vector also joins each W+ vector's input, so the hidden activations depend on the
+        # prompt from the first step (FiLM alone, zero-initialised, starts prompt-blind)
+        cin = config.w_dim + 16 + h
+        self.mlps = nn.ModuleDict({name: _GroupMLP(cin, config.hidden, config.w_dim, config.layers, h)
                                    for name, idx in config.groups.items() if idx})
 
     @torch.no_grad()
     def set_condition_statistics(self, text_embeds: torch.Tensor, source_embeds: torch.Tensor,
                                  floor: float = 0.1) -> None:
-        """Standardise the condition by these embeddings ("film" mappers): text_embeds [P, D] (the
-        training prompts), source_embeds [N, D] (the training images). Each dimension's std is floored
-        at ``floor`` x the mean std, so a prompt unlike the training ones is not blown up."""
-        if self.condition is None:
-            raise ValueError("only a 'film' mapper standardises its condition")
+        """Standardise the condition by these embeddings: text_embeds [P, D] (the training prompts),
+        source_embeds [N, D] (the training images). Each dimension's std is floored at ``floor`` x the
+        mean std, so a prompt unlike the training ones is not blown up."""
         for prefix, x in (("text", text_embeds), ("source", source_embeds)):
             x = x.float().to(self.text_mean.device)
             if x.ndim != 2 or x.shape[1] != self.config.embed_dim or x.shape[0] < 2:
@@ -255,14 +238,10 @@ class EditMapper(PretrainedModel):
         prior = self.value_prior(text.to(dtype), source.to(dtype)) if c.prior_values else None
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         idx = self.index_embed.weight[None].expand(n, -1, -1)
-        if self.condition is not None:
-            text = (text.to(dtype) - self.text_mean) / self.text_std
-            source = (source.to(dtype) - self.source_mean) / self.source_std
-            cond = self.condition(torch.cat([pixel_norm(text), pixel_norm(source)], dim=1))
-            x = torch.cat([w, idx, cond[:, None].expand(n, c.num_ws, -1)], dim=2)
-        else:
-            x = torch.cat([w, torch.cat([text, source], dim=1).to(dtype)[:, None].expand(n, c.num_ws, -1), idx], dim=2)
-            cond = None
+        text = (text.to(dtype) - self.text_mean) / self.text_std
+        source = (source.to(dtype) - self.source_mean) / self.source_std
+        cond = self.condition(torch.cat([pixel_norm(text), pixel_norm(source)], dim=1))
+        x = torch.cat([w, idx, cond[:, None].expand(n, c.num_ws, -1)], dim=2)
         parts, order = [], []
         for name, mlp in self.mlps.items():
             parts.append(mlp(x[:, c.groups[name]], cond))
