@@ -37,7 +37,9 @@ def build(device: str):
 
     G = load_stylegan2(bundled("stylegan2-demo64")).float().eval()
     hdvila = HDVILAModel.from_pretrained(bundled("hdvila-mini")).float().eval()
-    pipe = EditPipeline.untrained(G, hdvila, vocabulary=demo_vocabulary()).to(device)
+    vocabulary = demo_vocabulary()  # the mapper with its value prior, as the bundled one
+    pipe = EditPipeline.untrained(G, hdvila, vocabulary=vocabulary, mapper_kwargs={
+        "prior_values": sum(len(vocabulary.values(a)) for a in vocabulary.names)}).to(device)
     for component in pipe.components.values():  # a Pipeline is not a Module: each network goes to eval mode
         if isinstance(component, torch.nn.Module):
             component.eval()
