@@ -546,9 +546,38 @@ def test_bundled_edit_pipeline_loads_and_edits():
 
     pipe = EditPipeline.from_pretrained(bundled("edit-demo64"))
     assert pipe.resolution == 64 and pipe.mapper is not None and pipe.encoder is not None
+    assert pipe.mapper.config.prior_values == 23 and pipe.mapper.config.attributes  # the value-following mapper
     x = DemoImageDataset("test", 2, resolution=64)[1]["image"]
     out = pipe(x, "a huge one", output_type="pt")
     assert out.images.shape == (1, 3, 64, 64) and out.inversion_psnr[0] > 15
     assert (out.images - out.reconstructions).abs().mean() > 0.01, "the bundled mapper changes nothing"
     zero = pipe(x, "a huge one", strength=0.0, output_type="pt")
     assert torch.allclose(zero.images, zero.reconstructions, atol=1e-5)
+
+
+def test_bundled_mapper_follows_the_asked_colour():
+    """The bundled editor makes "make it blue" blue, and so on: 16 test renders, each asked for a colour
+    it is not, read by the judge (a referee here, as in eval-edit). The first bundled mapper, which
+    ignored the value, scored 0.5% on colour over 200 renders; this one measures 55% (docs/results.md)."""
+    import numpy as np
+
+    from generation.presets import demo_vocabulary
+    from hdvila.demo.attributes import ATTRIBUTES
+    from hdvila.demo.dataset import DemoImageDataset
+    from hdvila.judge.evaluate import judge_images
+    from hdvila.judge.model import load_judge
+    from hdvila.paths import bundled
+
+    pipe = EditPipeline.from_pretrained(bundled("edit-demo64"))
+    data = DemoImageDataset("test", 16, resolution=64)
+    items = [data[i] for i in range(16)]
+    x = torch.stack([it["image"] for it in items])
+    colours = [ATTRIBUTES["color"][int(it["labels"][1])] for it in items]  # labels: shape, color, ...
+    rng = np.random.default_rng(3)
+    vocab = demo_vocabulary()
+    asked = [vocab.sample_edit({"color": c}, rng, "color")[1] for c in colours]
+    prompts = [vocab.edit_prompt("color", v, rng) for v in asked]
+    out = pipe(list(x), prompts, output_type="pt")
+    read = judge_images(load_judge(None), out.images)["color"][0]
+    hits = sum(int(r) == ATTRIBUTES["color"].index(v) for r, v in zip(read, asked))
+    assert hits >= 5, f"the asked colour was read on {hits} of 16 edits"

@@ -121,11 +121,13 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
             others = [k for k in read if k != attribute]
             r["kept_source"].append(all(int(read[k][j]) == int(src_read[k][i]) for k in others))
             r["kept_reconstruction"].append(all(int(read[k][j]) == int(rec_read[k][i]) for k in others))
+            for k in others:  # which attribute an edit changes besides the asked one
+                r.setdefault(f"kept_reconstruction_{k}", []).append(int(read[k][j]) == int(rec_read[k][i]))
         summary = {a: {k: float(np.mean(v)) for k, v in r.items()} for a, r in rows.items()}
         summary["all"] = {k: float(np.mean([summary[a][k] for a in rows]))
                           for k in ("success", "kept_source", "kept_reconstruction", "guide_read")}
         result["methods"][method] = summary
-        result["figure"][method] = images[: 4 * min(num, 6)]
+        result["figure"][f"method:{method}"] = images[: 4 * min(num, 6)]
     result["figure"]["source"] = x[: min(num, 6)]
     result["figure"]["reconstruction"] = rec[: min(num, 6)]
     result["figure"]["prompts"] = [c[3] for c in cases[: 4 * min(num, 6)]]
@@ -281,7 +283,7 @@ def comparison_figure(result: dict[str, Any], path, method: str = "mapper"):
     from hdvila.tensors import labelled_grid
 
     src, rec = result["figure"]["source"], result["figure"]["reconstruction"]
-    edits = result["figure"][method].view(len(src), 4, *src.shape[1:])
+    edits = result["figure"][f"method:{method}"].view(len(src), 4, *src.shape[1:])
     prompts = result["figure"]["prompts"]
     rows = torch.cat([src[:, None], rec[:, None], edits], dim=1).flatten(0, 1)
     labels = [t for i in range(len(src)) for t in ("source", "reconstruction", *prompts[4 * i: 4 * i + 4])]
