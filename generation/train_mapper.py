@@ -45,9 +45,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package, not sibling files
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    from runpy import run_path
+
+    run_path(str(Path(__file__).resolve().parents[1] / "hdvila/training/sys_path.py"))["put_package_first"](__file__)
 
 import argparse
 import logging
@@ -59,6 +59,7 @@ import torch
 
 from hdvila.training import (
     EMA,
+    EMA_FOLDER,
     StepBatchSampler,
     StepStats,
     TimeBudget,
@@ -75,7 +76,6 @@ from hdvila.training import (
 )
 
 logger = logging.getLogger("train_mapper")
-EMA_FOLDER = "ema"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
