@@ -470,15 +470,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           f"inverting {len(train_pixels)} training images")
     val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
     texts, reader = PromptTable(guide), ValueReader(guide, vocabulary, unread=args.unread_attributes)
-    if not args.init_mapper:
+    resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
+    if not args.init_mapper and resume is None:  # a fresh mapper (a checkpoint brings its own buffers)
         condition_statistics(mapper, guide, vocabulary, train)
-    if not args.init_mapper and mapper.config.prior_values:
-        mapper.set_value_prior(*value_means(G, guide, reader, args.value_prior_samples, args.seed))
+        if mapper.config.prior_values:
+            mapper.set_value_prior(*value_means(G, guide, reader, args.value_prior_samples, args.seed))
     opt = torch.optim.Adam(mapper.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     mapper, opt = accelerator.prepare(mapper, opt)
     ema = EMA(accelerator.unwrap_model(mapper), args.ema_decay)
     step = 0
-    if (resume := resolve_resume(args.output_dir, args.resume_from_checkpoint)) is not None:
+    if resume is not None:
         step = load_checkpoint(accelerator, resume)["step"]
         ema.module.load_state_dict(type(ema.module).from_pretrained(resume / EMA_FOLDER).state_dict())
     init_trackers(accelerator, "train_mapper", args)
@@ -505,9 +506,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     syn_ws = G.mapping(z, None)
                     syn_src = guide.image_features(synthesize(G, syn_ws).clamp(-1, 1))
                 ws, src = torch.cat([ws, syn_ws]), torch.cat([src, syn_src])
-            edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob, per_image=args.values_per_image)
-            k = args.values_per_image
-            ws, src = ws.repeat_interleave(k, 0), src.repeat_interleave(k, 0)
+            per = args.values_per_image
+            edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob, per_image=per)
+            ws, src = ws.repeat_interleave(per, 0), src.repeat_interleave(per, 0)
             with accelerator.autocast():
                 loss, parts, _ = edit_loss(mapper, G, guide, reader, texts, vocabulary, ws, src, edits, weights,
                                            args.guide_views)

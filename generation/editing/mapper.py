@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from generation.editing.attributes import AttributeVocabulary
+from generation.stylegan2.layers import normalize_2nd_moment  # StyleGAN's PixelNorm
 from hdvila.errors import CheckpointError
 from hdvila.modeling_utils import PretrainedModel
 
@@ -79,11 +80,6 @@ def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVoc
 
 
 CONDITIONS = ("film",)
-
-
-def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """x [..., C] scaled to unit root-mean-square over C (StyleGAN's PixelNorm)."""
-    return x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
 
 
 class _GroupMLP(nn.Module):
@@ -240,7 +236,8 @@ class EditMapper(PretrainedModel):
         idx = self.index_embed.weight[None].expand(n, -1, -1)
         text = (text.to(dtype) - self.text_mean) / self.text_std
         source = (source.to(dtype) - self.source_mean) / self.source_std
-        cond = self.condition(torch.cat([pixel_norm(text), pixel_norm(source)], dim=1))
+        cond = self.condition(torch.cat([normalize_2nd_moment(text, dim=-1), normalize_2nd_moment(source, dim=-1)],
+                                        dim=1))
         x = torch.cat([w, idx, cond[:, None].expand(n, c.num_ws, -1)], dim=2)
         parts, order = [], []
         for name, mlp in self.mlps.items():

@@ -74,6 +74,7 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
     from generation.editing.value_objective import ValueReader
+    from generation.presets.demo_guide_eval import embed_images
     from hdvila.demo.attributes import ATTRIBUTES
 
     reader = ValueReader(pipe.guide, demo_vocabulary())
@@ -111,7 +112,7 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
                 print(f"{method}: {min(b + batch_size, len(cases))}/{len(cases)} edits", flush=True)
         images = torch.cat(images)
         read = _read(judge, images)
-        guide_read = _guide_read(pipe, reader, images)
+        guide_read = reader.read(embed_images(pipe.guide, None, images, path="guide", batch_size=64))
         rows = {a: {"success": [], "kept_source": [], "kept_reconstruction": [], "guide_read": []}
                 for a in ("shape", "color", "pattern", "size")}
         for j, (i, attribute, value, _) in enumerate(cases):
@@ -132,14 +133,6 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     result["figure"]["reconstruction"] = rec[: min(num, 6)]
     result["figure"]["prompts"] = [c[3] for c in cases[: 4 * min(num, 6)]]
     return result
-
-
-@torch.no_grad()
-def _guide_read(pipe, reader, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """The guide's zero-shot reading (value index per attribute) of images [N, 3, H, W] in [-1, 1]."""
-    embeds = torch.cat([pipe.guide.image_features(images[i:i + batch_size].to(pipe.device)).cpu()
-                        for i in range(0, len(images), batch_size)])
-    return reader.read(embeds)
 
 
 @torch.no_grad()
