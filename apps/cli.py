@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("apps.commands.edit", "text-guided editing of an image, a folder or a video (mapper or optimisation)"),
     "assemble-edit": ("apps.commands.assemble_edit", "an EditPipeline folder from a trained encoder and mapper"),
     "eval-edit": ("apps.commands.eval_edit", "measure an edit pipeline: judge success and preservation per attribute"),
+    "score-mapper": ("apps.commands.score_mapper",
+                     "the guide's validation numbers of trained edit mappers (train_mapper.py's, no training)"),
     "fd": ("apps.commands.fd", "FD-HDVILA of StyleGAN2 generators against demo-domain renders (lower is better)"),
     "eval-judge": ("apps.commands.eval_judge", "the attribute judge's accuracy on fresh demo-domain renders"),
     "eval-sr": ("apps.commands.eval_sr", "measure a super-resolution model: PSNR/SSIM, judge accuracy, text score"),

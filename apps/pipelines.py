@@ -12,6 +12,12 @@ the web UI (:mod:`apps.web`) call these; the commands add argument parsing, batc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from generation.editing.pipeline_edit import EditPipeline
+    from generation.superres.pipeline_sr import SRPipeline
+
 
 def load_pipeline_folder(cls, model: str | None, bundled: str, accepts: str, generator: str | None = None,
                          hdvila: str | None = None, device: str | None = None):
@@ -37,7 +43,7 @@ def load_pipeline_folder(cls, model: str | None, bundled: str, accepts: str, gen
 
 
 def load_edit_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
-                       device: str | None = None):
+                       device: str | None = None) -> EditPipeline:
     """The edit pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
     from generation.editing.pipeline_edit import EditPipeline
 
@@ -47,7 +53,7 @@ def load_edit_pipeline(model: str | None, generator: str | None = None, hdvila: 
 
 
 def load_sr_pipeline(model: str | None, generator: str | None = None, hdvila: str | None = None,
-                     device: str | None = None):
+                     device: str | None = None) -> SRPipeline:
     """The SR pipeline folder ``model`` (default: bundled), with the optional replacements, on ``device``."""
     from generation.superres.pipeline_sr import SRPipeline
 
@@ -57,8 +63,8 @@ def load_sr_pipeline(model: str | None, generator: str | None = None, hdvila: st
 
 
 # ---- videos --------------------------------------------------------------------------------------
-def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0, steps: int = 300,
-               refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
+def edit_video(pipe: EditPipeline, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0,
+               steps: int = 300, refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
                write=None, faces: str | None = None) -> dict:
     """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
     and written to ``dst`` with ``src``'s audio: :func:`edit_frames_to_video` on its frames."""
@@ -70,13 +76,14 @@ def edit_video(pipe, src, dst, prompt: str, *, method: str = "mapper", strength:
                                 name=str(src), audio_from=src)
 
 
-def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
+def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
                          strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
                          temporal_sigma: float = 1.0, write=None, faces: str | None = None,
                          name: str = "the clip", audio_from=None) -> dict:
     """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
-    edited as one clip (:func:`generation.editing.clips.edit_clip`: one offset for every frame,
-    latents smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically) with the audio
+    edited as one clip (:meth:`EditPipeline.edit_clip
+    <generation.editing.pipeline_edit.EditPipeline.edit_clip>`: one offset for every frame, latents
+    smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically) with the audio
     of the file ``audio_from`` (the source video; trimmed to the frames, see
     :func:`hdvila.videoio.write_video`), if given and it has any. Returns
     {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
@@ -90,7 +97,6 @@ def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: 
     pasted-back frame)."""
     import torch
 
-    from generation.editing.clips import edit_clip
     from hdvila.tensors import uint8_to_unit
 
     if faces:
@@ -102,20 +108,20 @@ def edit_frames_to_video(pipe, frames, fps: float, dst, prompt: str, *, method: 
         x = torch.stack([a.crop for a in aligned])
     else:
         x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
-    out = edit_clip(pipe, x, prompt, method=method, strength=strength, steps=steps,
-                    refine_steps=refine_steps, temporal_sigma=temporal_sigma)
-    result = {"frames": len(frames), "inversion_psnr": out["inversion_psnr"], "note": "; ".join(out["notes"]),
-              "prompt_notes": out["prompt_notes"]}
-    video = out["frames"]
+    out = pipe.edit_clip(x, prompt, method=method, strength=strength, steps=steps, refine_steps=refine_steps,
+                         temporal_sigma=temporal_sigma)
+    result = {"frames": len(frames), "inversion_psnr": out.inversion_psnr, "note": "; ".join(out.notes),
+              "prompt_notes": out.prompt_notes}
+    video = out.frames
     if faces:
-        clip_faces = ClipFaces(aligned=aligned, outputs=out["frames"])
-        video = paste_clip(frames, aligned, out["frames"])
+        clip_faces = ClipFaces(aligned=aligned, outputs=out.frames)
+        video = paste_clip(frames, aligned, out.frames)
         result["faces"], result["preview"] = clip_faces, clip_faces.preview(video)
 
     return _write_clip(dst, video, fps, audio_from, result, write)
 
 
-def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
+def upscale_video(pipe: SRPipeline, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
                   max_frames: int | None = 2000, faces: str | None = None, write=None):
     """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
     written to ``dst`` with ``src``'s audio: :func:`upscale_frames_to_video` on its frames, or with ``faces``
@@ -130,7 +136,7 @@ def upscale_video(pipe, src, dst, prompt: str | None, *, scale: int | None = Non
                                    audio_from=src)
 
 
-def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
+def upscale_faces_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
                            batch_size: int = 16, faces: str = "largest", name: str = "the clip", write=None,
                            audio_from=None) -> dict:
     """The face of a video (uint8 frames [T, H, W, 3]) tracked through it with smoothed landmarks
@@ -158,7 +164,7 @@ def upscale_faces_to_video(pipe, frames, fps: float, dst, prompt: str | None, *,
     return _write_clip(dst, video, fps, audio_from, result, write)
 
 
-def upscale_frames_to_video(pipe, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
+def upscale_frames_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
                             batch_size: int = 16, audio_from=None) -> str | None:
     """The frames of a video (uint8 [T, H, W, 3]), each upscaled by ``pipe`` (an SRPipeline), written
     to ``dst`` as an mp4 at ``fps`` (atomically) with the audio of the file ``audio_from`` (the source

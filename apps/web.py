@@ -382,6 +382,7 @@ def make_upscale(state: AppState) -> Callable:
         out = pipe(pil, prompt=prompt, labels=[name], faces=FACES_MODE if align_faces else None)
         sr = out.images[0]
         path = save_image(sr, state.new_output_dir() / f"{Path(name).stem}_sr_x{scale}.png")
+        captioned = "caption: " + prompt if prompt else "no caption"
         if align_faces:
             from generation.faces.pipeline import upscale_frame
             from generation.pipeline_utils import image_to_tensor
@@ -390,12 +391,14 @@ def make_upscale(state: AppState) -> Callable:
             records = out.faces[0]
             notes = (f"{len(records)} face aligned at {pipe.lr_resolution}x{pipe.lr_resolution}, super-resolved to "
                      f"{pipe.out_resolution}x{pipe.out_resolution} and pasted into the x{scale} bicubic enlargement "
-                     f"({sr.size[0]}x{sr.size[1]}), " + ("caption: " + prompt if prompt else "no caption"))
-            return (bicubic, sr), str(path), notes, _face_gallery(records, "super-resolved")
-        bicubic = to_pil(upsample_bicubic(out.lr_images[:1], scale)[0])
-        notes = out.notes[0] or (f"{pipe.lr_resolution}x{pipe.lr_resolution} -> {pipe.out_resolution}x"
-                                 f"{pipe.out_resolution}, " + ("caption: " + prompt if prompt else "no caption"))
-        return (bicubic, sr), str(path), notes, []
+                     f"({sr.size[0]}x{sr.size[1]}), " + captioned)
+            gallery = _face_gallery(records, "super-resolved")
+        else:
+            bicubic = to_pil(upsample_bicubic(out.lr_images[:1], scale)[0])
+            notes = out.notes[0] or (f"{pipe.lr_resolution}x{pipe.lr_resolution} -> {pipe.out_resolution}x"
+                                     f"{pipe.out_resolution}, " + captioned)
+            gallery = []
+        return (bicubic, sr), str(path), notes, gallery
 
     return upscale
 
@@ -510,20 +513,18 @@ def make_video(state: AppState) -> Callable:
             summary = (f"edited {which} as one clip ({method}, strength {float(strength):g}); "
                        f"mean inversion PSNR {r['inversion_psnr']:.2f} dB" + (f"; {r['note']}" if r["note"] else "")
                        + "".join(f"; {n}" for n in r["prompt_notes"]))
-        elif align_faces:
-            progress(0, desc="loading the super-resolution model")
-            pipe = state.sr.get()
-            r = upscale_faces_to_video(pipe, frames, fps, dst, prompt or None, faces=FACES_MODE, name=name,
-                                       audio_from=src)
-            summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} (bicubic) with "
-                       f"the face super-resolved " + (f"with the caption: {prompt}" if prompt else "without a caption"))
         else:
             progress(0, desc="loading the super-resolution model")
             pipe = state.sr.get()
-            note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None, audio_from=src)
-            summary = (f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} "
-                       + (f"with the caption: {prompt}" if prompt else "without a caption")
-                       + (f"; {note.split(': ', 1)[-1]}" if note else ""))
+            summary = f"upscaled {'every frame' if not cut else which} x{pipe.sr_model.config.scale} "
+            captioned = f"with the caption: {prompt}" if prompt else "without a caption"
+            if align_faces:
+                r = upscale_faces_to_video(pipe, frames, fps, dst, prompt or None, faces=FACES_MODE, name=name,
+                                           audio_from=src)
+                summary += "(bicubic) with the face super-resolved " + captioned
+            else:
+                note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None, audio_from=src)
+                summary += captioned + (f"; {note.split(': ', 1)[-1]}" if note else "")
         if not align_faces:
             return str(dst), str(dst), summary, []
         found = sum(a.box is not None for a in r["faces"].aligned)

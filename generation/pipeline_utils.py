@@ -1,9 +1,12 @@
 """The pipeline base: components registered by name, saved and loaded as one folder, diffusers-style.
 
 A pipeline (``SRPipeline``, ``EditPipeline``) takes its components in ``__init__`` and registers
-them; ``__call__(..., generator=, output_type='pil'|'np'|'pt', return_dict=True)`` checks its inputs
+them; ``__call__(..., output_type='pil'|'np'|'pt', return_dict=True)`` checks its inputs
 (``check_inputs``), runs the algorithm and returns a :class:`PipelineOutput` dataclass with
-``.images`` (``return_dict=False``: a tuple). A saved pipeline is a folder::
+``.images`` and the pipeline's other fields (``return_dict=False``: the same fields as a tuple, in
+their order, by :meth:`PipelineOutput.to_tuple`; ``[0]`` is the images). Both pipelines are
+deterministic, so their calls take no random ``generator=`` argument: in this package ``generator``
+is the StyleGAN2 component (``pipe.generator``). A saved pipeline is a folder::
 
     pipeline_index.json      {"_class_name": "generation.superres.pipeline_sr.SRPipeline",
                               "sr_model": "generation.superres.modeling_sr.SRModel", ...,
@@ -56,12 +59,14 @@ P = TypeVar("P", bound="Pipeline")
 @dataclass
 class PipelineOutput:
     """What a pipeline returns: ``images`` as the call's ``output_type`` (see the module docstring).
-    Subclasses add fields (with defaults)."""
+    Subclasses add fields (with defaults). ``return_dict=False`` returns :meth:`to_tuple`, never a
+    tuple built by hand."""
 
     images: Any
 
     def to_tuple(self) -> tuple:
-        """The fields in order: what ``return_dict=False`` returns."""
+        """Every field, in declaration order (``images`` first, then the subclass's fields): what
+        ``__call__(..., return_dict=False)`` returns."""
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
 
@@ -123,10 +128,9 @@ class Pipeline:
 
     def check_inputs(self, *args: Any, **kwargs: Any) -> None:
         """Convention: subclasses validate ``__call__``'s arguments here, raising a UserError. A flag
-        (a bool such as ``EditPipeline``'s ``latents_given``) is passed by name,
-        ``check_inputs(..., latents_given=False)``, never as a bare positional ``True``/``False``; a new
-        subclass makes it keyword-only (``*, flag: bool``). (``EditPipeline.check_inputs`` still
-        accepts ``latents_given`` by position too, for its own callers in :mod:`generation.editing`.)"""
+        (a bool such as ``EditPipeline``'s ``latents_given``) is keyword-only (``*, flag: bool``) and
+        passed by name, ``check_inputs(..., latents_given=False)``, never as a bare positional
+        ``True``/``False``."""
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}={type(c).__name__ if c is not None else None}" for n, c in self.components.items())

@@ -192,7 +192,7 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 def reconstruct(G, ws: torch.Tensor, return_features: bool = False):
     """G's image [N, 3, R, R] (unclamped) of ws, with its stored noise maps; with ``return_features``,
     ``(image, {resolution: synthesis block output})``."""
-    return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False, return_features=return_features)
+    return G.render(ws, fused_modconv=False, return_features=return_features)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

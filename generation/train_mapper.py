@@ -33,10 +33,10 @@ and per-step randomness are functions of the step, so a resumed run continues as
 one. Validation writes ``OUTPUT_DIR/validation/step-N.png`` (source | one edit per attribute) and logs
 the guide's reading of one edit per editable attribute of each held-out image (``val/read_<a>``:
 read as the asked value; ``val/kept_<a>``: every other attribute read as on the source;
-``val/select`` = (mean read + mean kept) / 2, the selection metric, fixed before any judging). At the
-end the EMA mapper is written to ``OUTPUT_DIR/mapper``; with ``--pipeline_dir`` the whole
-``EditPipeline`` folder is written there too. ``--score DIR...`` computes the validation numbers of
-trained mappers (e.g. ``checkpoint-N/ema``) without training.
+``val/select`` = (mean read + mean kept) / 2, the selection metric, fixed before any judging;
+:mod:`generation.mapper_eval`). At the end the EMA mapper is written to ``OUTPUT_DIR/mapper``;
+with ``--pipeline_dir`` the whole ``EditPipeline`` folder is written there too. ``hdvila score-mapper
+DIR...`` computes the validation numbers of trained mappers (e.g. ``checkpoint-N/ema``) without training.
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from generation import mapper_eval
+from generation.mapper_eval import (
+    EditData,
+    PromptTable,
+    draw_edits,
+    edit_targets,
+    invert_images,
+    load_vocabulary,
+    validate_mapper,
+)
 from hdvila.training import (
     EMA,
     EMA_FOLDER,
@@ -94,9 +104,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "size: --hidden does not apply) instead of a random initialisation; it must fit the generator "
                    "and the guide")
     g.add_argument("--pipeline_dir", default=None, help="also write the EditPipeline folder here at the end")
-    g.add_argument("--score", nargs="+", default=None, metavar="MAPPER",
-                   help="train nothing: print the validation numbers (the guide's reading, no judge) of these "
-                        "mapper folders (e.g. checkpoint-N/ema) on --val_size held-out images, and exit")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="demo", help="'demo' (renders of the demo domain) or a folder of images")
     g.add_argument("--attributes", default=None,
@@ -146,159 +153,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_vocabulary(path: str | None):
-    """The editing vocabulary: ``--attributes FILE``, or the demo preset."""
-    from generation.editing.attributes import AttributeVocabulary
-    from generation.presets import demo_vocabulary
-
-    return demo_vocabulary() if path is None else AttributeVocabulary.load(path)
-
-
 def load_models(args: argparse.Namespace) -> dict[str, Any]:
     """Generator, encoder, guide (frozen) and the HD-VILA folder's path."""
-    from generation.editing.encoder import LatentEncoder
-    from generation.editing.guide import HDVILAGuide
-    from generation.stylegan2.convert import load_stylegan2
-    from hdvila.modeling_hdvila import HDVILAModel
-    from hdvila.paths import resolve_model_path
-    from hdvila.processing_hdvila import HDVILAProcessor
-
-    g_path = resolve_model_path(args.generator, "stylegan2-demo64", option="--generator",
-                                accepts="a StyleGAN2 model folder, an NVlabs .pkl or a rosinality .pt")
-    G = load_stylegan2(g_path).eval().requires_grad_(False).float()
-    e_path = resolve_model_path(args.encoder, "edit-demo64/encoder", option="--encoder")
-    encoder = LatentEncoder.from_pretrained(e_path).eval().requires_grad_(False)
-    encoder.check_generator(G)
-    h_path = resolve_model_path(args.hdvila, "hdvila-mini", option="--hdvila")
-    hdvila = HDVILAModel.from_pretrained(h_path)
-    if args.random_guide:
-        torch.manual_seed(args.seed + 1000)
-        hdvila = HDVILAModel(hdvila.config)
-    guide = HDVILAGuide(hdvila, HDVILAProcessor.from_config(hdvila.config))
-    return {"G": G, "encoder": encoder, "guide": guide, "hdvila_dir": h_path}
-
-
-class EditData:
-    """Images to edit: W+ latents [N, num_ws, w_dim] (the encoder's inversions) and the guide's
-    embeddings of their reconstructions [N, D] (what the mapper reads as the source)."""
-
-    def __init__(self, ws: torch.Tensor, source_embeds: torch.Tensor):
-        self.ws, self.source_embeds = ws, source_embeds
-
-    def __len__(self) -> int:
-        return self.ws.shape[0]
-
-
-def check_image_count(args: argparse.Namespace, count: int, kind: str = "") -> None:
-    """Refuse a ``--data`` folder with no more than ``--val_size`` images (one-line UserError)."""
-    from hdvila.errors import UserError
-
-    if count <= args.val_size:
-        raise UserError(f"{args.data} holds {count} {kind}images; training needs more than --val_size "
-                        f"({args.val_size}), which are held out for validation. Add images or lower --val_size.")
+    return mapper_eval.load_edit_models(args.generator, args.encoder, args.hdvila,
+                                        random_guide_seed=args.seed + 1000 if args.random_guide else None)
 
 
 def check_data(args: argparse.Namespace) -> None:
-    """The cheap checks of a ``--data`` folder, before anything is written: it holds image files
-    (by name; they are decoded later, in :func:`load_pixels`), more than ``--val_size`` of them."""
-    from generation.data import list_image_files
-    from hdvila.errors import InputFileError
-    from hdvila.imageio import IMAGE_SUFFIXES
-
-    if args.data == "demo":
-        return
-    files = list_image_files(args.data)
-    if not files:
-        raise InputFileError(f"{args.data}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)}, "
-                             f"recursively).")
-    check_image_count(args, len(files))
+    """The cheap checks of a ``--data`` folder, before anything is written
+    (:func:`generation.mapper_eval.check_data`)."""
+    mapper_eval.check_data(args.data, args.val_size)
 
 
 def load_pixels(args: argparse.Namespace, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(train pixels, validation pixels, a name for the cache): uint8 [N, 3, R, R] each."""
-    from generation.data import render_demo_images, scan_image_folder
-
-    if args.data == "demo":
-        return (render_demo_images(args.train_size, resolution, split="train", seed=args.seed, progress=True),
-                render_demo_images(args.val_size, resolution, split="test", seed=args.seed),
-                f"demo-{args.train_size}")
-    files, pixels = scan_image_folder(args.data, resolution, skip_bad=args.skip_bad_images, progress=True)
-    check_image_count(args, len(files), "usable ")  # --skip_bad_images may have left out some
-    from hdvila.modeling_utils import tensors_digest
-
-    return pixels[:-args.val_size], pixels[-args.val_size:], f"folder-{tensors_digest([torch.from_numpy(pixels)], 12)}"
-
-
-@torch.no_grad()
-def invert_images(G, encoder, guide, pixels: np.ndarray, cache: Path | None, desc: str) -> EditData:
-    """Invert uint8 images [N, 3, R, R] with the encoder and embed the reconstructions (cached in
-    ``cache`` when given)."""
-    from tqdm.auto import tqdm
-
-    if cache is not None and cache.is_file():
-        z = torch.load(cache, weights_only=True)
-        if z["ws"].shape[0] == len(pixels):
-            return EditData(z["ws"], z["source"])
-    ws, embeds = [], []
-    for i in tqdm(range(0, len(pixels), 64), desc=desc, disable=len(pixels) <= 256):
-        x = torch.from_numpy(pixels[i:i + 64]).float() / 127.5 - 1
-        w = encoder(x.to(G.mapping.w_avg.device), G)
-        ws.append(w.float().cpu())
-        embeds.append(guide.image_features(synthesize(G, w).clamp(-1, 1)).cpu())
-    data = EditData(torch.cat(ws), torch.cat(embeds))
-    if cache is not None:
-        from hdvila.atomic import atomic_path
-
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp:
-            torch.save({"ws": data.ws, "source": data.source_embeds}, tmp)
-    return data
-
-
-def synthesize(G, ws: torch.Tensor) -> torch.Tensor:
-    return G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
-
-
-class PromptTable:
-    """Text embeddings, computed once per distinct text."""
-
-    def __init__(self, guide):
-        self.guide, self.cache = guide, {}
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        new = sorted({t for t in texts if t not in self.cache})
-        for i in range(0, len(new), 256):
-            for t, e in zip(new[i:i + 256], self.guide.text_features(new[i:i + 256]).cpu()):
-                self.cache[t] = e
-        return torch.stack([self.cache[t] for t in texts])
-
-
-def draw_edits(vocabulary, current: list[dict[str, str]], rng: np.random.Generator, noop_prob: float = 0.0,
-               attribute: str | None = None, per_image: int = 1) -> list[tuple[str, str, str]]:
-    """Per image (``current``: attribute -> the value read), ``per_image`` edits (attribute, asked value,
-    training-wording prompt), the rows of one image consecutive. With ``per_image`` 1 the attribute is
-    drawn, then a value other than the current one; with more, one attribute per image and that many
-    distinct values other than the current one (cycled when the attribute has fewer), so the same
-    image is asked for several values in one batch. A no-op draw (``noop_prob``) asks the current value."""
-    out = []
-    for now in current:
-        if per_image == 1:
-            asked = [vocabulary.sample_edit(now, rng, attribute)]
-        else:
-            a = attribute or vocabulary.editable[int(rng.integers(len(vocabulary.editable)))]
-            others = [v for v in vocabulary.values(a) if v != now.get(a)]
-            order = rng.permutation(len(others))
-            asked = [(a, others[int(order[i % len(others)])]) for i in range(per_image)]
-        for a, value in asked:
-            if noop_prob and rng.random() < noop_prob:
-                value = now[a]
-            out.append((a, value, vocabulary.edit_prompt(a, value, rng, "train")))
-    return out
-
-
-def edit_targets(vocabulary, edits) -> torch.Tensor:
-    """[N] long: each asked value's index among its attribute's values."""
-    return torch.tensor([vocabulary.values(a).index(v) for a, v, _ in edits], dtype=torch.long)
+    return mapper_eval.load_pixels(args.data, resolution, train_size=args.train_size, val_size=args.val_size,
+                                   seed=args.seed, skip_bad_images=args.skip_bad_images)
 
 
 def loss_weights(args: argparse.Namespace) -> dict[str, float]:
@@ -313,7 +183,7 @@ def edit_loss(mapper, G, guide, reader, texts: PromptTable, vocabulary, ws, sour
     device = ws.device
     prompt = texts([e[2] for e in edits]).to(device)
     offset = mapper(ws, prompt, source_embeds, G.mapping.w_avg).float()
-    img = synthesize(G, ws + offset).float()
+    img = G.render(ws + offset, fused_modconv=False).float()
     emb = guide.augmented_image_features(img, guide_views)
     with torch.no_grad():
         source_logits = reader.logits(source_embeds)
@@ -321,65 +191,6 @@ def edit_loss(mapper, G, guide, reader, texts: PromptTable, vocabulary, ws, sour
     loss, parts = value_edit_loss(reader, emb, source_logits, [e[0] for e in edits],
                                   edit_targets(vocabulary, edits).to(device), offset, scale, weights)
     return loss, parts, img
-
-
-@torch.no_grad()
-def validate(mapper, G, guide, reader, texts: PromptTable, vocabulary, val: EditData, out_png: Path,
-             seed: int = 0) -> dict[str, float]:
-    """One edit per editable attribute of every validation image (asked value drawn with ``seed``,
-    never the value read), read by the guide: ``val/read_<a>``, ``val/kept_<a>``, ``val/read``,
-    ``val/kept``, ``val/select`` (:func:`~generation.editing.value_objective.value_metrics`), the mean
-    offset norm in w-spread units (``val/offset``), and a PNG grid (source | one edit per attribute)."""
-    from generation.editing.value_objective import value_metrics
-    from hdvila.imageio import save_image
-    from hdvila.tensors import image_grid
-
-    rng = np.random.default_rng(seed)
-    device = G.mapping.w_avg.device
-    ws, src = val.ws.to(device), val.source_embeds.to(device)
-    current = reader.current(src)
-    cols, embeds, attrs, targets, norms = [synthesize(G, ws).clamp(-1, 1)], [], [], [], []
-    for attribute in vocabulary.editable:
-        edits = draw_edits(vocabulary, current, rng, attribute=attribute)
-        offset = mapper(ws, texts([e[2] for e in edits]).to(device), src, G.mapping.w_avg).float()
-        out = synthesize(G, ws + offset).clamp(-1, 1)
-        embeds.append(guide.image_features(out))
-        attrs += [e[0] for e in edits]
-        targets.append(edit_targets(vocabulary, edits))
-        norms.append((offset / mapper.config.w_scale).flatten(1).norm(dim=1))
-        cols.append(out)
-    metrics = value_metrics(reader, torch.cat(embeds), src.repeat(len(vocabulary.editable), 1), attrs,
-                            torch.cat(targets).to(device))
-    k = min(8, len(val))
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image_grid(torch.stack([c[:k] for c in cols], dim=1).flatten(0, 1), nrow=len(cols)), out_png)
-    out = {f"val/{k}": v for k, v in metrics.items()}
-    out["val/offset"] = float(torch.cat(norms).mean())
-    return out
-
-
-def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """``--score``: the validation numbers of each mapper folder (no training, no judge); printed."""
-    from generation.editing.mapper import EditMapper
-    from generation.editing.value_objective import ValueReader
-    from hdvila.errors import CheckpointError
-
-    models = load_models(args)
-    G, encoder, guide = models["G"], models["encoder"], models["guide"]
-    vocabulary = load_vocabulary(args.attributes)
-    _, val_pixels, _ = load_pixels(argparse.Namespace(**{**vars(args), "train_size": 1}), G.img_resolution)
-    val = invert_images(G, encoder, guide, val_pixels, None, "inverting the validation images")
-    texts, reader, out = PromptTable(guide), ValueReader(guide, vocabulary, unread=args.unread_attributes), {}
-    for folder in args.score:
-        if not (Path(folder) / "config.json").is_file():
-            raise CheckpointError(f"{folder} is not a mapper folder (no config.json); give e.g. OUTPUT_DIR/mapper "
-                                  f"or OUTPUT_DIR/checkpoint-N/ema.")
-        mapper = EditMapper.from_pretrained(folder).eval()
-        mapper.check_generator(G)
-        out[folder] = validate(mapper, G, guide, reader, texts, vocabulary, val, Path(args.output_dir) / "score" /
-                               f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png", args.seed)
-        print(folder, " ".join(f"{k}={v:.4f}" for k, v in out[folder].items()), flush=True)
-    return out
 
 
 @torch.no_grad()
@@ -396,7 +207,7 @@ def value_means(G, guide, reader, num: int, seed: int, batch_size: int = 128):
     for i in tqdm(range(0, num, batch_size), desc="reading generator samples for the value prior", disable=num < 1024):
         z = torch.randn(min(batch_size, num - i), G.z_dim, generator=gen).to(device)
         w = G.mapping(z, None)
-        read = reader.read(guide.image_features(synthesize(G, w).clamp(-1, 1)))
+        read = reader.read(guide.image_features(G.render(w, fused_modconv=False).clamp(-1, 1)))
         ws.append(w.float().cpu())
         for a in reader.names:
             reads[a].append(read[a].cpu())
@@ -450,8 +261,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # --attributes file or a --data folder without enough image files stops with one line and leaves no folder.
     vocabulary = load_vocabulary(args.attributes)
     check_data(args)
-    if args.score:
-        return {"scores": score(args)}
     precision = resolve_mixed_precision(args.mixed_precision, torch.cuda.is_available())
     accelerator = build_accelerator(args, logger, mixed_precision=precision, cpu=not torch.cuda.is_available())
     models = load_models(args)
@@ -504,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 z = torch.from_numpy(rng.standard_normal((n_syn, G.z_dim)).astype(np.float32)).to(device)
                 with torch.no_grad():
                     syn_ws = G.mapping(z, None)
-                    syn_src = guide.image_features(synthesize(G, syn_ws).clamp(-1, 1))
+                    syn_src = guide.image_features(G.render(syn_ws, fused_modconv=False).clamp(-1, 1))
                 ws, src = torch.cat([ws, syn_ws]), torch.cat([src, syn_src])
             per = args.values_per_image
             edits = draw_edits(vocabulary, reader.current(src), rng, args.noop_prob, per_image=per)
@@ -524,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stop, validation = end_of_step(
             accelerator, args, step, bar=bar, stats=stats, budget=budget, replicas=[mapper], seen_key="edits_seen",
             save_extra=lambda folder: ema.module.save_pretrained(folder / EMA_FOLDER), logger=logger, precision=4,
-            validate=lambda step=step: validate(ema.module, G, guide, reader, texts, vocabulary, val,
-                                                Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
-                                                args.seed))
+            validate=lambda step=step: validate_mapper(ema.module, G, guide, reader, texts, vocabulary, val,
+                                                       Path(args.output_dir) / "validation" / f"step-{step:06d}.png",
+                                                       args.seed))
         result = validation or result
         if stop:
             break

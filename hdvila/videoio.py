@@ -442,11 +442,11 @@ def _copied_packets(source, src, out, offset: Fraction, duration: Fraction) -> I
     :func:`_audio_packets`). A packet that ends before 0 is dropped (one that ends exactly at 0, such
     as AAC's priming packet, is kept: the muxer marks it as lead-in); the last one kept is shortened
     to end at ``duration``."""
+    tb = src.time_base  # every demuxed packet of src carries the stream's time base
+    shift, end = round(offset / tb), round(duration / tb)
     for packet in source.demux(src):
         if packet.pts is None or packet.size == 0:  # the demuxer's end-of-stream marker
             continue
-        tb = packet.time_base
-        shift, end = round(offset / tb), round(duration / tb)
         start = packet.pts - shift
         if start >= end:
             return
@@ -466,6 +466,7 @@ def _encoded_packets(source, src, out, offset: Fraction, duration: Fraction) -> 
     import av
 
     rate, layout = out.rate, out.layout.name
+    time_base = Fraction(1, rate)
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
     end = round(duration * rate)
     pos: int | None = None  # the output sample index of the next resampled sample
@@ -478,7 +479,7 @@ def _encoded_packets(source, src, out, offset: Fraction, duration: Fraction) -> 
             if b > a:
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, a:b]), format="fltp",
                                                    layout=layout)
-                frame.sample_rate, frame.pts, frame.time_base = rate, pos + a, Fraction(1, rate)
+                frame.sample_rate, frame.pts, frame.time_base = rate, pos + a, time_base
                 for packet in out.encode(frame):
                     yield packet.pts * packet.time_base, packet
             pos += samples.shape[1]

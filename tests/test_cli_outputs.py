@@ -19,6 +19,7 @@ WRITERS = {
     "edit": ["missing.png", "{out}", "--prompt", "make it blue"],
     "upscale": ["missing.png", "{out}"],
     "eval-edit": ["--json", "{out}"],
+    "score-mapper": ["missing-mapper", "--json", "{out}"],
     "eval-sr": ["--figure", "{out}"],
     "eval-guide": ["--json", "{out}"],
     "eval-retrieval": ["--annotations", "a.json", "--videos", "v", "--format", "msrvtt", "--json", "{out}"],

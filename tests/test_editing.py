@@ -1,6 +1,8 @@
 """Text-guided editing on tiny models: the encoder, the mapper, the optimisation editor and
 EditPipeline (save/load, mismatched components refused, bad inputs refused before any work)."""
 
+import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from generation.editing.encoder import LatentEncoder, config_for_generator, delt
 from generation.editing.guide import HDVILAGuide, directional_loss, guide_fingerprint
 from generation.editing.mapper import EditMapper, MapperConfig
 from generation.editing.optimize import optimize_edit
-from generation.editing.pipeline_edit import EditPipeline
+from generation.editing.pipeline_edit import EditClipOutput, EditPipeline, EditPipelineOutput
 from generation.presets import demo_vocabulary
 from generation.stylegan2.fingerprint import generator_fingerprint
 from hdvila.configuration_hdvila import HDVILAConfig
@@ -131,6 +133,16 @@ def test_pipeline_round_trip_and_bad_inputs(parts, tmp_path):
     assert not [w for w in caught if "centre-cropped" in str(w.message)]
     assert out.images.shape == (1, 3, 16, 16) and out.latents.shape == (1, G.num_ws, G.w_dim)
     assert len(out.inversion_psnr) == 1 and np.isfinite(out.inversion_psnr[0])
+    # return_dict=False: the output's fields as a tuple (to_tuple), the images first; 'np' is float in [0, 1].
+    as_tuple = pipe(img, "make it striped", output_type="np", return_dict=False)
+    assert len(as_tuple) == len(dataclasses.fields(EditPipelineOutput)) and as_tuple[1].shape == out.latents.shape
+    assert as_tuple[0].dtype == np.float32 and as_tuple[0].shape == (1, 16, 16, 3)
+    assert 0 <= as_tuple[0].min() and as_tuple[0].max() <= 1
+    np.testing.assert_allclose(as_tuple[0], ((out.images + 1) / 2).permute(0, 2, 3, 1).numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match=r"\['generator'\]"):  # deterministic: no random generator argument
+        pipe(img, "red", generator=torch.Generator())
+    with pytest.raises(TypeError):  # the flag is keyword-only
+        pipe.check_inputs(1, "red", "mapper", 1.0, 300, 0, False)
     same = pipe(img, "make it striped", strength=0.0, output_type="pt")
     assert torch.allclose(same.images, same.reconstructions, atol=1e-5)
     # Rendering keeps no autograd graph (with trainable weights, one would hold every activation).
@@ -184,6 +196,7 @@ def test_augmented_guide_views(parts):
 def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     """Both training scripts on the bundled generator and HD-VILA model, two steps each, resumable,
     ending in an EditPipeline folder that edits an image."""
+    from apps.cli import main as cli_main
     from generation import train_encoder, train_mapper
     from tests.conftest import run_training_main
 
@@ -212,9 +225,12 @@ def test_train_encoder_then_mapper_write_a_loadable_pipeline(tmp_path):
     assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k]) for k in before)
     with pytest.raises(SystemExit):
         train_mapper.parse_args(["--output_dir", "x", "--init_mapper", out["mapper"], "--random_guide"])
-    scored = train_mapper.main(["--output_dir", str(tmp_path / "score"), "--encoder", enc["encoder"], "--val_size", "4",
-                                "--score", out["mapper"]])["scores"][out["mapper"]]
+    # hdvila score-mapper recomputes the run's validation numbers for a trained mapper folder.
+    assert cli_main(["score-mapper", out["mapper"], "--encoder", enc["encoder"], "--val-size", "4",
+                     "--json", str(tmp_path / "score.json"), "--figures", str(tmp_path / "score")]) == 0
+    scored = json.loads((tmp_path / "score.json").read_text())[out["mapper"]]
     assert scored == pytest.approx({k: v for k, v in out.items() if k.startswith("val/")})  # the same numbers
+    assert (tmp_path / "score" / "map-mapper.png").is_file()
     pipe = EditPipeline.from_pretrained(tmp_path / "pipe")
     edited = pipe(torch.zeros(3, 64, 64), "make it striped", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64)
@@ -425,7 +441,7 @@ def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
 
 
 def test_clip_edit_uses_one_offset_and_smooths(parts):
-    from generation.editing.clips import edit_clip, smooth_over_time, temporal_change
+    from generation.editing.clips import smooth_over_time, temporal_change
 
     G, hdvila, processor, encoder, mapper = parts
     pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
@@ -434,16 +450,20 @@ def test_clip_edit_uses_one_offset_and_smooths(parts):
     assert sm.shape == ws.shape and (sm[1:] - sm[:-1]).abs().mean() < (ws[1:] - ws[:-1]).abs().mean()
     assert torch.allclose(smooth_over_time(ws, 0.0), ws)
     frames = torch.rand(6, 3, 16, 16) * 2 - 1
-    out = edit_clip(pipe, frames, "make it striped")
+    out = pipe.edit_clip(frames, "make it striped")
+    assert isinstance(out, EditClipOutput)
     src = smooth_over_time(pipe.invert(pipe.prepare_images(list(frames))[0])[0].cpu(), 1.0)
-    offsets = out["latents"] - src
+    offsets = out.latents - src
     assert torch.allclose(offsets, offsets[:1].expand_as(offsets), atol=1e-4), "one edit offset for the whole clip"
-    assert out["frames"].shape == (6, 3, 16, 16) and temporal_change(out["frames"]) >= 0
+    assert out.frames.shape == out.reconstructions.shape == (6, 3, 16, 16) and temporal_change(out.frames) >= 0
+    assert isinstance(out.inversion_psnr, float) and np.isfinite(out.inversion_psnr)
     # Notes come back in the result: the input policy's (once, without the frame label) and the prompt's.
-    assert out["notes"] == [] and out["prompt_notes"] == []
-    odd = edit_clip(pipe, torch.rand(2, 3, 20, 24) * 2 - 1, "qwzx blorf")
-    assert len(odd["notes"]) == 1 and odd["notes"][0].startswith("24x20 px") and "centre-cropped" in odd["notes"][0]
-    assert len(odd["prompt_notes"]) == 1 and "may do nothing" in odd["prompt_notes"][0]
+    assert out.notes == [] and out.prompt_notes == []
+    odd = pipe.edit_clip(torch.rand(2, 3, 20, 24) * 2 - 1, "qwzx blorf")
+    assert len(odd.notes) == 1 and odd.notes[0].startswith("24x20 px") and "centre-cropped" in odd.notes[0]
+    assert len(odd.prompt_notes) == 1 and "may do nothing" in odd.prompt_notes[0]
+    with pytest.raises(UserError, match="one prompt"):
+        pipe.edit_clip(frames[:2], ["red", "blue"])
 
 
 def test_evaluate_edits_counts_success_and_preservation(parts, tmp_path):

@@ -37,7 +37,8 @@ class TinyOutput(PipelineOutput):
 
 
 class TinyPipeline(Pipeline):
-    """Samples the generator; embeds the prompt with HD-VILA when there is one."""
+    """Samples the generator (the random ``rng``: ``generator`` names the StyleGAN2 component, as in
+    the package's pipelines); embeds the prompt with HD-VILA when there is one."""
 
     def __init__(self, generator, hdvila=None, processor=None, extra=None):
         super().__init__()
@@ -52,9 +53,9 @@ class TinyPipeline(Pipeline):
             raise UserError("num_images must be >= 1")
 
     @torch.no_grad()
-    def __call__(self, num_images=2, prompt=None, generator=None, output_type="pil", return_dict=True):
+    def __call__(self, num_images=2, prompt=None, rng=None, output_type="pil", return_dict=True):
         self.check_inputs(num_images)
-        z = torch.randn(num_images, self.generator.z_dim, generator=generator)
+        z = torch.randn(num_images, self.generator.z_dim, generator=rng)
         images = torch.cat([self.generator(z[i:i + 1].to(self.device)) for i in self.progress_bar(range(num_images))])
         text = None
         if prompt is not None:
@@ -97,10 +98,10 @@ def test_reloaded_pipeline_gives_the_same_outputs(pipe, saved):
     assert again.processor.to_dict() == pipe.processor.to_dict()
     pipe.set_progress_bar_config(disable=True)
     again.set_progress_bar_config(disable=True)
-    a = pipe(3, prompt="a red star", generator=torch.Generator().manual_seed(7), output_type="pt")
-    b = again(3, prompt="a red star", generator=torch.Generator().manual_seed(7), output_type="pt")
+    a = pipe(3, prompt="a red star", rng=torch.Generator().manual_seed(7), output_type="pt")
+    b = again(3, prompt="a red star", rng=torch.Generator().manual_seed(7), output_type="pt")
     assert torch.equal(a.images, b.images) and torch.equal(a.text_embeds, b.text_embeds)
-    c = again(3, generator=torch.Generator().manual_seed(8), output_type="pt")
+    c = again(3, rng=torch.Generator().manual_seed(8), output_type="pt")
     assert not torch.equal(a.images, c.images)  # the seed matters: the equality above is not vacuous
 
 
@@ -115,15 +116,15 @@ def test_override_replaces_a_component_without_reading_its_folder(saved):
 def test_output_types_and_return_dict(pipe):
     pipe.set_progress_bar_config(disable=True)
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    pt = pipe(2, generator=g(), output_type="pt").images
+    pt = pipe(2, rng=g(), output_type="pt").images
     assert pt.shape == (2, 3, 16, 16) and pt.dtype == torch.float32 and pt.min() >= -1 and pt.max() <= 1
-    arr = pipe(2, generator=g(), output_type="np").images
+    arr = pipe(2, rng=g(), output_type="np").images
     assert arr.shape == (2, 16, 16, 3) and arr.dtype == np.float32 and arr.min() >= 0 and arr.max() <= 1
     np.testing.assert_allclose(arr, ((pt + 1) / 2).permute(0, 2, 3, 1).numpy(), atol=1e-6)
-    pil = pipe(2, generator=g()).images
+    pil = pipe(2, rng=g()).images
     assert len(pil) == 2 and all(isinstance(i, Image.Image) and i.mode == "RGB" and i.size == (16, 16) for i in pil)
     assert np.abs(np.asarray(pil[0], np.float32) / 255 - arr[0]).max() <= 0.5 / 255 + 1e-6
-    images, text = pipe(2, generator=g(), output_type="pt", return_dict=False)
+    images, text = pipe(2, rng=g(), output_type="pt", return_dict=False)
     assert torch.equal(images, pt) and text is None
     with pytest.raises(UserError, match="output_type must be one of 'pil', 'np', 'pt'"):
         pipe(1, output_type="latent")

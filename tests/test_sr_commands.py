@@ -30,6 +30,11 @@ def test_bundled_pipeline_loads_and_upscales_x4():
     assert out.size == (64, 64)
     plain = pipe(img).images[0]
     assert np.abs(np.asarray(out, np.int16) - np.asarray(plain, np.int16)).max() > 0, "the caption changed nothing"
+    # 'np' is float32 [N, R, R, 3] in [0, 1] (as diffusers'), not uint8; return_dict=False gives to_tuple().
+    arr, lr_images, notes, faces = pipe(img, output_type="np", return_dict=False)
+    assert arr.dtype == np.float32 and arr.shape == (1, 64, 64, 3) and 0 <= arr.min() and arr.max() <= 1
+    assert np.abs(arr[0] * 255 - np.asarray(plain, np.float32)).max() <= 0.5 + 1e-3
+    assert lr_images.shape == (1, 3, 16, 16) and notes == [""] and faces is None
 
 
 def test_upscale_folder_resumes_and_reports_bad_files(cli, tmp_path):

@@ -290,9 +290,8 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("score", [False, True], ids=["train", "score"])
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_train_mapper_refuses_bad_input_before_writing(tmp_path, capsys, case, score):
+def test_train_mapper_refuses_bad_input_before_writing(tmp_path, capsys, case):
     from generation import train_mapper
     from hdvila.errors import UserError
     from hdvila.training import run_cli
@@ -300,8 +299,6 @@ def test_train_mapper_refuses_bad_input_before_writing(tmp_path, capsys, case, s
     make, error, says = BAD_INPUTS[case]
     output = tmp_path / "out"
     argv = ["--output_dir", str(output), *make(tmp_path), *COMMON, "--max_train_steps", "1"]
-    if score:
-        argv += ["--score", str(tmp_path / "some-mapper")]
     with pytest.raises(UserError) as e:
         train_mapper.main(argv)
     assert type(e.value).__name__ == error and says in str(e.value) and "\n" not in str(e.value)
@@ -311,6 +308,32 @@ def test_train_mapper_refuses_bad_input_before_writing(tmp_path, capsys, case, s
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and says in err
     assert not output.exists()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_score_mapper_refuses_bad_input_before_loading(tmp_path, capsys, case, monkeypatch):
+    """hdvila score-mapper checks the attributes file and the data folder as training does, before any
+    model is loaded or any figure written."""
+    from apps.cli import main
+    from generation import mapper_eval
+    from hdvila.errors import UserError
+
+    make, error, says = BAD_INPUTS[case]
+    monkeypatch.setattr(mapper_eval, "load_edit_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    for sub in ("lib", "cli"):
+        (tmp_path / sub).mkdir()
+    option, value = make(tmp_path / "lib")  # --attributes FILE or --data FOLDER
+    figures = tmp_path / "figures"
+    with pytest.raises(UserError) as e:
+        mapper_eval.score_mappers([tmp_path / "some-mapper"], val_size=4, figures_dir=figures,
+                                  **{option.removeprefix("--"): value})
+    assert type(e.value).__name__ == error and says in str(e.value) and "\n" not in str(e.value)
+    capsys.readouterr()
+    assert main(["score-mapper", str(tmp_path / "some-mapper"), *make(tmp_path / "cli"), "--val-size", "4",
+                 "--figures", str(figures)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err
+    assert not figures.exists()
 
 
 def test_train_mapper_refuses_bad_arguments_before_writing(tmp_path, capsys):

@@ -1,10 +1,8 @@
-"""Editing a video clip with one edit for the whole clip, so that it does not flicker.
+"""Helpers of clip editing: one edit for a whole video clip, so that it does not flicker.
 
-:func:`edit_clip`: invert every frame (encoder, optional projector refinement), smooth the latents
-over time with a Gaussian of ``temporal_sigma`` frames (inversion jitter is what flickers), compute
-*one* edit offset for the clip: the mapper at the clip's mean latent with the clip's HD-VILA
-embedding (the full hybrid encoder: :meth:`~generation.editing.guide.HDVILAGuide.clip_features`) as
-the source, or one optimisation of the mean latent, and add it to every frame's latent.
+The entry is :meth:`EditPipeline.edit_clip <generation.editing.pipeline_edit.EditPipeline.edit_clip>`:
+it inverts every frame, smooths the latents over time (:func:`smooth_over_time`: inversion jitter is
+what flickers), computes *one* edit offset for the clip and adds it to every frame's latent.
 
 :func:`edit_frames_independently` is the baseline: each frame edited on its own.
 :func:`temporal_change` measures the mean absolute frame-to-frame change of a clip.
@@ -13,9 +11,13 @@ the source, or one optimisation of the mean latent, and add it to every frame's 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from generation.editing.pipeline_edit import EditPipeline
 
 
 def smooth_over_time(ws: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -37,34 +39,10 @@ def temporal_change(frames: torch.Tensor) -> float:
     return float((frames[1:] - frames[:-1]).abs().mean() * 127.5)
 
 
-def edit_clip(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper", strength: float = 1.0,
-              steps: int = 300, refine_steps: int = 0, temporal_sigma: float = 1.0) -> dict:
-    """frames [T, 3, H, W] in [-1, 1] (any size: the pipeline's input policy applies to each) -> dict
-    with ``frames`` [T, 3, R, R] (the edit), ``reconstructions``, ``latents`` [T, num_ws, w_dim],
-    ``inversion_psnr`` (mean over frames), ``notes`` (what the input policy did, each distinct note
-    once, without its frame label; and whether the clip is outside what the generator draws, by its mean
-    inversion PSNR) and ``prompt_notes`` (:meth:`EditPipeline.prompt_notes
-    <generation.editing.pipeline_edit.EditPipeline.prompt_notes>`). Notes are returned, never warned."""
-    pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, False)
-    text = pipe.encode_prompt(prompt, 1)
-    prompt_notes = pipe.prompt_notes(prompt)
-    x, notes = pipe.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
-    ws, psnrs, _ = pipe.invert(x, refine_steps)
-    ws = smooth_over_time(ws, temporal_sigma)
-    mean = ws.mean(dim=0, keepdim=True)
-    with torch.no_grad():
-        source = pipe.guide.clip_features(pipe.synthesize(ws))
-    edited_mean = pipe.edit_latents(mean, text, method, strength, steps, source_embeds=source)
-    edited = ws + (edited_mean - mean)
-    notes = sorted(set(n.split(": ", 1)[-1] for n in notes if n))
-    psnr = sum(psnrs) / len(psnrs)
-    notes += [n for n in pipe.domain_notes([psnr], ["the clip"]) if n]  # on the mean over frames
-    return {"frames": pipe.synthesize(edited).cpu(), "reconstructions": pipe.synthesize(ws).cpu(),
-            "latents": edited.cpu(), "inversion_psnr": psnr, "notes": notes, "prompt_notes": prompt_notes}
-
-
-def edit_frames_independently(pipe, frames: torch.Tensor, prompt: str, *, method: str = "mapper",
+def edit_frames_independently(pipe: EditPipeline, frames: torch.Tensor, prompt: str, *, method: str = "mapper",
                               strength: float = 1.0, steps: int = 300) -> torch.Tensor:
-    """The baseline: every frame inverted and edited on its own -> [T, 3, R, R]."""
+    """The baseline of :meth:`~generation.editing.pipeline_edit.EditPipeline.edit_clip`: frames
+    [T, 3, H, W] in [-1, 1], every frame inverted and edited on its own by ``pipe`` -> [T, 3, R, R] in
+    [-1, 1] (CPU float32)."""
     out = pipe(list(frames), prompt, method=method, strength=strength, steps=steps, output_type="pt")
     return out.images

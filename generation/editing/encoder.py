@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generation.stylegan2.fingerprint import GeneratorBound
 from hdvila.modeling_utils import PretrainedModel
 
 
@@ -93,10 +94,14 @@ class _Level(nn.Module):
         return _lrelu(self.down(x))
 
 
-class LatentEncoder(PretrainedModel):
-    """Image [N, 3, R, R] in [-1, 1] -> W+ latents [N, num_ws, w_dim] of the generator it was trained for."""
+class LatentEncoder(GeneratorBound, PretrainedModel):
+    """Image [N, 3, R, R] in [-1, 1] -> W+ latents [N, num_ws, w_dim] of the generator it was trained for
+    (:meth:`check_generator` refuses another)."""
 
     config_class = EncoderConfig
+    generator_user = "this latent encoder"
+    generator_remedy = ("Use the generator it was trained with, or train an encoder for yours with "
+                        "generation/train_encoder.py --generator.")
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -125,16 +130,6 @@ class LatentEncoder(PretrainedModel):
         for layer in [*self.heads, self.base[-1]]:
             layer.weight.data.mul_(0.1)  # start near w_avg: the generator's typical output
             nn.init.zeros_(layer.bias)
-
-    def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
-        """Raise :class:`~hdvila.errors.CheckpointError` unless ``G`` is the generator this encoder was trained for."""
-        from generation.stylegan2.fingerprint import check_generator_fits
-
-        c = self.config
-        check_generator_fits(G, resolution=c.resolution, w_dim=c.w_dim, num_ws=c.num_ws, digest=c.generator_digest,
-                             what="this latent encoder", source=source,
-                             remedy="Use the generator it was trained with, or train an encoder for yours with "
-                                    "generation/train_encoder.py --generator.")
 
     def forward(self, images: torch.Tensor, G: nn.Module) -> torch.Tensor:
         """images [N, 3, R, R] in [-1, 1]; G the generator (its mapping network and ``w_avg`` are used,

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from generation.editing.attributes import AttributeVocabulary
+from generation.stylegan2.fingerprint import GeneratorBound
 from generation.stylegan2.layers import normalize_2nd_moment  # StyleGAN's PixelNorm
 from hdvila.errors import CheckpointError
 from hdvila.modeling_utils import PretrainedModel
@@ -109,10 +110,15 @@ class _GroupMLP(nn.Module):
         return self.out(x)
 
 
-class EditMapper(PretrainedModel):
-    """(ws [N, num_ws, w_dim], text [N, D], source image embedding [N, D]) -> W+ offset [N, num_ws, w_dim]."""
+class EditMapper(GeneratorBound, PretrainedModel):
+    """(ws [N, num_ws, w_dim], text [N, D], source image embedding [N, D]) -> W+ offset [N, num_ws, w_dim].
+
+    :meth:`check_generator` refuses a generator other than the one it was trained with."""
 
     config_class = MapperConfig
+    generator_user = "this edit mapper"
+    generator_remedy = ("Use the generator it was trained with, or train a mapper for yours with "
+                        "generation/train_mapper.py --generator.")
 
     def __init__(self, config: MapperConfig):
         super().__init__()
@@ -198,15 +204,6 @@ class EditMapper(PretrainedModel):
             p[:, cols] = torch.softmax(logits[:, cols], dim=1)
         weights = q - r * p                                                 # [N, V]
         return torch.einsum("nv,vkd->nkd", weights, self.prior_means.to(text.dtype))
-
-    def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
-        from generation.stylegan2.fingerprint import check_generator_fits
-
-        c = self.config
-        check_generator_fits(G, resolution=c.resolution, w_dim=c.w_dim, num_ws=c.num_ws, digest=c.generator_digest,
-                             what="this edit mapper", source=source,
-                             remedy="Use the generator it was trained with, or train a mapper for yours with "
-                                    "generation/train_mapper.py --generator.")
 
     def check_guide(self, digest: str, embed_dim: int, source: str = "the HD-VILA model") -> None:
         """Refuse a guide other than the one the mapper was trained with (its text space differs)."""

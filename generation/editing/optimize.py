@@ -65,7 +65,7 @@ def optimize_edit(G, guide, ws: torch.Tensor, text: torch.Tensor, *, space: str 
     G.requires_grad_(False)
 
     def render(w: torch.Tensor) -> torch.Tensor:
-        return G.synthesis(w.expand(n, num_ws, -1), noise_mode="const", force_fp32=True, fused_modconv=False).float()
+        return G.render(w.expand(n, num_ws, -1), fused_modconv=False)
 
     with torch.no_grad():
         source_img = render(src).clamp(-1, 1)

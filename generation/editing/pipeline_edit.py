@@ -9,7 +9,11 @@ the algorithm::
     ws = self.invert(x, refine_steps)                  # encoder (+ projector refinement), PSNR per image
     text = self.encode_prompt(prompt, len(ws))         # [N, D] HD-VILA text embeddings
     ws_edit = self.edit_latents(ws, text, method, strength, steps)
-    images = G.synthesis(ws_edit)
+    images = self.synthesize(ws_edit)                  # the generator, [N, 3, R, R]
+
+A video clip: :meth:`EditPipeline.edit_clip` gives every frame *one* edit (the latents smoothed over
+time, one offset for the clip, :mod:`generation.editing.clips`), so that the edit does not flicker;
+it returns an :class:`EditClipOutput`.
 
 Methods: ``'mapper'`` (one forward pass of the mapper for any prompt) or ``'optimize'`` (StyleCLIP's
 latent optimisation with HD-VILA, ``steps`` Adam steps: slower, no trained mapper needed). ``strength``
@@ -42,6 +46,7 @@ from typing import Any, Sequence
 
 import torch
 
+from generation.editing.clips import smooth_over_time
 from generation.pipeline_utils import Pipeline, PipelineOutput, fit_to_square, image_to_tensor
 from hdvila.errors import CheckpointError, InputFileError, UserError
 
@@ -66,7 +71,10 @@ class EditPipelineOutput(PipelineOutput):
     when they share a size, else a list, one per image; 'pil': a list either way);
     ``inversion_psnr`` the mean over each image's faces; ``faces`` one list per image of
     :class:`~generation.faces.pipeline.FaceRecord` (largest face first); ``latents``, ``inputs``
-    (the aligned crops), ``reconstructions`` and ``source_latents`` one row per face, image by image."""
+    (the aligned crops), ``reconstructions`` and ``source_latents`` one row per face, image by image.
+
+    ``return_dict=False`` gives :meth:`to_tuple`: ``(images, latents, inputs, inversion_psnr,
+    reconstructions, source_latents, notes, prompt_notes, faces)``."""
 
     latents: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
@@ -76,6 +84,40 @@ class EditPipelineOutput(PipelineOutput):
     notes: list[str] = field(default_factory=list)
     prompt_notes: list[str] = field(default_factory=list)
     faces: list[list[Any]] | None = None
+
+
+@dataclass
+class EditClipOutput:
+    """What :meth:`EditPipeline.edit_clip` returns. ``frames``: the edited clip [T, 3, R, R] in [-1, 1]
+    (CPU float32); ``reconstructions``: the inversion of every frame, after the smoothing over time,
+    [T, 3, R, R] in [-1, 1]; ``latents``: the edited W+ latents [T, num_ws, w_dim] (CPU float32; one
+    offset for the whole clip); ``inversion_psnr``: dB, the mean over frames of each reconstruction
+    against its (policy-resized) frame; ``notes``: what the input policy did (each distinct note once,
+    without its frame label) and whether the clip is outside what the generator draws (by its mean
+    inversion PSNR); ``prompt_notes``: what is doubtful about the prompt (:meth:`EditPipeline.prompt_notes`).
+    Both lists are empty when there is nothing to say."""
+
+    frames: torch.Tensor
+    reconstructions: torch.Tensor
+    latents: torch.Tensor
+    inversion_psnr: float
+    notes: list[str] = field(default_factory=list)
+    prompt_notes: list[str] = field(default_factory=list)
+
+
+def _check_optimize_kwargs(kwargs: dict[str, Any]) -> None:
+    """Refuse, with a TypeError as Python does, an extra keyword of ``__call__`` that
+    :func:`~generation.editing.optimize.optimize_edit` does not take (a typo, or ``generator=``: the
+    pipeline is deterministic), also with ``method='mapper'``, which would otherwise ignore it."""
+    import inspect
+
+    from generation.editing.optimize import optimize_edit
+
+    known = {n for n, p in inspect.signature(optimize_edit).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(kwargs) - (known - {"steps"}))
+    if unknown:
+        raise TypeError(f"EditPipeline.__call__() got unexpected keyword argument(s) {unknown}; its extra keyword "
+                        f"arguments go to optimize_edit, which takes {sorted(known - {'steps'})}.")
 
 
 class EditPipeline(Pipeline):
@@ -148,8 +190,11 @@ class EditPipeline(Pipeline):
                 if self.mapper is not None and self.mapper.config.vocabulary else None)
 
     # ---- steps --------------------------------------------------------------------------------
-    def check_inputs(self, n: int, prompt, method: str, strength: float, steps: int, refine_steps: int,
+    def check_inputs(self, n: int, prompt, method: str, strength: float, steps: int, refine_steps: int, *,
                      latents_given: bool) -> None:
+        """Refuse bad arguments of ``__call__`` (or :meth:`edit_clip`) for ``n`` images before any work:
+        a UserError (a CheckpointError where the pipeline lacks the mapper or encoder they need).
+        ``latents_given``: latents instead of images (no encoder needed)."""
         if method not in METHODS:
             raise UserError(f"method must be 'mapper' or 'optimize', got {method!r}.")
         if method == "mapper" and self.mapper is None:
@@ -189,9 +234,8 @@ class EditPipeline(Pipeline):
         the stored noise, ``batch_size`` latents at a time; for rendering only, without gradients (an
         autograd graph kept with each image would hold every activation of the generator: gigabytes over
         an evaluation)."""
-        G = self.generator
-        return torch.cat([G.synthesis(ws[i:i + batch_size].to(self.device, torch.float32), noise_mode="const",
-                                      force_fp32=True).float().clamp(-1, 1) for i in range(0, len(ws), batch_size)])
+        return torch.cat([self.generator.render(ws[i:i + batch_size].to(self.device)).clamp(-1, 1)
+                          for i in range(0, len(ws), batch_size)])
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -254,19 +298,23 @@ class EditPipeline(Pipeline):
 
     def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *,
                  latents: torch.Tensor | None = None, method: str = "mapper", strength: float = 1.0, steps: int = 300,
-                 refine_steps: int = 0, generator: torch.Generator | None = None, output_type: str = "pil",
-                 return_dict: bool = True, labels: Sequence[str] | None = None, faces: str | None = None,
-                 **optimize_kwargs):
+                 refine_steps: int = 0, output_type: str = "pil", return_dict: bool = True,
+                 labels: Sequence[str] | None = None, faces: str | None = None, **optimize_kwargs):
         """Edit one image, a list of images, or latents by ``prompt`` (one for all, or one per image).
 
         ``latents``: W+ [N, num_ws, w_dim] or W [N, w_dim] instead of images (no inversion).
         ``faces``: None (the input policy: each image is the generator's frame), ``"largest"`` or
         ``"all"``: the faces of each image are aligned, edited and pasted back (the module docstring).
-        ``refine_steps``: projector steps after the encoder (slower, more faithful). ``generator`` is
-        accepted for the pipeline convention; every step here is deterministic. Extra keyword
-        arguments go to :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
-        Returns :class:`EditPipelineOutput` (with the per-image ``notes`` and the ``prompt_notes``).
+        ``refine_steps``: projector steps after the encoder (slower, more faithful). Every step is
+        deterministic (the generator renders with its stored noise). Extra keyword arguments go to
+        :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
+        Returns :class:`EditPipelineOutput` (``images`` as ``output_type``, by
+        :meth:`~generation.pipeline_utils.Pipeline.postprocess`: 'pil' a list of RGB images, 'np' a
+        float32 array [N, R, R, 3] in [0, 1], 'pt' a float32 tensor [N, 3, R, R] in [-1, 1]; with the
+        per-image ``notes`` and the ``prompt_notes``); ``return_dict=False``: its
+        :meth:`~generation.pipeline_utils.PipelineOutput.to_tuple` (``[0]`` the images).
         """
+        _check_optimize_kwargs(optimize_kwargs)
         if faces is not None:
             return self._edit_faces(image, prompt, latents=latents, method=method, strength=strength, steps=steps,
                                     refine_steps=refine_steps, output_type=output_type, return_dict=return_dict,
@@ -282,7 +330,7 @@ class EditPipeline(Pipeline):
             batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
             images = list(image) if batched else [image]
             n = len(images)
-        self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents is not None)
+        self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents_given=latents is not None)
         text = self.encode_prompt(prompt, n)  # before any slow work: a bad prompt costs nothing
         prompt_notes = self.prompt_notes(prompt)
         if latents is not None:
@@ -304,12 +352,10 @@ class EditPipeline(Pipeline):
             source = self.guide.image_features(rec.to(self.device)) if method == "mapper" else None
         edited = self.edit_latents(ws, text, method, float(strength), steps, source_embeds=source, **optimize_kwargs)
         out = self.synthesize(edited)
-        result = self.postprocess(out, output_type)
-        if not return_dict:
-            return (result,)
-        return EditPipelineOutput(images=result, latents=edited.detach().float().cpu(), inversion_psnr=psnrs,
-                                  reconstructions=rec, source_latents=ws.detach().float().cpu(), notes=notes,
-                                  prompt_notes=prompt_notes, inputs=None if x is None else x.cpu())
+        output = EditPipelineOutput(images=self.postprocess(out, output_type), latents=edited.detach().float().cpu(),
+                                    inversion_psnr=psnrs, reconstructions=rec, source_latents=ws.detach().float().cpu(),
+                                    notes=notes, prompt_notes=prompt_notes, inputs=None if x is None else x.cpu())
+        return output if return_dict else output.to_tuple()
 
     def _edit_faces(self, image, prompt, *, latents, method, strength, steps, refine_steps, output_type,
                     return_dict, labels, faces, **optimize_kwargs):
@@ -325,18 +371,50 @@ class EditPipeline(Pipeline):
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         # Options and prompt before the detector runs: a bad prompt costs nothing.
-        self.check_inputs(len(images), prompt, method, strength, steps, refine_steps, False)
+        self.check_inputs(len(images), prompt, method, strength, steps, refine_steps, latents_given=False)
         self.encode_prompt(prompt, len(images))
         batch = align_faces(images, faces, self.resolution, labels)
         out = self(list(batch.crops), batch.per_crop(prompt), method=method, strength=strength, steps=steps,
                    refine_steps=refine_steps, output_type="pt", labels=batch.crop_labels, **optimize_kwargs)
-        records = batch.records(out.images, psnrs=out.inversion_psnr, reconstructions=out.reconstructions)
+        records = batch.records(out.images, psnrs=out.inversion_psnr)
         frames = batch.paste(records)
-        result = frames_output(frames, output_type, self.postprocess)
-        if not return_dict:
-            return (result,)
         psnrs = [sum(r.inversion_psnr for r in recs) / len(recs) for recs in records]
-        return EditPipelineOutput(images=result, latents=out.latents, inversion_psnr=psnrs, inputs=out.inputs,
-                                  reconstructions=out.reconstructions, source_latents=out.source_latents,
-                                  notes=combine_notes(batch, out.notes), prompt_notes=out.prompt_notes,
-                                  faces=records)
+        output = EditPipelineOutput(images=frames_output(frames, output_type, self.postprocess), latents=out.latents,
+                                    inversion_psnr=psnrs, inputs=out.inputs, reconstructions=out.reconstructions,
+                                    source_latents=out.source_latents, notes=combine_notes(batch, out.notes),
+                                    prompt_notes=out.prompt_notes, faces=records)
+        return output if return_dict else output.to_tuple()
+
+    def edit_clip(self, frames: torch.Tensor | Sequence[Any], prompt: str, *, method: str = "mapper",
+                  strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
+                  temporal_sigma: float = 1.0) -> EditClipOutput:
+        """Edit a video clip with one edit for the whole clip, so that it does not flicker.
+
+        ``frames``: [T, 3, H, W] in [-1, 1] (or a list of T frames, as ``__call__`` takes images; any
+        size: the input policy applies to each). Every frame is inverted (encoder, and ``refine_steps``
+        projector steps), the latents are smoothed over time with a Gaussian of ``temporal_sigma``
+        frames (inversion jitter is what flickers; 0: not smoothed), and *one* edit offset is computed
+        for the clip by ``method``: the mapper at the clip's mean latent with the clip's HD-VILA
+        embedding (the full hybrid encoder: :meth:`~generation.editing.guide.HDVILAGuide.clip_features`)
+        as the source, or one optimisation of the mean latent; ``strength`` times it is added to every
+        frame's latent. ``prompt``: one prompt for the clip. Returns :class:`EditClipOutput` (notes
+        returned, never warned). The baseline, each frame edited on its own, is
+        :func:`~generation.editing.clips.edit_frames_independently`."""
+        if not isinstance(prompt, str):
+            raise UserError(f"a clip gets one edit: give one prompt (a str), got {type(prompt).__name__}.")
+        self.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False)
+        text = self.encode_prompt(prompt, 1)  # before any slow work: a bad prompt costs nothing
+        prompt_notes = self.prompt_notes(prompt)
+        x, notes = self.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
+        ws, psnrs, _ = self.invert(x, refine_steps)
+        ws = smooth_over_time(ws, temporal_sigma)
+        mean = ws.mean(dim=0, keepdim=True)
+        with torch.no_grad():
+            source = self.guide.clip_features(self.synthesize(ws))
+        edited_mean = self.edit_latents(mean, text, method, strength, steps, source_embeds=source)
+        edited = ws + (edited_mean - mean)
+        notes = sorted(set(n.split(": ", 1)[-1] for n in notes if n))
+        psnr = sum(psnrs) / len(psnrs)
+        notes += [n for n in self.domain_notes([psnr], ["the clip"]) if n]  # on the mean over frames
+        return EditClipOutput(frames=self.synthesize(edited).cpu(), reconstructions=self.synthesize(ws).cpu(),
+                              latents=edited.cpu(), inversion_psnr=psnr, notes=notes, prompt_notes=prompt_notes)

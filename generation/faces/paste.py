@@ -62,18 +62,33 @@ def _defaults(aligned: AlignedFace, feather: float | None, erode: float | None) 
     return feather, erode
 
 
+def _roi_mask(aligned: AlignedFace, feather: float | None, erode: float | None, device: torch.device | str
+              ) -> tuple[tuple[int, int, int, int], torch.Tensor, torch.Tensor] | None:
+    """Over the crop square's bounds in the image: (x0, y0, x1, y1) inclusive (:func:`_roi`), the crop
+    coordinates ``uv`` [h, w, 2] of each pixel and the blend mask [h, w] (:func:`_mask`); None when the
+    square is outside the image. ``feather`` and ``erode`` are checked first either way."""
+    feather, erode = _defaults(aligned, feather, erode)
+    roi = _roi(aligned, aligned.image_size)
+    if roi is None:
+        return None
+    x0, y0, x1, y1 = roi
+    uv = map_grid(_normalized_matrix(aligned), (y1 - y0 + 1, x1 - x0 + 1), origin=(x0, y0), device=device)
+    return roi, uv, _mask(uv, aligned.side, feather, erode)
+
+
+def _full_mask(image_hw: tuple[int, int], found, device: torch.device | str) -> torch.Tensor:
+    """float32 [H, W]: zeros, with the mask of ``found`` (a :func:`_roi_mask` result, or None) in its bounds."""
+    full = torch.zeros(*image_hw, device=device)
+    if found is not None:
+        (x0, y0, x1, y1), _, mask = found
+        full[y0:y1 + 1, x0:x1 + 1] = mask
+    return full
+
+
 def paste_mask(aligned: AlignedFace, *, feather: float | None = None, erode: float | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """The blend mask of :func:`paste_back`, float32 [H, W] in [0, 1] over the whole source image."""
-    H, W = aligned.image_size
-    feather, erode = _defaults(aligned, feather, erode)
-    full = torch.zeros(H, W, device=device)
-    roi = _roi(aligned, (H, W))
-    if roi is not None:
-        x0, y0, x1, y1 = roi
-        uv = map_grid(_normalized_matrix(aligned), (y1 - y0 + 1, x1 - x0 + 1), origin=(x0, y0), device=device)
-        full[y0:y1 + 1, x0:x1 + 1] = _mask(uv, aligned.side, feather, erode)
-    return full
+    return _full_mask(aligned.image_size, _roi_mask(aligned, feather, erode, device), device)
 
 
 def paste_back(image: Any, aligned: AlignedFace, crop: torch.Tensor | None = None, *, feather: float | None = None,
@@ -97,15 +112,11 @@ def paste_back(image: Any, aligned: AlignedFace, crop: torch.Tensor | None = Non
     crop = crop[0] if crop.ndim == 4 and crop.shape[0] == 1 else crop
     if crop.ndim != 3 or crop.shape[0] != 3 or crop.shape[1] != crop.shape[2]:
         raise ValueError(f"the crop must be a square [3, r, r] image, got {tuple(crop.shape)}")
-    feather, erode = _defaults(aligned, feather, erode)
+    found = _roi_mask(aligned, feather, erode, img.device)
     out = img.clone()
-    roi = _roi(aligned, (H, W))
-    if roi is None:
-        return (out, torch.zeros(H, W, device=img.device)) if return_mask else out
-    x0, y0, x1, y1 = roi
-    to_crop = _normalized_matrix(aligned)
-    uv = map_grid(to_crop, (y1 - y0 + 1, x1 - x0 + 1), origin=(x0, y0), device=img.device)
-    mask = _mask(uv, aligned.side, feather, erode)
+    if found is None:
+        return (out, _full_mask((H, W), None, img.device)) if return_mask else out
+    (x0, y0, x1, y1), uv, mask = found
     src = crop.to(img.device).float()
     r = src.shape[-1]
     if r > 1.25 * aligned.side:  # the crop is finer than its footprint: resize it to that first
@@ -120,9 +131,7 @@ def paste_back(image: Any, aligned: AlignedFace, crop: torch.Tensor | None = Non
     out[:, y0:y1 + 1, x0:x1 + 1] = torch.where(mask > 0, blended, before)
     if not return_mask:  # a full-frame mask is up to 40 MP of float: only when asked for
         return out
-    full_mask = torch.zeros(H, W, device=img.device)
-    full_mask[y0:y1 + 1, x0:x1 + 1] = mask
-    return out, full_mask
+    return out, _full_mask((H, W), found, img.device)
 
 
 def _match_colour(warped: torch.Tensor, original: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:

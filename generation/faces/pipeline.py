@@ -51,14 +51,13 @@ class FaceRecord:
     ``aligned``: where it was found and how it was cut (``aligned.crop``: the aligned input crop
     [3, r, r] in [-1, 1]); ``output``: the pipeline's crop for it (the edit, or the super-resolved
     face) [3, R, R]; ``index``: its rank in the image (0: the largest); ``inversion_psnr``: dB of the
-    reconstruction of the crop (edits); ``reconstruction``: that reconstruction; ``placed``: where
-    ``output`` was pasted when that is not where it was found (upscaling: the enlarged frame)."""
+    reconstruction of the crop (edits); ``placed``: where ``output`` was pasted when that is not where
+    it was found (upscaling: the enlarged frame)."""
 
     aligned: AlignedFace
     output: torch.Tensor
     index: int = 0
     inversion_psnr: float | None = None
-    reconstruction: torch.Tensor | None = None
     placed: AlignedFace | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -105,7 +104,7 @@ class FaceBatch:
         return value
 
     def records(self, outputs: torch.Tensor, *, psnrs: Sequence[float] | None = None,
-                reconstructions: torch.Tensor | None = None, scale: int = 1) -> list[list[FaceRecord]]:
+                scale: int = 1) -> list[list[FaceRecord]]:
         """Per image, a :class:`FaceRecord` per face for the pipeline's crops ``outputs`` [M, 3, R, R]
         (in the order of :attr:`crops`). ``scale`` > 1: the outputs go into the frame enlarged by it."""
         out, k = [], 0
@@ -114,9 +113,7 @@ class FaceBatch:
             for j, aligned in enumerate(faces):
                 placed = None if scale == 1 else scale_alignment(aligned, scale, int(outputs.shape[-1]))
                 recs.append(FaceRecord(aligned=aligned, output=outputs[k].detach().float().cpu(), index=j,
-                                       inversion_psnr=None if psnrs is None else float(psnrs[k]),
-                                       reconstruction=None if reconstructions is None else reconstructions[k],
-                                       placed=placed))
+                                       inversion_psnr=None if psnrs is None else float(psnrs[k]), placed=placed))
                 k += 1
             out.append(recs)
         return out

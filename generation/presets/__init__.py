@@ -5,7 +5,7 @@ The editing package (:mod:`generation.editing`) is generic: it edits whatever an
 (:mod:`hdvila.demo`: shapes, colours, patterns, sizes, backgrounds) lives here:
 
 - :mod:`generation.presets.demo`: the demo vocabulary (:func:`demo_vocabulary`: its attributes, wordings and edit
-  templates) and the helpers that need a demo spec (:func:`~generation.presets.demo.target_caption`);
+  templates);
 - :mod:`generation.presets.demo_eval`: the demo's edit evaluation, judged on held-out renders (``hdvila eval-edit``);
 - :mod:`generation.presets.demo_guide_eval`: the demo's guide-reading evaluation, the zero-shot reading of each
   attribute of demo stills by an HD-VILA model (``hdvila eval-guide``).

@@ -10,21 +10,13 @@ of :func:`demo_vocabulary`. ``wording="train"`` draws a training synonym and a t
 ``wording="heldout"`` a held-out synonym and a held-out template, so an evaluation with held-out wordings uses
 words and phrasings the editor never saw. Draw edits with ``demo_vocabulary().sample_edit({attribute: value}, rng,
 attribute)``, list every prompt with ``.all_prompts()`` and the trained words with ``.words()``.
-
-Only what needs a demo :class:`~hdvila.demo.attributes.ImageSpec` lives here as functions: :func:`edited_spec`,
-and :func:`target_caption`, the full caption of the source image with one attribute changed (the training
-signal of a mapper on renders whose attributes are known).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
-
 from generation.editing.attributes import DEFAULT_TEMPLATES, Attribute, AttributeVocabulary
 from hdvila.demo import captions
-from hdvila.demo.attributes import ATTRIBUTES, SIZE_RADIUS, ImageSpec
+from hdvila.demo.attributes import ATTRIBUTES
 
 #: The editable attributes, in the order the demo samples edits from.
 EDIT_ATTRIBUTES = ("shape", "color", "pattern", "size")
@@ -53,16 +45,3 @@ def demo_vocabulary() -> AttributeVocabulary:
             heldout_templates=tuple(heldout_t), read_template=captions.SHORT_TEMPLATES[name],
             editable=name in TEMPLATES))
     return AttributeVocabulary(attributes, source="the demo vocabulary")
-
-
-def edited_spec(spec: ImageSpec, attribute: str, value: str) -> ImageSpec:
-    """``spec`` with one attribute set to ``value`` (a size change also sets the radius)."""
-    spec = dataclasses.replace(spec, **{attribute: value})
-    if attribute == "size":
-        spec = dataclasses.replace(spec, radius=SIZE_RADIUS[value])
-    return spec
-
-
-def target_caption(spec: ImageSpec, attribute: str, value: str, rng: np.random.Generator) -> str:
-    """A training-wording caption of ``spec`` with ``attribute`` = ``value``."""
-    return captions.caption_image(edited_spec(spec, attribute, value), rng, "train")

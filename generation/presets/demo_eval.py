@@ -23,7 +23,7 @@ what the learned residual adds to. Also the inversion PSNR of every render.
 
 :func:`evaluate_clips` measures temporal consistency on test-split demo videos whose attributes stay
 fixed (motions other than grow, shrink and recolor): each clip gets one edit, made once as a clip
-(:func:`~generation.editing.clips.edit_clip`) and once frame by frame
+(:meth:`~generation.editing.pipeline_edit.EditPipeline.edit_clip`) and once frame by frame
 (:func:`~generation.editing.clips.edit_frames_independently`), and reports for both the mean
 frame-to-frame change relative to the source clip's, the share of neighbouring frame pairs on which
 the judge's reading of some attribute flips, and the share of frames on which the edit succeeds.
@@ -208,7 +208,7 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
                    steps: int = 100, temporal_sigma: float = 1.0, progress: bool = True) -> dict[str, Any]:
     """Temporal consistency of clip editing against frame-by-frame editing (module docstring) on
     ``num`` test-split videos of ``frames`` frames at the generator's resolution."""
-    from generation.editing.clips import edit_clip, edit_frames_independently, temporal_change
+    from generation.editing.clips import edit_frames_independently, temporal_change
     from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.demo.dataset import DemoVideoDataset
 
@@ -224,7 +224,7 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
         _, value = vocabulary.sample_edit({attribute: getattr(spec, attribute)}, rng, attribute)
         prompt = vocabulary.edit_prompt(attribute, value, rng)
         video = ds[index]["video"]                                     # [T, 3, R, R] in [-1, 1]
-        as_clip = edit_clip(pipe, video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma)["frames"]
+        as_clip = pipe.edit_clip(video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma).frames
         per_frame = edit_frames_independently(pipe, video, prompt, method=method, steps=steps)
         base = max(temporal_change(video), 1e-6)
         row = {"video": index, "motion": spec.motion, "attribute": attribute, "value": value, "prompt": prompt}

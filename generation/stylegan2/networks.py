@@ -13,6 +13,7 @@ resolutions run in float16 on CUDA only; on CPU everything runs in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -144,10 +145,14 @@ class SynthesisNetwork(nn.Module):
             setattr(self, f"b{res}", block)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
-                fused_modconv: bool | None = None, return_features: bool = False):
+                fused_modconv: bool | None = None, return_features: bool = False,
+                block_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None):
         """ws: [N, num_ws, w_dim] or [N, w_dim]. noise_mode: 'const' (stored noise, deterministic),
         'random' or 'none'. Returns img [N, img_channels, R, R] float32; with ``return_features``,
         ``(img, {res: block output [N, C_res, res, res]})`` (block dtype: fp16 for fp16 blocks on CUDA).
+        ``block_hook(res, x) -> x``, when given, replaces each block's output x [N, C_res, res, res]
+        before the next block reads it (and before it is recorded as a feature); the image skip path
+        is left alone.
         """
         if ws.ndim == 2:
             ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)
@@ -163,6 +168,8 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32, fused_modconv=fused_modconv)
+            if block_hook is not None:
+                x = block_hook(res, x)
             features[res] = x
         return (img, features) if return_features else img
 
@@ -170,8 +177,9 @@ class SynthesisNetwork(nn.Module):
 class Generator(PretrainedModel):
     """StyleGAN2 generator: z [N, z_dim] -> images [N, img_channels, R, R] in ~[-1, 1].
 
-    ``G(z)`` = ``G.synthesis(G.mapping(z, ...))``. Load NVlabs weights through the converter; save
-    and load with ``save_pretrained`` / ``from_pretrained``.
+    ``G(z)`` = ``G.synthesis(G.mapping(z, ...))``; :meth:`render` is the one way the rest of the
+    project turns W+ codes into images. Load NVlabs weights through the converter; save and load with
+    ``save_pretrained`` / ``from_pretrained``.
     """
 
     config_class = StyleGAN2Config
@@ -198,6 +206,32 @@ class Generator(PretrainedModel):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, **synthesis_kwargs)
+
+    def render(self, ws: torch.Tensor, *, fused_modconv: bool | None = None, return_features: bool = False,
+               block_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None):
+        """Images of W+ codes, as every consumer of a trained generator needs them (projector, editing,
+        encoder and mapper training, super-resolution): deterministic and in float32.
+
+        ws: [N, num_ws, w_dim] (or [N, w_dim], broadcast to every layer), moved to G's device.
+        Returns images [N, img_channels, R, R] (RGB: [N, 3, R, R]), float32, in about [-1, 1] and
+        not clamped (trained generators slightly exceed the range: clamp before display or
+        comparison). Always ``noise_mode='const'`` (G's stored noise maps: the same codes give the
+        same image) and ``force_fp32=True`` (no float16 blocks, even on CUDA). Gradients flow to ws
+        (and to G's parameters that require them) unless called under ``torch.no_grad()``.
+
+        fused_modconv: the modulated-convolution form. ``None`` (default) lets each block choose as
+        :class:`SynthesisBlock` does at inference (grouped conv for single images and for fp32 CUDA
+        in eval mode); ``False`` forces the shared-weight form, which the differentiable sites
+        (projection, latent optimisation, encoder/mapper/SR training) use: faster forward+backward.
+        Both compute the same function (up to float rounding).
+        return_features: also return ``{res: block output [N, C_res, res, res] float32}``, for
+        res = 4, 8, ..., R: ``(images, features)``.
+        block_hook: ``hook(res, x) -> x`` replaces each block's output before the next block reads it
+        (super-resolution fuses its encoder's features into the bank this way).
+        """
+        ws = ws.to(self.mapping.w_avg.device)
+        return self.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=fused_modconv,
+                              return_features=return_features, block_hook=block_hook)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -195,9 +195,8 @@ def noise_override(G: torch.nn.Module, noise: dict[str, torch.Tensor]) -> Iterat
 def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Images [N, 3, H, W] (float32, unclamped) of ws [N, num_ws, w_dim] with the given noise maps
     (e.g. a :class:`ProjectionResult`'s), or G's stored ones."""
-    device = next(G.parameters()).device
     with noise_override(G, noise or {}):
-        return G.synthesis(ws.to(device), noise_mode="const", force_fp32=True).float()
+        return G.render(ws)
 
 
 @torch.no_grad()
@@ -356,7 +355,7 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
         ws = (w_opt + w_noise).expand(n, num_ws, -1)
         # The shared-weight form of the modulated convolution: faster forward+backward on CPU than the
         # grouped form, also for one image (benchmarks/bench_projector.py times the projector).
-        loss = per_image_loss(G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False))
+        loss = per_image_loss(G.render(ws, fused_modconv=False))
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
@@ -368,7 +367,7 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
 
     with torch.no_grad():
         ws_final = w_opt.detach().expand(n, num_ws, -1).contiguous()
-        recon = G.synthesis(ws_final, noise_mode="const", force_fp32=True).float().clamp(-1, 1)
+        recon = G.render(ws_final).clamp(-1, 1)
     time_s = (time.perf_counter() - t_start) / n
     clean = targets.clamp(-1, 1)
     return [ProjectionResult(

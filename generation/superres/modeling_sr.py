@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generation.stylegan2.fingerprint import generator_fingerprint
-from hdvila.errors import CheckpointError
+from generation.stylegan2.fingerprint import GeneratorBound, generator_fingerprint
 from hdvila.modeling_utils import PretrainedModel
 
 SCALES = (4, 8, 16)
@@ -146,10 +145,14 @@ class TextConditioner(nn.Module):
         return self.to_codes(h).view(n, self.num_ws, self.w_dim), h
 
 
-class SRModel(PretrainedModel):
-    """The trainable part of text-conditioned SR; the StyleGAN2 generator is passed to ``forward``."""
+class SRModel(GeneratorBound, PretrainedModel):
+    """The trainable part of text-conditioned SR; the StyleGAN2 generator is passed to ``forward``
+    (:meth:`check_generator` refuses any but the one it was trained with)."""
 
     config_class = SRConfig
+    generator_user = "this super-resolution model"
+    generator_remedy = ("Use the generator it was trained with, or train one for yours with "
+                        "generation/train_sr.py --generator.")
 
     def __init__(self, config: SRConfig):
         super().__init__()
@@ -179,20 +182,11 @@ class SRModel(PretrainedModel):
         self.to_rgb.weight.data.mul_(config.to_rgb_init)
         nn.init.zeros_(self.to_rgb.bias)
 
-    def check_generator(self, G: nn.Module, source: str = "the generator") -> None:
-        """Raise :class:`CheckpointError` unless ``G`` is the generator this model was trained with."""
-        fp, c = generator_fingerprint(G), self.config
-        want = {"img_resolution": c.out_resolution, "w_dim": c.w_dim, "num_ws": c.num_ws,
-                "channels": list(c.bank_channels)}
-        diff = [f"{k} {fp[k]} (model expects {v})" for k, v in want.items() if fp[k] != v]
-        if diff:
-            raise CheckpointError(f"{source} does not fit this super-resolution model: " + ", ".join(diff)
-                                  + ". Use the generator it was trained with, or train one for yours with "
-                                  "generation/train_sr.py --generator.")
-        if c.generator_digest and fp["digest"] != c.generator_digest:
-            raise CheckpointError(f"{source} has the right shape but is not the generator this super-resolution "
-                                  f"model was trained with (digest {fp['digest']}, model expects "
-                                  f"{c.generator_digest}). Use its own generator, or train the model for yours.")
+    def generator_requirements(self) -> dict:
+        """The generator's resolution, w_dim, num_ws and digest, and its channels per block (the bank)."""
+        c = self.config
+        return {"resolution": c.out_resolution, "w_dim": c.w_dim, "num_ws": c.num_ws,
+                "channels": list(c.bank_channels), "digest": c.generator_digest}
 
     def forward(self, lr: torch.Tensor, G: nn.Module, text: torch.Tensor | None = None,
                 keep_text: torch.Tensor | None = None, return_bank: bool = False):
@@ -208,17 +202,11 @@ class SRModel(PretrainedModel):
         if self.text is not None:
             offset, h = self.text(text, pooled, keep_text)
             ws = ws + offset
-        syn = G.synthesis
-        x = img = None
-        bank, w_idx = {}, 0
-        for res in syn.block_resolutions:
-            block = getattr(syn, f"b{res}")
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode="const", force_fp32=True, fused_modconv=False)
-            if str(res) in self.fuse:
-                x = x + self.fuse[str(res)](torch.cat([x, feats[res]], dim=1))
-            bank[res] = x
+
+        def fuse(res: int, x: torch.Tensor) -> torch.Tensor:  # the encoder's features into the bank
+            return x + self.fuse[str(res)](torch.cat([x, feats[res]], dim=1)) if str(res) in self.fuse else x
+
+        img, bank = G.render(ws, fused_modconv=False, return_features=True, block_hook=fuse)
         r = c.lr_resolution
         d = _lrelu(self.dec_in(torch.cat([feats[r], bank[r]], dim=1)))
         for res in self.bank_resolutions:

@@ -44,7 +44,9 @@ class SRPipelineOutput(PipelineOutput):
     With ``faces``: ``images`` are the whole frames enlarged (a batch when they share a size, else a
     list; 'pil': a list either way), ``lr_images`` the aligned crops (one row per face, image by
     image) and ``faces`` one list per image of :class:`~generation.faces.pipeline.FaceRecord` (the
-    aligned crop, its super-resolved output and where it was pasted)."""
+    aligned crop, its super-resolved output and where it was pasted).
+
+    ``return_dict=False`` gives :meth:`to_tuple`: ``(images, lr_images, notes, faces)``."""
 
     lr_images: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
@@ -81,6 +83,8 @@ class SRPipeline(Pipeline):
 
     # ---- steps --------------------------------------------------------------------------------
     def check_inputs(self, images: list, prompt, scale: int) -> None:
+        """Refuse bad arguments of ``__call__`` before any work: a ``scale`` the model was not trained
+        for, no image, or a list of prompts that is not one per image (UserError)."""
         if scale != self.sr_model.config.scale:
             raise UserError(f"this model upscales x{self.sr_model.config.scale} ({self.lr_resolution} -> "
                             f"{self.out_resolution} px); it was not trained for x{scale}. Pass scale="
@@ -130,18 +134,18 @@ class SRPipeline(Pipeline):
 
     @torch.no_grad()
     def __call__(self, image: Any | Sequence[Any], prompt: str | Sequence[str | None] | None = None, scale: int = 4,
-                 generator: torch.Generator | None = None, output_type: str = "pil", return_dict: bool = True,
-                 batch_size: int = 16, labels: Sequence[str] | None = None, faces: str | None = None):
+                 output_type: str = "pil", return_dict: bool = True, batch_size: int = 16,
+                 labels: Sequence[str] | None = None, faces: str | None = None):
         """Upscale one image or a list. ``prompt``: one caption for all, one per image (None or ""
         for none), or None. ``faces``: None (each image is the model's LR frame), ``"largest"`` or
         ``"all"`` (the faces are aligned, super-resolved and pasted into the bicubic enlargement of the
-        whole frame: the module docstring). ``generator`` is accepted for the pipeline convention; SR is
-        deterministic (the bank runs with its stored noise). Returns :class:`SRPipelineOutput`
-        (``images`` as ``output_type``, by :meth:`~generation.pipeline_utils.Pipeline.postprocess`: 'pil'
-        a list of RGB images, 'np' a float32 array [N, R, R, 3] in [0, 1] (as diffusers'; not uint8), 'pt'
-        a float32 tensor [N, 3, R, R] in [-1, 1]; with ``faces``, frames of different sizes come as a
-        list, one per image; ``notes``: what the input policy did to each image).
-        ``return_dict=False`` returns ``(images,)``."""
+        whole frame: the module docstring). SR is deterministic (the bank runs with its stored noise).
+        Returns :class:`SRPipelineOutput` (``images`` as ``output_type``, by
+        :meth:`~generation.pipeline_utils.Pipeline.postprocess`: 'pil' a list of RGB images, 'np' a
+        float32 array [N, R, R, 3] in [0, 1] (as diffusers'; not uint8), 'pt' a float32 tensor
+        [N, 3, R, R] in [-1, 1]; with ``faces``, frames of different sizes come as a list, one per image;
+        ``notes``: what the input policy did to each image). ``return_dict=False``: its
+        :meth:`~generation.pipeline_utils.PipelineOutput.to_tuple` (``[0]`` the images)."""
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         self.check_inputs(images, prompt, scale)
@@ -157,10 +161,8 @@ class SRPipeline(Pipeline):
             outs.append(self.sr_model(lr[sl].to(self.device), self.generator, t,
                                       keep_text=None if t is None else keep[sl].to(self.device)).float().cpu())
         sr = torch.cat(outs).clamp(-1, 1)
-        result = self.postprocess(sr, output_type)
-        if not return_dict:
-            return (result,)
-        return SRPipelineOutput(images=result, lr_images=lr, notes=notes)
+        output = SRPipelineOutput(images=self.postprocess(sr, output_type), lr_images=lr, notes=notes)
+        return output if return_dict else output.to_tuple()
 
     def _upscale_faces(self, images, prompt, *, scale, output_type, return_dict, batch_size, labels, faces):
         """``__call__`` with ``faces``: align every selected face at the LR size, super-resolve the crops
@@ -176,7 +178,6 @@ class SRPipeline(Pipeline):
                    batch_size=batch_size, labels=batch.crop_labels)
         records = batch.records(out.images, scale=scale)
         frames = batch.paste(records, scale=scale)
-        result = frames_output(frames, output_type, self.postprocess)
-        if not return_dict:
-            return (result,)
-        return SRPipelineOutput(images=result, lr_images=out.lr_images, notes=[""] * len(images), faces=records)
+        output = SRPipelineOutput(images=frames_output(frames, output_type, self.postprocess), lr_images=out.lr_images,
+                                  notes=[""] * len(images), faces=records)
+        return output if return_dict else output.to_tuple()
