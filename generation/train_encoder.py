@@ -61,11 +61,11 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
 import argparse
 import logging
-import math
 from typing import Any, Sequence
 
 import torch
 
+from generation.stylegan2.projector import foreground_mask, texture_loss, texture_stats
 from hdvila.training import (
     EMA,
     StepBatchSampler,
@@ -195,39 +195,6 @@ def reconstruct(G, ws: torch.Tensor, return_features: bool = False):
     return G.render(ws, fused_modconv=False, return_features=return_features)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of each channel of x [N, C, H, W] (reflect padding)."""
-    r = max(1, int(math.ceil(2.5 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-t.square() / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
-    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def texture_stats(x: torch.Tensor, band_sigma: float = 1.0, pool_sigma: float = 2.0) -> torch.Tensor:
-    """x [N, 3, H, W] in [-1, 1] -> [N, 3, H, W]: the local structure tensor (Jxx, Jyy, Jxy) of the fine
-    band (luminance minus its Gaussian blur at ``band_sigma``) pooled by a Gaussian at ``pool_sigma``,
-    as amplitudes (square root, signed for Jxy). Pooled over more than the pattern period it does not
-    depend on the pattern's phase: ~0 on plain areas, one orientation on stripes, isotropic on dots."""
-    y = x.float().mean(dim=1, keepdim=True)
-    band = y - _gaussian_blur(y, band_sigma)
-    gx = torch.nn.functional.pad(band.diff(dim=3), (0, 1, 0, 0))
-    gy = torch.nn.functional.pad(band.diff(dim=2), (0, 0, 0, 1))
-    j = _gaussian_blur(torch.cat([gx.square(), gy.square(), gx * gy], dim=1), pool_sigma)
-    eps = 1e-3  # keeps the square root's gradient finite; subtracted so that a plain area reads 0
-    diag = (j[:, :2].clamp(min=0) + eps).sqrt() - eps ** 0.5
-    off = j[:, 2:].sign() * ((j[:, 2:].abs() + eps).sqrt() - eps ** 0.5)
-    return torch.cat([diag, off], dim=1)
-
-
-def texture_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image mean L1 between :func:`texture_stats` of ``rec`` and ``x`` [N, 3, H, W] -> [N]."""
-    return (texture_stats(rec) - texture_stats(x)).abs().mean(dim=(1, 2, 3))
-
-
 def feature_matching_loss(pred: dict[int, torch.Tensor], target: dict[int, torch.Tensor],
                           resolutions: Sequence[int] | None = None) -> torch.Tensor:
     """Mean over the synthesis blocks ``resolutions`` (default: all in ``target``) of the MSE between
@@ -284,15 +251,6 @@ def shape_and_pattern_metrics(x: torch.Tensor, rec: torch.Tensor) -> dict[str, f
     dist = (texture_stats(rec) - texture_stats(x)).abs().mean(dim=1, keepdim=True)
     tex = (dist * inside).sum(dim=(1, 2, 3)) / inside.sum(dim=(1, 2, 3)).clamp(min=1)
     return {"val/iou": iou.mean().item(), "val/texture": tex.mean().item()}
-
-
-def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
-    """x [N, 3, H, W] in [-1, 1] -> float mask [N, 1, H, W]: 1 where a pixel differs from the median
-    colour of the image's one-pixel border by more than ``threshold`` in some channel (the object on a
-    plain background), else 0."""
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # [N, 3, 4W]
-    background = border.median(dim=2).values[:, :, None, None]
-    return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()
 
 
 def sample_synthetic(G, n: int, truncation: float, generator: torch.Generator, return_features: bool = False):

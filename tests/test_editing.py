@@ -264,13 +264,14 @@ def test_train_encoder_perceptual_loss_uses_the_discriminator(tmp_path):
 
 
 def test_texture_stats_tell_patterns_apart_whatever_their_phase():
-    """train_encoder.texture_stats: a striped object shifted by half a stripe period (the opposite phase,
+    """projector.texture_stats: a striped object shifted by half a stripe period (the opposite phase,
     which costs a pixel loss twice what the plain average costs) stays close; plain, striped and dotted
     renders of the same object are far apart; the loss and the judge-free metrics are 0 on identical
     images and the IoU falls when the object is gone."""
     from dataclasses import replace
 
-    from generation.train_encoder import shape_and_pattern_metrics, texture_loss, texture_stats
+    from generation.stylegan2.projector import texture_loss, texture_stats
+    from generation.train_encoder import shape_and_pattern_metrics
     from hdvila.demo.attributes import ImageSpec
     from hdvila.demo.render import render_image
 

@@ -174,3 +174,26 @@ def test_invert_cli(cli, tmp_path, monkeypatch, generated):
     monkeypatch.setenv("HDVILA_CHECKPOINTS", str(tmp_path / "no_checkpoints"))
     proc = cli("invert", image, out_bad, "--steps", "2")
     assert proc.returncode == 2 and "--generator" in proc.stderr and not out_bad.exists()
+
+
+def test_texture_and_foreground_terms_enter_the_loss_as_documented(generated):
+    """project_batch's texture_weight and foreground_weight: the first step's loss (from given latents,
+    stored noise, no latent noise) is the weighted MSE + multi-scale L1 + texture loss, by hand."""
+    from generation.stylegan2.projector import foreground_mask, texture_loss
+
+    G, w, target = generated
+    ws = w + 0.3 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1))  # [1, num_ws, w_dim]
+    kw = dict(steps=1, init_ws=ws, stored_noise=True, initial_noise_factor=0.0, perceptual="multiscale",
+              w_avg_samples=100)
+    plain = project_batch(G, target, **kw)[0]
+    both = project_batch(G, target, texture_weight=2.0, foreground_weight=3.0, **kw)[0]
+    with torch.no_grad():
+        rec = synthesize(G, ws).float()
+    weight = 1 + 3.0 * foreground_mask(target)
+    ms = multiscale_loss(rec, target)[0]
+    want = ((rec - target).square() * weight).mean() + ms + 2.0 * texture_loss(rec, target)[0]
+    assert both.history[0] == pytest.approx(float(want), rel=1e-4)
+    assert plain.history[0] == pytest.approx(float((rec - target).square().mean() + multiscale_loss(rec, target)[0]),
+                                             rel=1e-4)
+    assert "texture x2" in both.loss and "x4" in both.loss and "texture" not in plain.loss
+    assert foreground_mask(target).sum() > 0  # the term is not vacuous on this image

@@ -53,6 +53,10 @@ from hdvila.errors import CheckpointError, InputFileError, UserError
 METHODS = ("mapper", "optimize")
 STRENGTH_RANGE = (0.0, 2.0)
 MIN_SIDE = 8
+#: The projector refinement's texture-loss weight and object-pixel weight (:meth:`EditPipeline.invert`):
+#: texture as in encoder training; object weighting off (it did not help on the demo domain, docs/results.md).
+REFINE_TEXTURE_WEIGHT = 10.0
+REFINE_FOREGROUND_WEIGHT = 0.0
 INPUT_POLICY = ("images that are not {r}x{r} px are centre-cropped to a square and resized to {r}x{r} "
                 "(antialiased bicubic); the aspect is never distorted")
 
@@ -243,12 +247,16 @@ class EditPipeline(Pipeline):
         return torch.cat([self.encoder(x[i:i + batch_size].to(self.device), self.generator).float()
                           for i in range(0, len(x), batch_size)])
 
-    def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01
+    def invert(self, x: torch.Tensor, refine_steps: int = 0, refine_lr: float = 0.01, *,
+               texture_weight: float = REFINE_TEXTURE_WEIGHT, foreground_weight: float = REFINE_FOREGROUND_WEIGHT
                ) -> tuple[torch.Tensor, list[float], torch.Tensor]:
         """x [N, 3, R, R] in [-1, 1] -> (W+ latents [N, num_ws, w_dim], inversion PSNR per image, the
-        reconstructions [N, 3, R, R] on the CPU). The
-        encoder's latents, refined by ``refine_steps`` projector steps (with the generator's stored
-        noise kept, from the encoder's latents when there is an encoder, else from w_avg)."""
+        reconstructions [N, 3, R, R] on the CPU). The encoder's latents, refined by ``refine_steps``
+        projector steps (with the generator's stored noise kept, from the encoder's latents when there
+        is an encoder, else from w_avg). The refinement's loss is pixel MSE, the multi-scale L1, the
+        phase-free texture loss (``texture_weight``) and the object's pixels counted 1 +
+        ``foreground_weight`` times (:func:`~generation.stylegan2.projector.project_batch`): a pixel
+        loss alone gives stripes and dots back as the plain average."""
         from generation.stylegan2.projector import project_batch, psnr
 
         ws = self.encode(x) if self.encoder is not None else None
@@ -256,6 +264,7 @@ class EditPipeline(Pipeline):
             results = project_batch(self.generator, x, steps=refine_steps, init_ws=ws, stored_noise=True,
                                     lr=refine_lr if ws is not None else 0.1,
                                     initial_noise_factor=0.0 if ws is not None else 0.05, perceptual="multiscale",
+                                    texture_weight=texture_weight, foreground_weight=foreground_weight,
                                     device=self.device)
             ws = torch.cat([r.ws for r in results]).to(self.device)
         rec = self.synthesize(ws).cpu()

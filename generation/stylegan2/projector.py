@@ -17,6 +17,14 @@ Loss = ``mse_weight`` * pixel MSE + ``perceptual_weight`` * a perceptual term:
 - otherwise a multi-scale L1 loss on pixels and on horizontal/vertical image gradients (an image
   pyramid down to 8 px), which keeps edges sharp but is *not* a perceptual metric.
 
+Two optional terms keep what pixel losses average away (both off by default): ``texture_weight``, a
+phase-free texture loss (:func:`texture_loss`: the local structure tensor of the fine band, which
+tells plain, striped and dotted apart whatever the stripes' phase, where a pixel loss prefers the
+plain average to a stripe of the wrong phase), and ``foreground_weight`` F, which counts the pixel
+MSE of every pixel unlike the image's border (:func:`foreground_mask`) 1 + F times, so a small object
+on a plain background is not traded for the background. :meth:`EditPipeline.invert
+<generation.editing.pipeline_edit.EditPipeline.invert>` refines an encoder's latents with both.
+
 The result says which loss was used. PSNR is measured on RGB with images mapped from [-1, 1] to
 [0, 255] and rounded to 8 bits, i.e. exactly between the saved ``target.png`` and
 ``reconstruction.png``.
@@ -120,6 +128,48 @@ def multiscale_loss(x: torch.Tensor, y: torch.Tensor, min_size: int = 8) -> torc
             break
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return torch.stack(terms).mean(dim=0)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of each channel of x [N, C, H, W] (reflect padding)."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t.square() / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def texture_stats(x: torch.Tensor, band_sigma: float = 1.0, pool_sigma: float = 2.0) -> torch.Tensor:
+    """x [N, 3, H, W] in [-1, 1] -> [N, 3, H, W]: the local structure tensor (Jxx, Jyy, Jxy) of the fine
+    band (luminance minus its Gaussian blur at ``band_sigma``) pooled by a Gaussian at ``pool_sigma``,
+    as amplitudes (square root, signed for Jxy). Pooled over more than the pattern period it does not
+    depend on the pattern's phase: ~0 on plain areas, one orientation on stripes, isotropic on dots."""
+    y = x.float().mean(dim=1, keepdim=True)
+    band = y - _gaussian_blur(y, band_sigma)
+    gx = F.pad(band.diff(dim=3), (0, 1, 0, 0))
+    gy = F.pad(band.diff(dim=2), (0, 0, 0, 1))
+    j = _gaussian_blur(torch.cat([gx.square(), gy.square(), gx * gy], dim=1), pool_sigma)
+    eps = 1e-3  # keeps the square root's gradient finite; subtracted so that a plain area reads 0
+    diag = (j[:, :2].clamp(min=0) + eps).sqrt() - eps ** 0.5
+    off = j[:, 2:].sign() * ((j[:, 2:].abs() + eps).sqrt() - eps ** 0.5)
+    return torch.cat([diag, off], dim=1)
+
+
+def texture_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image mean L1 between :func:`texture_stats` of ``rec`` and ``x`` [N, 3, H, W] -> [N]."""
+    return (texture_stats(rec) - texture_stats(x)).abs().mean(dim=(1, 2, 3))
+
+
+def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
+    """x [N, 3, H, W] in [-1, 1] -> float mask [N, 1, H, W]: 1 where a pixel differs from the median
+    colour of the image's one-pixel border by more than ``threshold`` in some channel (the object on a
+    plain background), else 0."""
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # [N, 3, 4W]
+    background = border.median(dim=2).values[:, :, None, None]
+    return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()
 
 
 def lpips_trunk_path(net: str = "alex") -> Path:
@@ -269,7 +319,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
                   lr_rampup: float = 0.05, lr_rampdown: float = 0.25, initial_noise_factor: float = 0.05,
                   noise_ramp_length: float = 0.75, noise_reg_weight: float = 1e5, optimize_noise: bool = True,
                   mse_weight: float = 1.0, perceptual: str = "auto", perceptual_weight: float = 1.0,
-                  w_avg_samples: int = 10000, seeds: list[int] | None = None, init_ws: torch.Tensor | None = None,
+                  texture_weight: float = 0.0, foreground_weight: float = 0.0, w_avg_samples: int = 10000,
+                  seeds: list[int] | None = None, init_ws: torch.Tensor | None = None,
                   stored_noise: bool = False, device: str | torch.device | None = None,
                   progress: bool = False) -> list[ProjectionResult]:
     """Project N images at once: N independent optimisations run as one batch (faster per image).
@@ -303,6 +354,10 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     targets = targets.to(device, torch.float32)
     w_avg, w_std = w_statistics(G, w_avg_samples)
     perceptual_fn, loss_name = make_perceptual(perceptual, device)
+    if texture_weight:
+        loss_name += f" + texture x{texture_weight:g}"
+    if foreground_weight:
+        loss_name += f" (object pixels' MSE x{1 + foreground_weight:g})"
 
     # One random stream per image, so that its result does not depend on the rest of the batch.
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
@@ -330,8 +385,12 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
             for m in noise.values():
                 m.sub_(m.mean(dim=(1, 2), keepdim=True)).mul_(m.square().mean(dim=(1, 2), keepdim=True).rsqrt())
 
+    pixel_weight = 1 + foreground_weight * foreground_mask(targets) if foreground_weight else 1
+
     def per_image_loss(synth: torch.Tensor) -> torch.Tensor:
-        loss = mse_weight * (synth - targets).square().mean(dim=(1, 2, 3))
+        loss = mse_weight * ((synth - targets).square() * pixel_weight).mean(dim=(1, 2, 3))
+        if texture_weight:
+            loss = loss + texture_weight * texture_loss(synth, targets)
         if perceptual_fn is not None and perceptual_weight:
             loss = loss + perceptual_weight * perceptual_fn(synth, targets)
         if optimize_noise and noise_reg_weight:
