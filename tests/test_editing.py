@@ -521,6 +521,8 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
     assert bad.returncode != 0 and "--num must be >= 1" in bad.stderr
     bad = cli("eval-edit", "--model", model, "--num", "2", "--refine-steps", "-1")
     assert bad.returncode != 0 and "--refine-steps must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("eval-edit", "--model", model, "--num", "2", "--refine-steps", "2", "--refine-texture", "-1")
+    assert bad.returncode != 0 and "--refine-texture must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
     inv = cli("eval-edit", "--model", model, "--num", "2", "--methods", "none", "--inversion", "3", "--json", out)
     assert inv.returncode == 0, inv.stderr[-2000:]
     m = json.loads(out.read_text())

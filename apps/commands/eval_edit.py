@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=int, default=50, help="optimisation steps after the mapper (default 50)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
                         help="invert with the encoder followed by N projector steps (slower, more faithful; default 0)")
+    parser.add_argument("--refine-texture", type=float, default=None, metavar="W",
+                        help="the refinement's texture-loss weight (default: EditPipeline.invert's; 0: pixel losses "
+                             "only, as before the texture loss)")
     parser.add_argument("--guide-views", type=int, default=None, metavar="V",
                         help="optimisation: score the mean guide embedding of V random views of each edit "
                              "(default: optimize_edit's)")
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--value-share must be >= 0, got {args.value_share}")
     if args.refine_steps < 0:
         raise UserError(f"--refine-steps must be >= 0, got {args.refine_steps}")
+    if args.refine_texture is not None and args.refine_texture < 0:
+        raise UserError(f"--refine-texture must be >= 0, got {args.refine_texture}")
     if args.guide_views is not None and args.guide_views < 0:
         raise UserError(f"--guide-views must be >= 0, got {args.guide_views}")
     pipe = load_edit_pipeline(args.model, device=args.device)
@@ -87,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num and methods:
         edits = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,
                                methods=methods, steps=args.steps, refine=args.refine, refine_steps=args.refine_steps,
+                               refine_texture=args.refine_texture,
                                optimize_kwargs={} if args.guide_views is None else {"guide_views": args.guide_views})
         result.update(edits)
         print(format_table(edits))

@@ -66,10 +66,12 @@ def _read(judge, images: torch.Tensor) -> dict[str, torch.Tensor]:
 def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str = "train",
                    methods: tuple[str, ...] = ("mapper",), steps: int = 300, refine: int = 50,
                    batch_size: int = 64, progress: bool = True, refine_steps: int = 0,
+                   refine_texture: float | None = None,
                    optimize_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Success and preservation per method and attribute (fractions), inversion PSNR, and the first
     rows' images for a figure. See the module docstring. ``refine_steps``: projector steps after the
-    encoder (:meth:`EditPipeline.invert`) before any edit. ``optimize_kwargs`` go to
+    encoder (:meth:`EditPipeline.invert`) before any edit, with ``refine_texture`` its texture-loss weight
+    (None: ``invert``'s default). ``optimize_kwargs`` go to
     :func:`~generation.editing.optimize.optimize_edit` (e.g. ``guide_views``)."""
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
@@ -80,13 +82,15 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps)
+    ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps, **(
+        {} if refine_texture is None else {"texture_weight": refine_texture}))
     src_read, rec_read = _read(judge, x), _read(judge, rec)
     same = {k: (rec_read[k] == src_read[k]).float() for k in src_read}  # the inversion keeps the value, per render
     kept = {k: float(v.mean()) for k, v in same.items()}
     kept["all"] = float(torch.stack(list(same.values())).prod(0).mean())
     result: dict[str, Any] = {"num_renders": num, "num_edits": len(cases), "wording": wording,
-                              "refine_steps": refine_steps, "inversion_psnr": float(np.mean(psnrs)),
+                              "refine_steps": refine_steps, "refine_texture": refine_texture,
+                              "inversion_psnr": float(np.mean(psnrs)),
                               "inversion_kept": kept, "methods": {}, "figure": {}}
     for method in methods:
         images = []
