@@ -63,7 +63,7 @@ def check_image_count(data: str, val_size: int, count: int, kind: str = "", opti
     from hdvila.errors import UserError
 
     if count <= val_size:
-        raise UserError(f"{data} holds {count} {kind}images; training needs more than {option} "
+        raise UserError(f"{data} holds {count} {kind}images; it needs more than {option} "
                         f"({val_size}), which are held out for validation. Add images or lower {option}.")
 
 
@@ -238,6 +238,7 @@ def score_mappers(mappers: Sequence[str | Path], *, generator: str | None = None
     run's. The vocabulary, ``data`` and the folders are checked before any model is loaded.
     ``figures_dir``: also write each grid there as ``<parent>-<folder>.png``. ``report(folder,
     numbers)`` is called as each mapper is scored."""
+    from generation.editing.guide import guide_fingerprint
     from generation.editing.mapper import EditMapper
     from generation.editing.value_objective import ValueReader
     from hdvila.errors import UserError
@@ -259,6 +260,7 @@ def score_mappers(mappers: Sequence[str | Path], *, generator: str | None = None
     for folder in mappers:
         mapper = EditMapper.from_pretrained(folder).eval()
         mapper.check_generator(G)
+        mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim), source="--hdvila")
         png = None if figures_dir is None else \
             Path(figures_dir) / f"{Path(folder).resolve().parent.name}-{Path(folder).name}.png"
         out[str(folder)] = validate_mapper(mapper, G, guide, reader, texts, vocabulary, val, png, seed)

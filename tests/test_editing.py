@@ -604,3 +604,28 @@ def test_bundled_mapper_follows_the_asked_colour():
     read = judge_images(load_judge(None), out.images)["color"][0]
     hits = sum(int(r) == ATTRIBUTES["color"].index(v) for r, v in zip(read, asked))
     assert hits >= 5, f"the asked colour was read on {hits} of 16 edits"
+
+
+def test_invert_refines_with_the_texture_loss_by_default(parts, monkeypatch):
+    """EditPipeline.invert's refinement hands its texture and object weights to project_batch (the
+    defaults: the texture loss on, the object weighting off), and a caller's weights replace them."""
+    import generation.stylegan2.projector as projector
+    from generation.editing.pipeline_edit import REFINE_FOREGROUND_WEIGHT, REFINE_TEXTURE_WEIGHT
+
+    G, hdvila, processor, encoder, mapper = parts
+    pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
+    seen, real = [], projector.project_batch
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["texture_weight"], kwargs["foreground_weight"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(projector, "project_batch", spy)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    pipe.invert(x)
+    assert seen == []  # no refinement asked: the encoder alone
+    pipe.invert(x, refine_steps=1)
+    pipe.invert(x, refine_steps=1, texture_weight=0.0, foreground_weight=2.0)
+    assert seen == [(REFINE_TEXTURE_WEIGHT, REFINE_FOREGROUND_WEIGHT), (0.0, 2.0)] and REFINE_TEXTURE_WEIGHT > 0
+    with pytest.raises(UserError, match="must be >= 0"):
+        pipe.invert(x, refine_steps=1, texture_weight=-1.0)

@@ -5,7 +5,8 @@ Per method and edited attribute: success (the judge reads the asked value) and p
 judge reads every other attribute unchanged from the source, and from the reconstruction), and the
 encoder's inversion PSNR. ``--wording heldout`` words the prompts with synonyms never seen in
 training; ``--refine-steps N`` inverts with the encoder followed by N projector steps, as
-``hdvila edit --refine-steps`` does.
+``hdvila edit --refine-steps`` does (``--refine-texture W``: their texture-loss weight, 0 for pixel
+losses only).
 ``--inversion N`` also measures the inversion PSNR of the encoder, of N projector steps from
 ``w_avg`` and of the encoder followed by N projector steps. ``--clips N`` also measures temporal
 consistency on N test videos: one edit as a clip against the same edit frame by frame
@@ -77,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--value-share must be >= 0, got {args.value_share}")
     if args.refine_steps < 0:
         raise UserError(f"--refine-steps must be >= 0, got {args.refine_steps}")
-    if args.refine_texture is not None and args.refine_texture < 0:
-        raise UserError(f"--refine-texture must be >= 0, got {args.refine_texture}")
+    if args.refine_texture is not None and (args.refine_texture < 0 or not (args.refine_steps or args.inversion)):
+        raise UserError(f"--refine-texture must be >= 0 and goes with --refine-steps N or --inversion N, "
+                        f"got {args.refine_texture} (--refine-steps {args.refine_steps}, --inversion {args.inversion})")
     if args.guide_views is not None and args.guide_views < 0:
         raise UserError(f"--guide-views must be >= 0, got {args.guide_views}")
     pipe = load_edit_pipeline(args.model, device=args.device)
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.inversion:
         from generation.presets.demo_eval import evaluate_inversion, format_inversion_table
 
-        result["inversion"] = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed)
+        result["inversion"] = evaluate_inversion(pipe, num=args.num or 200, steps=args.inversion, seed=args.seed,
+                                                 texture_weight=args.refine_texture)
         print(format_inversion_table(result["inversion"]))
     if args.num and methods:
         edits = evaluate_edits(pipe, judge, num=args.num, seed=args.seed, wording=args.wording,

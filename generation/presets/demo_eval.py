@@ -82,14 +82,17 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps, **(
-        {} if refine_texture is None else {"texture_weight": refine_texture}))
+    from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+
+    refine_texture = REFINE_TEXTURE_WEIGHT if refine_texture is None else refine_texture
+    ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps, texture_weight=refine_texture)
     src_read, rec_read = _read(judge, x), _read(judge, rec)
     same = {k: (rec_read[k] == src_read[k]).float() for k in src_read}  # the inversion keeps the value, per render
     kept = {k: float(v.mean()) for k, v in same.items()}
     kept["all"] = float(torch.stack(list(same.values())).prod(0).mean())
     result: dict[str, Any] = {"num_renders": num, "num_edits": len(cases), "wording": wording,
-                              "refine_steps": refine_steps, "refine_texture": refine_texture,
+                              "refine_steps": refine_steps,
+                              "refine_texture": refine_texture if refine_steps else None,
                               "inversion_psnr": float(np.mean(psnrs)),
                               "inversion_kept": kept, "methods": {}, "figure": {}}
     for method in methods:
@@ -166,18 +169,21 @@ def offset_value_share(pipe, *, num: int = 32, seed: int = 0) -> dict[str, float
 
 
 def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
-                       batch_size: int = 50) -> dict[str, Any]:
+                       batch_size: int = 50, texture_weight: float | None = None) -> dict[str, Any]:
     """Inversion PSNR (dB, mean over ``num`` test-split renders at the generator's resolution) of the
     encoder alone, of the projector alone (``steps`` steps from ``w_avg``, W+, the generator's stored
     noise: latents an edit can start from) and of the encoder followed by ``steps`` projector steps
-    (what ``refine_steps`` does), with each method's seconds per image."""
+    (what ``refine_steps`` does), with each method's seconds per image. Both projector rows use the
+    same loss: ``texture_weight`` (None: :meth:`EditPipeline.invert`'s default) with the pixel losses."""
     import time
 
     from generation.data import render_demo_images
+    from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
     from generation.stylegan2.projector import project_batch, psnr
 
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    out: dict[str, Any] = {"num_renders": num, "steps": steps}
+    texture_weight = REFINE_TEXTURE_WEIGHT if texture_weight is None else texture_weight
+    out: dict[str, Any] = {"num_renders": num, "steps": steps, "texture_weight": texture_weight}
 
     def run(name, fn):
         t0, psnrs = time.perf_counter(), []
@@ -187,14 +193,14 @@ def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
 
     def projector(xb):
         res = project_batch(pipe.generator, xb, steps=steps, stored_noise=True, perceptual="multiscale",
-                            device=pipe.device)
+                            texture_weight=texture_weight, device=pipe.device)
         ws = torch.cat([r.ws for r in res]).to(pipe.device)
         rec = pipe.synthesize(ws).cpu()
         return [psnr(rec[i:i + 1], xb[i:i + 1]) for i in range(len(xb))]
 
     run("encoder", lambda xb: pipe.invert(xb)[1])
     run("projector", projector)
-    run(f"encoder+{steps}", lambda xb: pipe.invert(xb, steps)[1])
+    run(f"encoder+{steps}", lambda xb: pipe.invert(xb, steps, texture_weight=texture_weight)[1])
     return out
 
 

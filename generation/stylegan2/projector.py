@@ -23,7 +23,8 @@ tells plain, striped and dotted apart whatever the stripes' phase, where a pixel
 plain average to a stripe of the wrong phase), and ``foreground_weight`` F, which counts the pixel
 MSE of every pixel unlike the image's border (:func:`foreground_mask`) 1 + F times, so a small object
 on a plain background is not traded for the background. :meth:`EditPipeline.invert
-<generation.editing.pipeline_edit.EditPipeline.invert>` refines an encoder's latents with both.
+<generation.editing.pipeline_edit.EditPipeline.invert>` refines an encoder's latents with the texture
+loss (the object weighting is there, off by default).
 
 The result says which loss was used. PSNR is measured on RGB with images mapped from [-1, 1] to
 [0, 255] and rounded to 8 bits, i.e. exactly between the saved ``target.png`` and
@@ -345,6 +346,9 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     from hdvila.errors import UserError
 
     seeds = _check_projection_inputs(G, targets, space, steps, seeds)
+    if texture_weight < 0 or foreground_weight < 0:
+        raise UserError(f"texture_weight and foreground_weight must be >= 0, got {texture_weight:g} and "
+                        f"{foreground_weight:g}")
     n = targets.shape[0]
     device = get_device(device)
     prepare_ops(device)  # a first build of the compiled ops takes minutes: not part of the timing
@@ -386,11 +390,12 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
                 m.sub_(m.mean(dim=(1, 2), keepdim=True)).mul_(m.square().mean(dim=(1, 2), keepdim=True).rsqrt())
 
     pixel_weight = 1 + foreground_weight * foreground_mask(targets) if foreground_weight else 1
+    target_texture = texture_stats(targets) if texture_weight else None  # texture_loss with the targets' side once
 
     def per_image_loss(synth: torch.Tensor) -> torch.Tensor:
         loss = mse_weight * ((synth - targets).square() * pixel_weight).mean(dim=(1, 2, 3))
         if texture_weight:
-            loss = loss + texture_weight * texture_loss(synth, targets)
+            loss = loss + texture_weight * (texture_stats(synth) - target_texture).abs().mean(dim=(1, 2, 3))
         if perceptual_fn is not None and perceptual_weight:
             loss = loss + perceptual_weight * perceptual_fn(synth, targets)
         if optimize_noise and noise_reg_weight:
