@@ -361,3 +361,25 @@ def test_too_few_usable_images_is_still_caught_after_decoding(tmp_path):
     train_mapper.check_data(args)  # 6 files by name
     with pytest.warns(UserWarning, match="skipping 2"), pytest.raises(UserError, match="holds 4 usable images"):
         train_mapper.load_pixels(args, 16)
+
+
+def test_score_mapper_refuses_a_mapper_trained_with_another_guide(monkeypatch):
+    """Scoring the bundled mapper against a guide whose projection heads differ (one weight moved) is a
+    CheckpointError naming the guide, not numbers read through the wrong text space."""
+    from pathlib import Path
+
+    from generation import mapper_eval
+    from hdvila.errors import CheckpointError
+
+    real = mapper_eval.load_edit_models
+
+    def other_guide(*args, **kwargs):
+        models = real(*args, **kwargs)
+        with torch.no_grad():
+            models["guide"].hdvila.transformer.t_proj.weight.add_(1e-2)
+        return models
+
+    monkeypatch.setattr(mapper_eval, "load_edit_models", other_guide)
+    bundled = Path(__file__).resolve().parents[1] / "checkpoints" / "edit-demo64" / "mapper"
+    with pytest.raises(CheckpointError, match="not the HD-VILA model"):
+        mapper_eval.score_mappers([bundled], val_size=4)
