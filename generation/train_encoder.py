@@ -65,7 +65,7 @@ from typing import Any, Sequence
 
 import torch
 
-from generation.stylegan2.projector import foreground_mask, texture_loss, texture_stats
+from generation.stylegan2.projector import foreground_mask, pixel_weights, texture_loss, texture_stats
 from hdvila.training import (
     EMA,
     StepBatchSampler,
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ws = encoder(x, G)
                 rec, feats = reconstruct(G, ws, return_features=True)
                 rec = rec.float()
-                weight = 1 + args.foreground_weight * foreground_mask(x) if args.foreground_weight else 1
+                weight = pixel_weights(x, args.foreground_weight)
                 parts = {"pixel": ((rec - x).square() * weight).mean(), "multiscale": multiscale_loss(rec, x).mean(),
                          "delta": delta_regularizer(ws.float()).mean()}
                 if syn_ws is not None:

@@ -159,9 +159,11 @@ def texture_stats(x: torch.Tensor, band_sigma: float = 1.0, pool_sigma: float = 
     return torch.cat([diag, off], dim=1)
 
 
-def texture_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image mean L1 between :func:`texture_stats` of ``rec`` and ``x`` [N, 3, H, W] -> [N]."""
-    return (texture_stats(rec) - texture_stats(x)).abs().mean(dim=(1, 2, 3))
+def texture_loss(rec: torch.Tensor, x: torch.Tensor | None = None, *, x_stats: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Per-image mean L1 between :func:`texture_stats` of ``rec`` and ``x`` [N, 3, H, W] -> [N]
+    (``x_stats``: x's statistics computed once, for a target that does not change)."""
+    return (texture_stats(rec) - (texture_stats(x) if x_stats is None else x_stats)).abs().mean(dim=(1, 2, 3))
 
 
 def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
@@ -171,6 +173,36 @@ def foreground_mask(x: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
     border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # [N, 3, 4W]
     background = border.median(dim=2).values[:, :, None, None]
     return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()
+
+
+def pixel_weights(x: torch.Tensor, foreground_weight: float) -> torch.Tensor | float:
+    """Per-pixel MSE weights for images x [N, 3, H, W] in [-1, 1]: 1 + ``foreground_weight`` on the
+    :func:`foreground_mask` ([N, 1, H, W]), or the scalar 1 when the weight is 0."""
+    return 1 + foreground_weight * foreground_mask(x) if foreground_weight else 1
+
+
+def image_loss(targets: torch.Tensor, device: torch.device, *, mse_weight: float = 1.0, perceptual: str = "auto",
+               perceptual_weight: float = 1.0, texture_weight: float = 0.0, foreground_weight: float = 0.0
+               ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """The projector's image terms against fixed ``targets`` [N, 3, R, R] (see the module docstring):
+    ``(loss, name)`` with ``loss(images)`` -> [N], the targets' mask and texture computed once."""
+    perceptual_fn, name = make_perceptual(perceptual, device)
+    if texture_weight:
+        name += f" + texture x{texture_weight:g}"
+    if foreground_weight:
+        name += f" (object pixels' MSE x{1 + foreground_weight:g})"
+    weights = pixel_weights(targets, foreground_weight)
+    target_texture = texture_stats(targets) if texture_weight else None
+
+    def loss(images: torch.Tensor) -> torch.Tensor:
+        out = mse_weight * ((images - targets).square() * weights).mean(dim=(1, 2, 3))
+        if texture_weight:
+            out = out + texture_weight * texture_loss(images, x_stats=target_texture)
+        if perceptual_fn is not None and perceptual_weight:
+            out = out + perceptual_weight * perceptual_fn(images, targets)
+        return out
+
+    return loss, name
 
 
 def lpips_trunk_path(net: str = "alex") -> Path:
@@ -294,7 +326,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, seed: int = 0, **kwargs
 
 
 def _check_projection_inputs(G: torch.nn.Module, targets: torch.Tensor, space: str, steps: int,
-                             seeds: list[int] | None) -> list[int]:
+                             seeds: list[int] | None, texture_weight: float = 0.0,
+                             foreground_weight: float = 0.0) -> list[int]:
     """Refuse :func:`project_batch`'s arguments that cannot work (a :class:`~hdvila.errors.UserError`);
     returns the seeds, one int per image."""
     from hdvila.errors import UserError
@@ -303,6 +336,9 @@ def _check_projection_inputs(G: torch.nn.Module, targets: torch.Tensor, space: s
         raise UserError(f"space must be 'w' or 'w+', got {space!r}")
     if steps < 1:
         raise UserError(f"steps must be >= 1, got {steps}")
+    if texture_weight < 0 or foreground_weight < 0:
+        raise UserError(f"texture_weight and foreground_weight must be >= 0, got {texture_weight:g} and "
+                        f"{foreground_weight:g}")
     res, ch = G.img_resolution, G.img_channels
     if targets.ndim != 4 or tuple(targets.shape[1:]) != (ch, res, res) or targets.shape[0] < 1:
         raise UserError(f"target must be [1, {ch}, {res}, {res}] (or [N, {ch}, {res}, {res}] for a batch) for this "
@@ -345,10 +381,7 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     from hdvila.device import get_device
     from hdvila.errors import UserError
 
-    seeds = _check_projection_inputs(G, targets, space, steps, seeds)
-    if texture_weight < 0 or foreground_weight < 0:
-        raise UserError(f"texture_weight and foreground_weight must be >= 0, got {texture_weight:g} and "
-                        f"{foreground_weight:g}")
+    seeds = _check_projection_inputs(G, targets, space, steps, seeds, texture_weight, foreground_weight)
     n = targets.shape[0]
     device = get_device(device)
     prepare_ops(device)  # a first build of the compiled ops takes minutes: not part of the timing
@@ -357,11 +390,9 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
     G = copy.deepcopy(G).eval().requires_grad_(False).float().to(device)
     targets = targets.to(device, torch.float32)
     w_avg, w_std = w_statistics(G, w_avg_samples)
-    perceptual_fn, loss_name = make_perceptual(perceptual, device)
-    if texture_weight:
-        loss_name += f" + texture x{texture_weight:g}"
-    if foreground_weight:
-        loss_name += f" (object pixels' MSE x{1 + foreground_weight:g})"
+    image_terms, loss_name = image_loss(targets, device, mse_weight=mse_weight, perceptual=perceptual,
+                                        perceptual_weight=perceptual_weight, texture_weight=texture_weight,
+                                        foreground_weight=foreground_weight)
 
     # One random stream per image, so that its result does not depend on the rest of the batch.
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
@@ -389,15 +420,8 @@ def project_batch(G: torch.nn.Module, targets: torch.Tensor, *, space: str = "w+
             for m in noise.values():
                 m.sub_(m.mean(dim=(1, 2), keepdim=True)).mul_(m.square().mean(dim=(1, 2), keepdim=True).rsqrt())
 
-    pixel_weight = 1 + foreground_weight * foreground_mask(targets) if foreground_weight else 1
-    target_texture = texture_stats(targets) if texture_weight else None  # texture_loss with the targets' side once
-
     def per_image_loss(synth: torch.Tensor) -> torch.Tensor:
-        loss = mse_weight * ((synth - targets).square() * pixel_weight).mean(dim=(1, 2, 3))
-        if texture_weight:
-            loss = loss + texture_weight * (texture_stats(synth) - target_texture).abs().mean(dim=(1, 2, 3))
-        if perceptual_fn is not None and perceptual_weight:
-            loss = loss + perceptual_weight * perceptual_fn(synth, targets)
+        loss = image_terms(synth)
         if optimize_noise and noise_reg_weight:
             loss = loss + noise_reg_weight * noise_regularization(list(noise.values()))
         return loss  # [N]
