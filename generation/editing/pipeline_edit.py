@@ -418,12 +418,13 @@ class EditPipeline(Pipeline):
         ws, psnrs, _ = self.invert(x, refine_steps)
         ws = smooth_over_time(ws, temporal_sigma)
         mean = ws.mean(dim=0, keepdim=True)
+        rec = self.synthesize(ws)  # the smoothed reconstruction: the mapper's source and a returned field
         with torch.no_grad():
-            source = self.guide.clip_features(self.synthesize(ws))
+            source = self.guide.clip_features(rec)
         edited_mean = self.edit_latents(mean, text, method, strength, steps, source_embeds=source)
         edited = ws + (edited_mean - mean)
         notes = sorted(set(n.split(": ", 1)[-1] for n in notes if n))
         psnr = sum(psnrs) / len(psnrs)
         notes += [n for n in self.domain_notes([psnr], ["the clip"]) if n]  # on the mean over frames
-        return EditClipOutput(frames=self.synthesize(edited).cpu(), reconstructions=self.synthesize(ws).cpu(),
+        return EditClipOutput(frames=self.synthesize(edited).cpu(), reconstructions=rec.cpu(),
                               latents=edited.cpu(), inversion_psnr=psnr, notes=notes, prompt_notes=prompt_notes)
