@@ -514,6 +514,11 @@ def test_eval_edit_reports_edits_and_clip_consistency(cli, tmp_path):
         s = clips["summary"][name]
         assert s["change_ratio"] > 0 and 0 <= s["flips"] <= 1 and 0 <= s["success"] <= 1
     assert {v["motion"] for v in clips["videos"]}.isdisjoint({"grow", "shrink", "recolor"})
+    for name in ("clip", "per_frame"):  # the clip inversion (no edit), per attribute and all five
+        kept = clips["inversion"][name]
+        assert set(kept) == {"shape", "color", "background", "size", "pattern", "all"}
+        assert all(0 <= v <= 1 for v in kept.values()) and kept["all"] <= min(kept.values()) + 1e-9
+    assert "| frame by frame | " in r.stdout and "inversion, no edit" in r.stdout
     from PIL import Image
 
     assert Image.open(tmp_path / "grid.png").size[0] > 64

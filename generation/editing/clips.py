@@ -40,9 +40,10 @@ def temporal_change(frames: torch.Tensor) -> float:
 
 
 def edit_frames_independently(pipe: EditPipeline, frames: torch.Tensor, prompt: str, *, method: str = "mapper",
-                              strength: float = 1.0, steps: int = 300) -> torch.Tensor:
+                              strength: float = 1.0, steps: int = 300, refine_steps: int = 0):
     """The baseline of :meth:`~generation.editing.pipeline_edit.EditPipeline.edit_clip`: frames
-    [T, 3, H, W] in [-1, 1], every frame inverted and edited on its own by ``pipe`` -> [T, 3, R, R] in
-    [-1, 1] (CPU float32)."""
-    out = pipe(list(frames), prompt, method=method, strength=strength, steps=steps, output_type="pt")
-    return out.images
+    [T, 3, H, W] in [-1, 1], every frame inverted (encoder, and ``refine_steps`` projector steps) and
+    edited on its own by ``pipe`` -> its :class:`~generation.editing.pipeline_edit.EditPipelineOutput`
+    (``images`` and ``reconstructions`` [T, 3, R, R] in [-1, 1], CPU float32)."""
+    return pipe(list(frames), prompt, method=method, strength=strength, steps=steps, refine_steps=refine_steps,
+                output_type="pt")

@@ -215,9 +215,14 @@ def format_inversion_table(result: dict[str, Any]) -> str:
 
 
 def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 0, method: str = "mapper",
-                   steps: int = 100, temporal_sigma: float = 1.0, progress: bool = True) -> dict[str, Any]:
+                   steps: int = 100, temporal_sigma: float = 1.0, refine_steps: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
     """Temporal consistency of clip editing against frame-by-frame editing (module docstring) on
-    ``num`` test-split videos of ``frames`` frames at the generator's resolution."""
+    ``num`` test-split videos of ``frames`` frames at the generator's resolution. Also the inversion of
+    each clip, no edit (``inversion``): the share of frames on which the judge reads each attribute,
+    and all five, as on the source frame, for the clip's smoothed reconstruction (``clip``) and for
+    each frame inverted on its own (``per_frame``). ``refine_steps``: projector steps after the
+    encoder, for every frame of both."""
     from generation.editing.clips import edit_frames_independently, temporal_change
     from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.demo.dataset import DemoVideoDataset
@@ -227,18 +232,23 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
     ds = DemoVideoDataset("test", 100 * num + 100, num_frames=frames, resolution=pipe.resolution, seed=seed)
     rng = np.random.default_rng(seed + 11)
     picked = [i for i in range(len(ds)) if ds.spec(i).motion not in ("grow", "shrink", "recolor")][:num]
-    rows = []
+    rows, kept = [], {"clip": [], "per_frame": []}
     for k, index in enumerate(picked):
         spec = ds.spec(index)
         attribute = editable[k % len(editable)]
         _, value = vocabulary.sample_edit({attribute: getattr(spec, attribute)}, rng, attribute)
         prompt = vocabulary.edit_prompt(attribute, value, rng)
         video = ds[index]["video"]                                     # [T, 3, R, R] in [-1, 1]
-        as_clip = pipe.edit_clip(video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma).frames
-        per_frame = edit_frames_independently(pipe, video, prompt, method=method, steps=steps)
+        as_clip = pipe.edit_clip(video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma,
+                                 refine_steps=refine_steps)
+        per_frame = edit_frames_independently(pipe, video, prompt, method=method, steps=steps,
+                                              refine_steps=refine_steps)
+        source = _read(judge, video.float())
+        for name, rec in (("clip", as_clip.reconstructions), ("per_frame", per_frame.reconstructions)):
+            kept[name].append({a: v == source[a] for a, v in _read(judge, rec.float()).items()})  # [T] each
         base = max(temporal_change(video), 1e-6)
         row = {"video": index, "motion": spec.motion, "attribute": attribute, "value": value, "prompt": prompt}
-        for name, clip in (("clip", as_clip), ("per_frame", per_frame)):
+        for name, clip in (("clip", as_clip.frames), ("per_frame", per_frame.images)):
             read = _read(judge, clip.float())
             changed = torch.zeros(len(clip) - 1, dtype=torch.bool)
             for a in read:
@@ -250,17 +260,31 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
             print(f"clips: {k + 1}/{len(picked)}", flush=True)
     summary = {name: {m: float(np.mean([r[name][m] for r in rows])) for m in ("change_ratio", "flips", "success")}
                for name in ("clip", "per_frame")}
-    return {"num_videos": len(rows), "frames": frames, "method": method, "summary": summary, "videos": rows}
+    inversion = {}
+    for name, per_video in kept.items():
+        same = {a: torch.cat([v[a] for v in per_video]).float() for a in per_video[0]}
+        inversion[name] = {a: float(v.mean()) for a, v in same.items()}
+        inversion[name]["all"] = float(torch.stack(list(same.values())).prod(0).mean())
+    return {"num_videos": len(rows), "frames": frames, "method": method, "refine_steps": refine_steps,
+            "summary": summary, "inversion": inversion, "videos": rows}
 
 
 def format_clip_table(result: dict[str, Any]) -> str:
-    """A markdown table of :func:`evaluate_clips`' summary."""
+    """A markdown table of :func:`evaluate_clips`' summary, and the clip inversion's kept shares."""
     lines = [f"{result['num_videos']} test videos x {result['frames']} frames, one edit each ({result['method']})", "",
              "| editing | frame-to-frame change / source's | judge flips between neighbours | success per frame |",
              "|---|---|---|---|"]
-    for name, label in (("clip", "as one clip (edit_clip)"), ("per_frame", "frame by frame")):
+    labels = (("clip", "as one clip (edit_clip)"), ("per_frame", "frame by frame"))
+    for name, label in labels:
         r = result["summary"][name]
         lines.append(f"| {label} | {r['change_ratio']:.2f} | {100 * r['flips']:.1f}% | {100 * r['success']:.1f}% |")
+    attributes = list(result["inversion"]["clip"])
+    lines += ["", f"inversion, no edit (refine steps {result['refine_steps']}): frames on which the judge reads each "
+              "attribute as on the source frame", "",
+              "| inversion | " + " | ".join(attributes) + " |", "|---|" + "---|" * len(attributes)]
+    for name, label in labels:
+        r = result["inversion"][name]
+        lines.append(f"| {label} | " + " | ".join(f"{100 * r[a]:.1f}%" for a in attributes) + " |")
     return "\n".join(lines)
 
 
