@@ -226,7 +226,7 @@ def value_means(G, guide, reader, num: int, seed: int, batch_size: int = 128):
 def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
     """A fresh mapper for ``G`` and the guide, or ``--init_mapper`` (checked against both)."""
     from generation.editing.guide import guide_fingerprint
-    from generation.editing.mapper import EditMapper, config_for
+    from generation.editing.mapper import EditMapper, config_for, gate_config, layer_routes
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
 
@@ -235,6 +235,11 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
         mapper.check_generator(G, source=f"--generator for --init_mapper {args.init_mapper}")
         mapper.check_guide(guide_fingerprint(guide.hdvila), int(guide.hdvila.config.projection_dim),
                            source=f"--hdvila for --init_mapper {args.init_mapper}")
+        gate = gate_config(vocabulary, mapper.config.num_ws, mapper.config.resolution)
+        if gate != {k: getattr(mapper.config, k) for k in gate}:  # the vocabulary's layers differ: regate
+            mapper = mapper.with_layer_gate(**gate, vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
+            if mapper.config.layer_routes:
+                mapper.set_layer_routes(*layer_routes(guide, vocabulary))
         return mapper
     # the digest is of the guide really used (a random one under --random_guide)
     _, w_std = w_statistics(G, 2000)
@@ -242,7 +247,10 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
     config = config_for(G, guide.hdvila, vocabulary=vocabulary, hidden=args.hidden,
                         w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]), prior_values=prior_values,
                         prior_scale=float(guide.hdvila.logit_scale))
-    return EditMapper(config)
+    mapper = EditMapper(config)
+    if config.layer_routes:
+        mapper.set_layer_routes(*layer_routes(guide, vocabulary))
+    return mapper
 
 
 def condition_statistics(mapper, guide, vocabulary, train: "EditData") -> None:

@@ -25,9 +25,13 @@ or the *short form* (value -> list of training wordings; everything else default
 
 Full-form keys: "values" (required; value -> training wordings, in value order), "heldout" (value -> held-out
 wordings; a value left out has none), "templates" (default ["{w}", "make it {w}"]), "heldout_templates" (default:
-the training templates), "read" (default "{w}"), "editable" (default true). Templates use only the fields ``{w}``
-and ``{a}``, at least one of them. Attribute and value order are kept. :meth:`AttributeVocabulary.to_dict` writes
-the full form; every problem in a file raises a one-line :class:`AttributesError` naming the file and attribute.
+the training templates), "read" (default "{w}"), "editable" (default true), "layers" (default all three: the
+StyleGAN W+ groups an edit of this attribute may move, among "coarse", "medium" and "fine"; e.g. ["medium",
+"fine"] for a colour or a texture, which live below the coarse layers that set pose and outline, as StyleCLIP's
+mapper leaves its coarse part out for colour edits; see :meth:`~generation.editing.mapper.EditMapper.layer_gate`).
+Templates use only the fields ``{w}`` and ``{a}``, at least one of them. Attribute and value order are kept.
+:meth:`AttributeVocabulary.to_dict` writes the full form; every problem in a file raises a one-line
+:class:`AttributesError` naming the file and attribute.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from hdvila.errors import UserError
 
 WORDINGS = ("train", "heldout")
 DEFAULT_TEMPLATES = ("{w}", "make it {w}")
-_FULL_KEYS = ("values", "heldout", "templates", "heldout_templates", "read", "editable")
+_FULL_KEYS = ("values", "heldout", "templates", "heldout_templates", "read", "editable", "layers")
+#: The W+ layer groups an attribute's edits may move (generation.editing.encoder.ws_groups), coarse to fine.
+LAYER_GROUPS = ("coarse", "medium", "fine")
 
 
 class AttributesError(UserError):
@@ -71,8 +77,9 @@ class Attribute:
     ``values``: ordered value names (>= 2, unique); ``wordings``: value -> training wordings (>= 1 each);
     ``heldout``: value -> held-out wordings (a value may have none); ``templates`` / ``heldout_templates``: edit
     templates (held-out empty: the training ones); ``read_template``: the zero-shot reading prompt of a value's
-    first wording; ``editable``: False for an attribute the editor reads and keeps but never edits.
-    Sequences are stored as tuples, so two equal definitions compare equal however they were built.
+    first wording; ``editable``: False for an attribute the editor reads and keeps but never edits; ``layers``:
+    the W+ groups (:data:`LAYER_GROUPS`) its edits may move. Sequences are stored as tuples, so two equal
+    definitions compare equal however they were built.
     """
 
     name: str
@@ -83,6 +90,7 @@ class Attribute:
     heldout_templates: tuple[str, ...] = ()
     read_template: str = "{w}"
     editable: bool = True
+    layers: tuple[str, ...] = LAYER_GROUPS
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -91,6 +99,7 @@ class Attribute:
         set_(self, "heldout", {v: tuple(ws) for v, ws in self.heldout.items() if len(ws)})
         set_(self, "templates", tuple(self.templates))
         set_(self, "heldout_templates", tuple(self.heldout_templates))
+        set_(self, "layers", tuple(self.layers))
 
     def words_of(self, value: str, wording: str = "train") -> tuple[str, ...]:
         """The wordings of ``value`` in a wording set (held-out falls back to training when the value has none)."""
@@ -208,11 +217,17 @@ class AttributeVocabulary:
     # -- the attributes file -----------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        """The full JSON form (see the module docstring)."""
-        return {a.name: {"values": {v: list(a.wordings[v]) for v in a.values},
-                         "heldout": {v: list(a.heldout[v]) for v in a.values if a.heldout.get(v)},
-                         "templates": list(a.templates), "heldout_templates": list(a.heldout_templates),
-                         "read": a.read_template, "editable": a.editable} for a in self.attributes}
+        """The full JSON form (see the module docstring); "layers" only where it is not all three groups, so a
+        vocabulary without it keeps the digest it had before the key existed."""
+        out = {}
+        for a in self.attributes:
+            out[a.name] = {"values": {v: list(a.wordings[v]) for v in a.values},
+                           "heldout": {v: list(a.heldout[v]) for v in a.values if a.heldout.get(v)},
+                           "templates": list(a.templates), "heldout_templates": list(a.heldout_templates),
+                           "read": a.read_template, "editable": a.editable}
+            if a.layers != LAYER_GROUPS:
+                out[a.name]["layers"] = list(a.layers)
+        return out
 
     @classmethod
     def from_dict(cls, d: object, source: str = "the attributes file") -> AttributeVocabulary:
@@ -304,10 +319,14 @@ def _parse_attribute(name: str, spec: object, fail) -> Attribute:
     editable = spec.get("editable", True)
     if not isinstance(editable, bool):
         fail(f"{where}: \"editable\" must be true or false, got {editable!r}.")
+    layers = spec.get("layers", list(LAYER_GROUPS))
+    if not isinstance(layers, list):
+        fail(f"{where}: \"layers\" must be a list of W+ groups such as [\"medium\", \"fine\"], got "
+             f"{type(layers).__name__}.")
     return Attribute(name=name, values=tuple(values), wordings=values, heldout=heldout,
                      templates=strings("templates", list(DEFAULT_TEMPLATES)),
                      heldout_templates=strings("heldout_templates", []), read_template=spec.get("read", "{w}"),
-                     editable=editable)
+                     editable=editable, layers=tuple(layers))
 
 
 def _check_template(t: object, what: str, fail) -> None:
@@ -356,3 +375,7 @@ def _check_attribute(a: Attribute, fail) -> None:
     _check_template(a.read_template, f"{where}: read template", fail)
     if not isinstance(a.editable, bool):
         fail(f"{where}: \"editable\" must be true or false, got {a.editable!r}.")
+    unknown = [g for g in a.layers if g not in LAYER_GROUPS]
+    if not a.layers or unknown or len(set(a.layers)) < len(a.layers):
+        fail(f"{where}: \"layers\" {list(a.layers)!r} must name one or more distinct W+ groups among "
+             f"{', '.join(LAYER_GROUPS)} (e.g. [\"medium\", \"fine\"] for a colour).")

@@ -23,6 +23,12 @@ On top, optionally, the **value-direction prior** (:meth:`EditMapper.value_prior
 latents of generator samples labelled by the guide's own zero-shot reading; the network then learns
 a residual to it.
 
+And optionally the **layer gate** (:meth:`EditMapper.layer_gate`): each attribute of the vocabulary may
+name the W+ groups its edits may move (:attr:`~generation.editing.attributes.Attribute.layers`, e.g.
+medium and fine for a colour); the prompt is routed to the attribute it is about by its text-to-text
+match with the training prompts, and the offset is kept to that attribute's groups (StyleCLIP trains
+its colour mappers without the coarse part for the same reason: the coarse layers set pose and outline).
+
 The mapper records the generator (:mod:`generation.stylegan2.fingerprint`) and the HD-VILA model
 (weights digest) it was trained with, and refuses others.
 """
@@ -60,6 +66,8 @@ class MapperConfig:
     attributes: dict = field(default_factory=dict)  # the editing vocabulary trained on (AttributeVocabulary.to_dict)
     prior_values: int = 0              # values of the value-direction prior (0: no prior; see EditMapper.value_prior)
     prior_scale: float = 20.0          # logit scale of the prior's text routing and source reading (the guide's)
+    attribute_layers: dict = field(default_factory=dict)  # editable attribute -> W+ indices its edits move
+    layer_routes: int = 0              # training prompts the layer gate routes by (0: no gate)
 
 
 def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVocabulary | None = None,
@@ -75,9 +83,41 @@ def config_for(generator: nn.Module, hdvila: nn.Module, vocabulary: AttributeVoc
     fp = generator_fingerprint(generator)
     if vocabulary is not None:
         kwargs.update(vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
+        kwargs.update(gate_config(vocabulary, fp["num_ws"], fp["img_resolution"]))
     return MapperConfig(w_dim=fp["w_dim"], num_ws=fp["num_ws"], resolution=fp["img_resolution"],
                         embed_dim=int(hdvila.config.projection_dim), generator_digest=fp["digest"],
                         guide_digest=guide_fingerprint(hdvila), **kwargs)
+
+
+def gate_config(vocabulary: AttributeVocabulary, num_ws: int, resolution: int) -> dict:
+    """The layer gate's config fields for ``vocabulary``: ``attribute_layers`` (editable attribute -> the
+    W+ indices of its :attr:`~generation.editing.attributes.Attribute.layers`) and ``layer_routes`` (the
+    number of :func:`route_prompts`); both empty (no gate) when every editable attribute may move every layer."""
+    from generation.editing.encoder import ws_groups
+
+    groups = ws_groups(num_ws, resolution)
+    editable = [vocabulary[a] for a in vocabulary.editable]
+    if all(set(a.layers) == set(groups) for a in editable):
+        return {"attribute_layers": {}, "layer_routes": 0}
+    return {"attribute_layers": {a.name: sorted(i for g in a.layers for i in groups[g]) for a in editable},
+            "layer_routes": len(route_prompts(vocabulary)[0])}
+
+
+def route_prompts(vocabulary: AttributeVocabulary) -> tuple[list[str], list[int]]:
+    """What the layer gate routes a prompt by: every training prompt of the editable attributes (sorted,
+    unique) and the index of its attribute among the editable attributes' names *sorted* (the order of
+    the gate's rows, whatever order a config file keeps its keys in)."""
+    rows, names = vocabulary.all_prompts("train"), sorted(vocabulary.editable)
+    return [p for _, _, p in rows], [names.index(a) for a, _, _ in rows]
+
+
+@torch.no_grad()
+def layer_routes(guide, vocabulary: AttributeVocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+    """The arguments of :meth:`EditMapper.set_layer_routes`: ``guide``'s text embeddings of
+    :func:`route_prompts` [R, D] (CPU) and their attribute indices [R]."""
+    prompts, attribute = route_prompts(vocabulary)
+    text = torch.cat([guide.text_features(prompts[i:i + 256]).float().cpu() for i in range(0, len(prompts), 256)])
+    return text, torch.tensor(attribute, dtype=torch.long)
 
 
 CONDITIONS = ("film",)
@@ -145,6 +185,13 @@ class EditMapper(GeneratorBound, PretrainedModel):
             self.register_buffer("prior_text", torch.zeros(v, config.embed_dim))
             self.register_buffer("prior_means", torch.zeros(v, config.num_ws, config.w_dim))
             self.register_buffer("prior_attribute", torch.zeros(v, dtype=torch.long))
+        if config.layer_routes:  # the layer gate (EditMapper.set_layer_routes)
+            self.register_buffer("route_text", torch.zeros(config.layer_routes, config.embed_dim))
+            self.register_buffer("route_attribute", torch.zeros(config.layer_routes, dtype=torch.long))
+            mask = torch.zeros(len(config.attribute_layers), config.num_ws)
+            for a, name in enumerate(sorted(config.attribute_layers)):  # rows in sorted name order (route_prompts)
+                mask[a, config.attribute_layers[name]] = 1.0
+            self.register_buffer("layer_mask", mask, persistent=False)  # [A, num_ws], from the config
         # the condition vector also joins each W+ vector's input, so the hidden activations depend on the
         # prompt from the first step (FiLM alone, zero-initialised, starts prompt-blind)
         cin = config.w_dim + 16 + h
@@ -181,6 +228,48 @@ class EditMapper(GeneratorBound, PretrainedModel):
         self.prior_text.copy_(value_text)
         self.prior_attribute.copy_(attribute)
         self.prior_means.copy_(means)
+
+    @torch.no_grad()
+    def set_layer_routes(self, route_text: torch.Tensor, attribute: torch.Tensor) -> None:
+        """The layer gate's routing table: route_text [R, D] the guide's embeddings of
+        :func:`route_prompts`' prompts, attribute [R] their attribute's index among the gated
+        attributes' sorted names."""
+        r = self.config.layer_routes
+        if not r:
+            raise ValueError("this mapper has no layer gate (MapperConfig.layer_routes is 0)")
+        if route_text.shape != (r, self.config.embed_dim) or attribute.shape != (r,):
+            raise ValueError(f"layer routes must be [{r}, {self.config.embed_dim}] and [{r}], "
+                             f"got {tuple(route_text.shape)}, {tuple(attribute.shape)}")
+        if int(attribute.min()) < 0 or int(attribute.max()) >= len(self.config.attribute_layers):
+            raise ValueError(f"route attributes must index the {len(self.config.attribute_layers)} gated attributes")
+        self.route_text.copy_(route_text)
+        self.route_attribute.copy_(attribute)
+
+    def layer_gate(self, text: torch.Tensor) -> torch.Tensor:
+        """[N, num_ws] in [0, 1]: how much each W+ vector may move for prompts ``text`` [N, D] (ones when
+        the mapper has no gate). The prompt's mass on each attribute is a softmax of ``prior_scale`` x
+        cos(prompt, training prompt) over the routing table, summed per attribute; the gate is that mass
+        spread over each attribute's layers (a prompt about a colour moves only the medium and fine
+        layers when the vocabulary says so)."""
+        if not self.config.layer_routes:
+            return torch.ones(text.shape[0], self.config.num_ws, dtype=text.dtype, device=text.device)
+        q = torch.softmax(self.config.prior_scale * text @ self.route_text.to(text.dtype).t(), dim=1)  # [N, R]
+        mass = q @ nn.functional.one_hot(self.route_attribute, len(self.config.attribute_layers)).to(q.dtype)
+        return mass @ self.layer_mask.to(q.dtype)
+
+    def with_layer_gate(self, attribute_layers: dict, layer_routes: int, **config_fields) -> EditMapper:
+        """A copy of this mapper with the given layer gate (its routing table still to be set with
+        :meth:`set_layer_routes`) and any other ``config_fields`` replaced (e.g. the new vocabulary):
+        the way to add a gate to a mapper trained without one, before fine-tuning it."""
+        from dataclasses import replace
+
+        new = type(self)(replace(self.config, attribute_layers=dict(attribute_layers), layer_routes=layer_routes,
+                                 **config_fields))
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("route_")}
+        missing, unexpected = new.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"route_text", "route_attribute"}:
+            raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
+        return new.to(self.index_embed.weight.device)
 
     def value_prior(self, text: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """The prior offset [N, num_ws, w_dim] for prompts ``text`` [N, D] on images whose guide
@@ -228,6 +317,7 @@ class EditMapper(GeneratorBound, PretrainedModel):
             raise ValueError(f"text and source must be [{n}, {c.embed_dim}], "
                              f"got {tuple(text.shape)}, {tuple(source.shape)}")
         dtype = self.index_embed.weight.dtype
+        text_in = text.to(dtype)
         prior = self.value_prior(text.to(dtype), source.to(dtype)) if c.prior_values else None
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         idx = self.index_embed.weight[None].expand(n, -1, -1)
@@ -241,7 +331,8 @@ class EditMapper(GeneratorBound, PretrainedModel):
             parts.append(mlp(x[:, c.groups[name]], cond))
             order += list(c.groups[name])
         out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))] * c.w_scale  # back to W+ order
-        return out if prior is None else out + prior
+        out = out if prior is None else out + prior
+        return out * self.layer_gate(text_in)[:, :, None] if c.layer_routes else out
 
     def edit(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor,
              strength: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -148,8 +148,13 @@ class EditPipeline(Pipeline):
 
         encoder = LatentEncoder(config_for_generator(generator, **(encoder_kwargs or {})))
         mapper = EditMapper(config_for(generator, hdvila, vocabulary, **(mapper_kwargs or {})))
-        return cls(hdvila=hdvila.eval(), processor=HDVILAProcessor.from_config(hdvila.config), generator=generator,
+        pipe = cls(hdvila=hdvila.eval(), processor=HDVILAProcessor.from_config(hdvila.config), generator=generator,
                    encoder=encoder, mapper=mapper)
+        if mapper.config.layer_routes:  # the vocabulary gates layers: route by its training prompts
+            from generation.editing.mapper import layer_routes
+
+            mapper.set_layer_routes(*layer_routes(pipe.guide, vocabulary))
+        return pipe
 
     # ---- components ---------------------------------------------------------------------------
     def check_components(self) -> None:
