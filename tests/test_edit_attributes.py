@@ -99,6 +99,12 @@ def test_round_trip_and_digest(tmp_path):
     changed = json.loads(json.dumps(EXAMPLE))
     changed["color"]["values"]["red"][1] = "cherry"
     assert AttributeVocabulary.from_dict(changed).digest() != vocab.digest()
+    gated = AttributeVocabulary.from_dict(_with(layers=["medium", "fine"]))  # the W+ groups a colour edit moves
+    assert gated["color"].layers == ("medium", "fine") and gated["hair"].layers == ("coarse", "medium", "fine")
+    assert gated.to_dict()["color"]["layers"] == ["medium", "fine"] and "layers" not in gated.to_dict()["hair"]
+    assert AttributeVocabulary.from_dict(gated.to_dict()) == gated and gated.digest() != vocab.digest()
+    assert AttributeVocabulary.from_dict(_with(layers=["coarse", "medium", "fine"])).digest() == vocab.digest()
+    assert demo_vocabulary()["color"].layers == ("medium", "fine") == demo_vocabulary()["pattern"].layers
     reordered = json.loads(json.dumps(EXAMPLE))
     reordered["hair"] = {"black": ["black hair"], "blond": ["blond hair"]}  # value order is class order
     assert AttributeVocabulary.from_dict(reordered).digest() != vocab.digest()
@@ -179,6 +185,10 @@ BAD = {
     "unknown key": _with(colour="x"),
     "full-form key without values": {"color": {"red": ["red"], "blue": ["blue"], "editable": False}},
     "editable not a bool": _with(editable="yes"),
+    "layers not a list": _with(layers="fine"),
+    "layers empty": _with(layers=[]),
+    "layers unknown group": _with(layers=["medium", "finest"]),
+    "layers repeated": _with(layers=["fine", "fine"]),
 }
 
 

@@ -203,11 +203,56 @@ def test_film_mapper_starts_as_the_identity_and_hears_the_prompt(tmp_path):
     assert torch.allclose(loaded(ws, text, source, w_avg), expected, atol=1e-6)
 
 
+def test_layer_gate_keeps_an_attributes_edit_to_its_layers(tmp_path):
+    """A vocabulary whose colour may move only the medium W+ group: a prompt routed to colour leaves the
+    coarse vectors alone, one routed to size moves every vector; the gate survives save/load, and
+    with_layer_gate carries a gateless mapper's weights over."""
+    from generation.editing.attributes import AttributesError, AttributeVocabulary
+    from generation.editing.mapper import gate_config, route_prompts
+
+    vocab = AttributeVocabulary.from_dict({
+        "size": {"small": ["small"], "large": ["large"]},
+        "color": {"values": {"red": ["red"], "blue": ["blue"]}, "layers": ["medium"]}})
+    gate = gate_config(vocab, num_ws=4, resolution=16)  # 16 px: vectors 0-2 coarse (4-8 px), 3 medium
+    assert gate["attribute_layers"] == {"size": [0, 1, 2, 3], "color": [3]}
+    prompts, attribute = route_prompts(vocab)
+    assert gate["layer_routes"] == len(prompts) == 8 and set(attribute) == {0, 1}  # color = 0: names sorted
+    assert gate_config(AttributeVocabulary.from_dict({"size": {"small": ["s"], "large": ["l"]}}), 4, 16) == {
+        "attribute_layers": {}, "layer_routes": 0}
+    fine_only = AttributeVocabulary.from_dict({"size": {"small": ["s"], "large": ["l"]},
+                                               "color": {"values": {"red": ["r"], "blue": ["b"]}, "layers": ["fine"]}})
+    with pytest.raises(AttributesError, match="'color' may move only the fine W\\+ group"):
+        gate_config(fine_only, num_ws=4, resolution=16)  # no fine vectors at 16 px
+    torch.manual_seed(0)
+    plain = EditMapper(_film_config(prior_scale=200.0))  # a sharp routing softmax for random 6-d prompts
+    for mlp in plain.mlps.values():
+        torch.nn.init.normal_(mlp.out.weight)
+    gated = plain.with_layer_gate(**gate)
+    text = F.normalize(torch.randn(len(prompts), 6), dim=1)
+    gated.set_layer_routes(text, torch.tensor(attribute))
+    color, size = attribute.index(0), attribute.index(1)
+    ws, w_avg = torch.randn(2, 4, 8), torch.randn(8)
+    source = F.normalize(torch.randn(2, 6), dim=1)
+    asked = text[[color, size]]
+    assert torch.allclose(gated.layer_gate(asked), torch.tensor([[0.0, 0, 0, 1], [1, 1, 1, 1]]), atol=1e-3)
+    out, free = gated(ws, asked, source, w_avg), plain(ws, asked, source, w_avg)
+    assert out[0, :3].abs().max() < 1e-3 * free[0, :3].abs().max() and torch.allclose(out[0, 3], free[0, 3])
+    assert torch.allclose(out[1], free[1], atol=1e-5) and free[0, :3].abs().max() > 0
+    assert torch.equal(plain.layer_gate(asked), torch.ones(2, 4))  # no gate: every layer moves
+    gated.save_pretrained(tmp_path / "m")
+    loaded = EditMapper.from_pretrained(tmp_path / "m")
+    assert torch.allclose(loaded(ws, asked, source, w_avg), out, atol=1e-6)
+    with pytest.raises(ValueError, match="layer routes must be"):
+        gated.set_layer_routes(text[:3], torch.tensor(attribute[:3]))
+    with pytest.raises(ValueError, match="no layer gate"):
+        plain.set_layer_routes(text, torch.tensor(attribute))
+
+
 # -- train_mapper.py on a user's folder and attributes file -------------------------------------------------------
 
 ATTRIBUTES = {
     "color": {"values": {"red": ["red", "crimson"], "green": ["green"], "blue": ["blue", "cobalt"]},
-              "templates": ["make it {w}", "{w}"], "read": "{a} one"},
+              "templates": ["make it {w}", "{w}"], "read": "{a} one", "layers": ["medium", "fine"]},
     "size": {"values": {"small": ["small"], "large": ["large", "big"]},
              "templates": ["make it {w}", "a {w} one"], "read": "{a} one"},
 }
@@ -260,6 +305,10 @@ def test_train_mapper_on_a_folder_with_an_attributes_file(tmp_path, user_folder,
     assert pipe.mapper.config.attributes == vocabulary.to_dict()
     edited = pipe(str(sorted(images.glob("*.png"))[0]), "make it crimson", output_type="pt")
     assert edited.images.shape == (1, 3, 64, 64) and torch.isfinite(edited.images).all()
+    # the attributes file keeps colour edits off the coarse W+ vectors (0-2 at 64 px): the layer gate
+    assert pipe.mapper.config.layer_routes == len(vocabulary.all_prompts())
+    moved = (edited.latents - edited.source_latents).abs().amax(dim=(0, 2))
+    assert moved[:3].max() < 1e-3 * moved[3:].max(), moved
 
 
 def _bad_attributes(tmp_path, text: str):

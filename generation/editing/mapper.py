@@ -99,8 +99,15 @@ def gate_config(vocabulary: AttributeVocabulary, num_ws: int, resolution: int) -
     editable = [vocabulary[a] for a in vocabulary.editable]
     if all(set(a.layers) == set(groups) for a in editable):
         return {"attribute_layers": {}, "layer_routes": 0}
-    return {"attribute_layers": {a.name: sorted(i for g in a.layers for i in groups[g]) for a in editable},
-            "layer_routes": len(route_prompts(vocabulary)[0])}
+    layers = {a.name: sorted(i for g in a.layers for i in groups[g]) for a in editable}
+    for a in editable:
+        if not layers[a.name]:
+            from generation.editing.attributes import AttributesError
+
+            raise AttributesError(f"{vocabulary.source}: attribute {a.name!r} may move only the {'/'.join(a.layers)} "
+                                  f"W+ group(s), which hold no vector of this {resolution} px generator ({num_ws} "
+                                  f"vectors: {groups}). Name a group that has vectors in its \"layers\".")
+    return {"attribute_layers": layers, "layer_routes": len(route_prompts(vocabulary)[0])}
 
 
 def route_prompts(vocabulary: AttributeVocabulary) -> tuple[list[str], list[int]]:
