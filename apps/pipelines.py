@@ -64,27 +64,30 @@ def load_sr_pipeline(model: str | None, generator: str | None = None, hdvila: st
 
 # ---- videos --------------------------------------------------------------------------------------
 def edit_video(pipe: EditPipeline, src, dst, prompt: str, *, method: str = "mapper", strength: float = 1.0,
-               steps: int = 300, refine_steps: int = 0, temporal_sigma: float = 1.0, max_frames: int | None = 2000,
-               write=None, faces: str | None = None) -> dict:
+               steps: int = 300, refine_steps: int = 0, refine_texture: float | None = None,
+               temporal_sigma: float = 1.0, max_frames: int | None = 2000, write=None,
+               faces: str | None = None) -> dict:
     """The video ``src`` (at most ``max_frames`` frames; a longer one is refused) edited as one clip
     and written to ``dst`` with ``src``'s audio: :func:`edit_frames_to_video` on its frames."""
     from hdvila.videoio import read_video_checked
 
     frames, fps = read_video_checked(src, max_frames)
     return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
-                                refine_steps=refine_steps, temporal_sigma=temporal_sigma, write=write, faces=faces,
-                                name=str(src), audio_from=src)
+                                refine_steps=refine_steps, refine_texture=refine_texture,
+                                temporal_sigma=temporal_sigma, write=write, faces=faces, name=str(src),
+                                audio_from=src)
 
 
 def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
                          strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
-                         temporal_sigma: float = 1.0, write=None, faces: str | None = None,
-                         name: str = "the clip", audio_from=None) -> dict:
+                         refine_texture: float | None = None, temporal_sigma: float = 1.0, write=None,
+                         faces: str | None = None, name: str = "the clip", audio_from=None) -> dict:
     """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
     edited as one clip (:meth:`EditPipeline.edit_clip
     <generation.editing.pipeline_edit.EditPipeline.edit_clip>`: one offset for every frame, latents
-    smoothed over time), written to ``dst`` as an mp4 at ``fps`` (atomically) with the audio
-    of the file ``audio_from`` (the source video; trimmed to the frames, see
+    smoothed over time; ``refine_steps`` projector steps per frame with ``refine_texture`` their
+    texture-loss weight, None for the pipeline's default), written to ``dst`` as an mp4 at ``fps``
+    (atomically) with the audio of the file ``audio_from`` (the source video; trimmed to the frames, see
     :func:`hdvila.videoio.write_video`), if given and it has any. Returns
     {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
     "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
@@ -102,14 +105,15 @@ def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: st
     if faces:
         from generation.faces.pipeline import ClipFaces, align_clip_faces, paste_clip
 
-        pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False)
+        pipe.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False,
+                          refine_texture=refine_texture)
         pipe.encode_prompt(prompt, 1)  # a bad prompt fails before the detector runs over every frame
         aligned = align_clip_faces(frames, pipe.resolution, faces, name=name)
         x = torch.stack([a.crop for a in aligned])
     else:
         x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
     out = pipe.edit_clip(x, prompt, method=method, strength=strength, steps=steps, refine_steps=refine_steps,
-                         temporal_sigma=temporal_sigma)
+                         refine_texture=refine_texture, temporal_sigma=temporal_sigma)
     result = {"frames": len(frames), "inversion_psnr": out.inversion_psnr, "note": "; ".join(out.notes),
               "prompt_notes": out.prompt_notes}
     video = out.frames

@@ -425,6 +425,59 @@ def test_edit_errors_name_each_file_once(parts, cli, tmp_path):
     assert (out / "good.png").is_file()
 
 
+def test_refine_texture_reaches_the_projector_and_bad_weights_are_refused(parts, monkeypatch):
+    """``refine_texture`` of ``__call__`` and ``edit_clip`` is the refinement's texture-loss weight
+    (None: invert's default), so 0 and 50 reconstruct differently; a negative, non-finite or
+    non-number weight is a UserError before any work, and it is no optimize_edit keyword."""
+    import generation.stylegan2.projector as projector
+    from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+
+    G, hdvila, processor, encoder, mapper = parts
+    pipe = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper)
+    img = torch.rand(3, 16, 16) * 2 - 1
+    plain = pipe(img, "make it striped", refine_steps=2, refine_texture=0, output_type="pt")
+    textured = pipe(img, "make it striped", refine_steps=2, refine_texture=50, output_type="pt")
+    assert not torch.allclose(plain.reconstructions, textured.reconstructions)
+    assert not torch.allclose(plain.source_latents, textured.source_latents)
+    seen, real = [], projector.project_batch
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["texture_weight"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(projector, "project_batch", spy)
+    pipe(img, "make it striped", refine_steps=1, output_type="pt")
+    pipe(img, "make it striped", refine_steps=1, refine_texture=3, output_type="pt", l2_weight=0.1)
+    pipe.edit_clip(torch.rand(2, 3, 16, 16) * 2 - 1, "make it striped", refine_steps=1, refine_texture=0.5)
+    assert seen == [REFINE_TEXTURE_WEIGHT, 3.0, 0.5]
+    for bad in (-1, -0.5, float("nan"), float("inf"), "10", True):
+        with pytest.raises(UserError, match=r"refine_texture must be a number >= 0 \(0: pixel losses only\)"):
+            pipe(img, "make it striped", refine_steps=1, refine_texture=bad)
+    with pytest.raises(UserError, match="refine_texture must be a number >= 0"):
+        pipe.edit_clip(torch.rand(2, 3, 16, 16) * 2 - 1, "make it striped", refine_steps=1, refine_texture=-1)
+    assert len(seen) == 3  # refused before any refinement
+
+
+def test_edit_command_refine_texture(parts, cli, tmp_path):
+    """``hdvila edit --refine-texture W`` goes with ``--refine-steps N`` and is >= 0: otherwise one
+    ``error:`` line, no traceback and nothing written; with both, the edit is written."""
+    from PIL import Image
+
+    G, hdvila, processor, encoder, mapper = parts
+    model = EditPipeline(hdvila=hdvila, processor=processor, generator=G, encoder=encoder, mapper=mapper
+                         ).save_pretrained(tmp_path / "model")
+    src, out = tmp_path / "a.png", tmp_path / "out" / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(src)
+    base = ("edit", src, out, "--model", model, "--prompt", "make it striped", "--quiet")
+    for bad in (["--refine-texture", "1"], ["--refine-steps", "2", "--refine-texture", "-1"]):
+        r = cli(*base, *bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().startswith("error: --refine-texture must be >= 0 and goes with --refine-steps N")
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.parent.exists(), r.stderr
+    r = cli(*base, "--refine-steps", "2", "--refine-texture", "0")
+    assert r.returncode == 0 and out.is_file() and (out.parent / "a.png.json").is_file(), r.stdout + r.stderr
+
+
 def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):
     """A failed output write removes the metadata sidecar written before it: nothing partial stays."""
     from apps.batch import write_with_meta

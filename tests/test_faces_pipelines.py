@@ -109,9 +109,12 @@ def test_edit_photo_pastes_the_face_back_into_the_whole_frame(edit_model, photos
     assert 0.02 < (mask > 0).mean() < 0.3
 
 
-def test_pipeline_faces_api(edit_pipe, photos):
+def test_pipeline_faces_api(edit_pipe, photos, monkeypatch):
     """The Python API: per-image face records with the aligned crops and their edits; frames of
-    different sizes come back as a list; latents and unknown modes are refused; no face raises."""
+    different sizes come back as a list; latents and unknown modes are refused; no face raises;
+    ``refine_texture`` reaches the crops' refinement (a bad one is refused before the detector)."""
+    import generation.stylegan2.projector as projector
+
     astronaut, two = Image.open(photos / "astronaut256.png"), Image.open(photos / "two.png")
     out = edit_pipe([astronaut, two], PROMPT, faces="all", output_type="pt", labels=["a.png", "two.png"])
     assert isinstance(out.images, list) and [tuple(i.shape) for i in out.images] == [(3, 256, 256), (3, 320, 500)]
@@ -130,6 +133,13 @@ def test_pipeline_faces_api(edit_pipe, photos):
         edit_pipe(latents=torch.zeros(1, 16), prompt=PROMPT, faces="largest")
     with pytest.raises(NoFaceError, match=r"^coffee\.png: no face found"):
         edit_pipe(Image.open(photos / "coffee.png"), PROMPT, faces="largest", labels=["coffee.png"])
+    seen, real = [], projector.project_batch
+    monkeypatch.setattr(projector, "project_batch",
+                        lambda *a, **k: seen.append(k["texture_weight"]) or real(*a, **k))
+    edit_pipe(astronaut, PROMPT, faces="largest", refine_steps=1, refine_texture=0.5, output_type="pt")
+    with pytest.raises(UserError, match="refine_texture must be a number >= 0"):
+        edit_pipe(Image.open(photos / "coffee.png"), PROMPT, faces="largest", refine_steps=1, refine_texture=-1)
+    assert seen == [0.5]
 
 
 def test_no_face_goes_to_the_errors_report_and_nothing_is_written(edit_model, photos, tmp_path, capsys):

@@ -4,7 +4,8 @@ videos (recursive, relative paths kept) or a video (:class:`generation.editing.p
 Methods: ``mapper`` (one forward pass for any prompt; needs a pipeline with a trained mapper) or
 ``optimize`` (StyleCLIP's latent optimisation with HD-VILA, ``--steps`` steps). ``--strength`` scales
 the edit (0: the reconstruction, 1: the edit, 2 at most). ``--refine-steps N`` refines each
-inversion with N projector steps (slower, more faithful).
+inversion with N projector steps (slower, more faithful; ``--refine-texture W``: their texture-loss
+weight, 0 for pixel losses only).
 
 Input policy: an image or frame that is not the generator's size (64x64 for the bundled model) is
 centre-cropped to a square and resized to it; the aspect is never distorted. Each output is at the
@@ -49,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=1.0,
                         help=f"edit strength, {STRENGTH_RANGE[0]:g} to {STRENGTH_RANGE[1]:g} (default 1)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps for --method optimize (default 300)")
-    parser.add_argument("--refine-steps", type=int, default=0, help="projector steps after the encoder (default 0)")
+    parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                        help="projector steps after the encoder (slower, more faithful; default 0)")
+    parser.add_argument("--refine-texture", type=float, default=None, metavar="W",
+                        help="the refinement's texture-loss weight (default: EditPipeline.invert's; 0: pixel losses "
+                             "only, as before the texture loss)")
     parser.add_argument("--temporal-sigma", type=float, default=1.0, help="latent smoothing over frames of a video")
     parser.add_argument("--model", default=None,
                         help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
@@ -69,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.refine_texture is not None and not (args.refine_texture >= 0 and args.refine_steps > 0):
+        raise UserError(f"--refine-texture must be >= 0 and goes with --refine-steps N, "
+                        f"got {args.refine_texture} (--refine-steps {args.refine_steps})")
     rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
     pipe = load_edit_pipeline(args.model, args.generator, args.hdvila, device)
@@ -81,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         load_detector()  # a missing detector fails the run once, before any file
         policy = FACE_POLICY.format(r=pipe.resolution, task="edited", scaled="")
     # Check the prompt and options once, before any file: a bad prompt fails the whole run at once.
-    pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, latents_given=False)
+    pipe.check_inputs(1, args.prompt, args.method, args.strength, args.steps, args.refine_steps, latents_given=False,
+                      refine_texture=args.refine_texture)
     pipe.encode_prompt(args.prompt, 1)
     for note in pipe.prompt_notes(args.prompt):
         print(f"warning: {note}", file=sys.stderr)
@@ -95,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         if batch[0].kind == "video":
             job = batch[0]
             out = edit_video(pipe, job.src, job.dst, args.prompt, method=args.method, strength=args.strength,
-                             steps=args.steps, refine_steps=args.refine_steps, temporal_sigma=args.temporal_sigma,
-                             max_frames=args.max_frames, faces=args.faces,
+                             steps=args.steps, refine_steps=args.refine_steps, refine_texture=args.refine_texture,
+                             temporal_sigma=args.temporal_sigma, max_frames=args.max_frames, faces=args.faces,
                              write=lambda r, save: write_with_meta(job.dst, {
                                  **base, "input": str(job.src), "frames": r["frames"],
                                  "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"],
@@ -105,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
-                   refine_steps=args.refine_steps, labels=[str(j.src) for j in batch], faces=args.faces)
+                   refine_steps=args.refine_steps, refine_texture=args.refine_texture,
+                   labels=[str(j.src) for j in batch], faces=args.faces)
         for k, (job, img, psnr, note) in enumerate(zip(batch, out.images, out.inversion_psnr, out.notes)):
             meta = {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note}
             if out.faces is not None:

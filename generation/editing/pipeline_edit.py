@@ -41,7 +41,9 @@ their own notes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any, Sequence
 
 import torch
@@ -124,6 +126,12 @@ def _check_optimize_kwargs(kwargs: dict[str, Any]) -> None:
                         f"arguments go to optimize_edit, which takes {sorted(known - {'steps'})}.")
 
 
+def _texture_weight(refine_texture: float | None) -> float:
+    """``refine_texture`` of ``__call__`` / ``edit_clip`` as :meth:`EditPipeline.invert`'s ``texture_weight``
+    (None: its default, :data:`REFINE_TEXTURE_WEIGHT`)."""
+    return REFINE_TEXTURE_WEIGHT if refine_texture is None else float(refine_texture)
+
+
 class EditPipeline(Pipeline):
     """Text-guided editing (see the module docstring). Use :meth:`from_pretrained` on a pipeline
     folder (the bundled ``checkpoints/edit-demo64``) or pass the components; ``encoder`` is needed
@@ -200,10 +208,11 @@ class EditPipeline(Pipeline):
 
     # ---- steps --------------------------------------------------------------------------------
     def check_inputs(self, n: int, prompt, method: str, strength: float, steps: int, refine_steps: int, *,
-                     latents_given: bool) -> None:
+                     latents_given: bool, refine_texture: float | None = None) -> None:
         """Refuse bad arguments of ``__call__`` (or :meth:`edit_clip`) for ``n`` images before any work:
         a UserError (a CheckpointError where the pipeline lacks the mapper or encoder they need).
-        ``latents_given``: latents instead of images (no encoder needed)."""
+        ``latents_given``: latents instead of images (no encoder needed); ``refine_texture``: the
+        refinement's texture-loss weight (None: :meth:`invert`'s default)."""
         if method not in METHODS:
             raise UserError(f"method must be 'mapper' or 'optimize', got {method!r}.")
         if method == "mapper" and self.mapper is None:
@@ -217,6 +226,9 @@ class EditPipeline(Pipeline):
             raise UserError(f"steps must be an integer from 1 to 5000, got {steps!r}.")
         if not isinstance(refine_steps, int) or refine_steps < 0 or refine_steps > 5000:
             raise UserError(f"refine_steps must be an integer from 0 to 5000, got {refine_steps!r}.")
+        if refine_texture is not None and (isinstance(refine_texture, bool) or not isinstance(refine_texture, Real)
+                                           or not math.isfinite(refine_texture) or refine_texture < 0):
+            raise UserError(f"refine_texture must be a number >= 0 (0: pixel losses only), got {refine_texture!r}.")
         if not latents_given and self.encoder is None and refine_steps == 0:
             raise CheckpointError("this pipeline has no encoder to invert images; pass latents, or refine_steps > 0 "
                                   "to invert with the projector alone.")
@@ -312,15 +324,18 @@ class EditPipeline(Pipeline):
 
     def __call__(self, image: Any | Sequence[Any] = None, prompt: str | Sequence[str] = "", *,
                  latents: torch.Tensor | None = None, method: str = "mapper", strength: float = 1.0, steps: int = 300,
-                 refine_steps: int = 0, output_type: str = "pil", return_dict: bool = True,
-                 labels: Sequence[str] | None = None, faces: str | None = None, **optimize_kwargs):
+                 refine_steps: int = 0, refine_texture: float | None = None, output_type: str = "pil",
+                 return_dict: bool = True, labels: Sequence[str] | None = None, faces: str | None = None,
+                 **optimize_kwargs):
         """Edit one image, a list of images, or latents by ``prompt`` (one for all, or one per image).
 
         ``latents``: W+ [N, num_ws, w_dim] or W [N, w_dim] instead of images (no inversion).
         ``faces``: None (the input policy: each image is the generator's frame), ``"largest"`` or
         ``"all"``: the faces of each image are aligned, edited and pasted back (the module docstring).
-        ``refine_steps``: projector steps after the encoder (slower, more faithful). Every step is
-        deterministic (the generator renders with its stored noise). Extra keyword arguments go to
+        ``refine_steps``: projector steps after the encoder (slower, more faithful); ``refine_texture``:
+        their texture-loss weight (None: :meth:`invert`'s default, ``REFINE_TEXTURE_WEIGHT``; 0: pixel
+        losses only; unused without ``refine_steps``). Every step is deterministic (the generator
+        renders with its stored noise). Extra keyword arguments go to
         :func:`~generation.editing.optimize.optimize_edit` (``l2_weight``, ``lr``, ...).
         Returns :class:`EditPipelineOutput` (``images`` as ``output_type``, by
         :meth:`~generation.pipeline_utils.Pipeline.postprocess`: 'pil' a list of RGB images, 'np' a
@@ -331,8 +346,9 @@ class EditPipeline(Pipeline):
         _check_optimize_kwargs(optimize_kwargs)
         if faces is not None:
             return self._edit_faces(image, prompt, latents=latents, method=method, strength=strength, steps=steps,
-                                    refine_steps=refine_steps, output_type=output_type, return_dict=return_dict,
-                                    labels=labels, faces=faces, **optimize_kwargs)
+                                    refine_steps=refine_steps, refine_texture=refine_texture,
+                                    output_type=output_type, return_dict=return_dict, labels=labels, faces=faces,
+                                    **optimize_kwargs)
         notes: list[str] = []
         psnrs = rec = x = None
         if latents is not None:
@@ -344,7 +360,8 @@ class EditPipeline(Pipeline):
             batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
             images = list(image) if batched else [image]
             n = len(images)
-        self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents_given=latents is not None)
+        self.check_inputs(n, prompt, method, strength, steps, refine_steps, latents_given=latents is not None,
+                          refine_texture=refine_texture)
         text = self.encode_prompt(prompt, n)  # before any slow work: a bad prompt costs nothing
         prompt_notes = self.prompt_notes(prompt)
         if latents is not None:
@@ -355,7 +372,7 @@ class EditPipeline(Pipeline):
             ws = ws.to(self.device, torch.float32)
         else:
             x, notes = self.prepare_images(images, labels)
-            ws, psnrs, rec = self.invert(x, refine_steps)
+            ws, psnrs, rec = self.invert(x, refine_steps, texture_weight=_texture_weight(refine_texture))
             names = labels or [f"image {i + 1}" for i in range(n)]
             # one note per image, naming it once: "a.png: <policy>; <domain>"
             notes = [policy.rstrip(".") + "; " + domain.split(": ", 1)[1] if policy and domain else policy or domain
@@ -372,9 +389,10 @@ class EditPipeline(Pipeline):
         return output if return_dict else output.to_tuple()
 
     def _edit_faces(self, image, prompt, *, latents, method, strength, steps, refine_steps, output_type,
-                    return_dict, labels, faces, **optimize_kwargs):
+                    return_dict, labels, faces, refine_texture: float | None = None, **optimize_kwargs):
         """``__call__`` with ``faces``: align every selected face, edit the crops in one call (the
-        plain path), paste each edit back into its frame."""
+        plain path), paste each edit back into its frame. ``refine_steps`` and ``refine_texture``
+        (None: :meth:`invert`'s texture-loss weight) as in ``__call__``: the inversion of every crop."""
         from generation.faces.pipeline import align_faces, check_face_mode, combine_notes, frames_output
 
         check_face_mode(faces)
@@ -385,11 +403,13 @@ class EditPipeline(Pipeline):
         batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
         images = list(image) if batched else [image]
         # Options and prompt before the detector runs: a bad prompt costs nothing.
-        self.check_inputs(len(images), prompt, method, strength, steps, refine_steps, latents_given=False)
+        self.check_inputs(len(images), prompt, method, strength, steps, refine_steps, latents_given=False,
+                          refine_texture=refine_texture)
         self.encode_prompt(prompt, len(images))
         batch = align_faces(images, faces, self.resolution, labels)
         out = self(list(batch.crops), batch.per_crop(prompt), method=method, strength=strength, steps=steps,
-                   refine_steps=refine_steps, output_type="pt", labels=batch.crop_labels, **optimize_kwargs)
+                   refine_steps=refine_steps, refine_texture=refine_texture, output_type="pt",
+                   labels=batch.crop_labels, **optimize_kwargs)
         records = batch.records(out.images, psnrs=out.inversion_psnr)
         frames = batch.paste(records)
         psnrs = [sum(r.inversion_psnr for r in recs) / len(recs) for recs in records]
@@ -401,12 +421,13 @@ class EditPipeline(Pipeline):
 
     def edit_clip(self, frames: torch.Tensor | Sequence[Any], prompt: str, *, method: str = "mapper",
                   strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
-                  temporal_sigma: float = 1.0) -> EditClipOutput:
+                  refine_texture: float | None = None, temporal_sigma: float = 1.0) -> EditClipOutput:
         """Edit a video clip with one edit for the whole clip, so that it does not flicker.
 
         ``frames``: [T, 3, H, W] in [-1, 1] (or a list of T frames, as ``__call__`` takes images; any
         size: the input policy applies to each). Every frame is inverted (encoder, and ``refine_steps``
-        projector steps), the latents are smoothed over time with a Gaussian of ``temporal_sigma``
+        projector steps with ``refine_texture`` their texture-loss weight: None for :meth:`invert`'s
+        default, 0 for pixel losses only), the latents are smoothed over time with a Gaussian of ``temporal_sigma``
         frames (inversion jitter is what flickers; 0: not smoothed), and *one* edit offset is computed
         for the clip by ``method``: the mapper at the clip's mean latent with the clip's HD-VILA
         embedding (the full hybrid encoder: :meth:`~generation.editing.guide.HDVILAGuide.clip_features`)
@@ -416,11 +437,12 @@ class EditPipeline(Pipeline):
         :func:`~generation.editing.clips.edit_frames_independently`."""
         if not isinstance(prompt, str):
             raise UserError(f"a clip gets one edit: give one prompt (a str), got {type(prompt).__name__}.")
-        self.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False)
+        self.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False,
+                          refine_texture=refine_texture)
         text = self.encode_prompt(prompt, 1)  # before any slow work: a bad prompt costs nothing
         prompt_notes = self.prompt_notes(prompt)
         x, notes = self.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
-        ws, psnrs, _ = self.invert(x, refine_steps)
+        ws, psnrs, _ = self.invert(x, refine_steps, texture_weight=_texture_weight(refine_texture))
         ws = smooth_over_time(ws, temporal_sigma)
         mean = ws.mean(dim=0, keepdim=True)
         rec = self.synthesize(ws)  # the smoothed reconstruction: the mapper's source and a returned field
