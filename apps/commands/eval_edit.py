@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
                                optimize_kwargs={} if args.guide_views is None else {"guide_views": args.guide_views})
         result.update(edits)
         print(format_table(edits))
-        if args.figure:  # the first method that edits (the reconstruction is a column of every figure)
-            shown = next((m for m in methods if m != "reconstruction"), methods[0])
+        if args.figure:  # the mapper, else the first method that edits (the reconstruction is a column of each)
+            shown = "mapper" if "mapper" in methods else next((m for m in methods if m != "reconstruction"), methods[0])
             print(f"wrote {comparison_figure(edits, args.figure, shown)}")
     if args.clips:
         from generation.presets.demo_eval import evaluate_clips, format_clip_table
