@@ -476,6 +476,10 @@ def test_edit_command_refine_texture(parts, cli, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1 and not out.parent.exists(), r.stderr
     r = cli(*base, "--refine-steps", "2", "--refine-texture", "0")
     assert r.returncode == 0 and out.is_file() and (out.parent / "a.png.json").is_file(), r.stdout + r.stderr
+    import json
+
+    meta = json.loads((out.parent / "a.png.json").read_text())  # the output says how its inversion was made
+    assert meta["refine_steps"] == 2 and meta["refine_texture"] == 0.0
 
 
 def test_edit_output_write_failure_leaves_no_sidecar(tmp_path):

@@ -95,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     for note in pipe.prompt_notes(args.prompt):
         print(f"warning: {note}", file=sys.stderr)
     base = {"prompt": args.prompt, "method": args.method, "strength": args.strength, "input_policy": policy}
+    if args.method == "optimize":
+        base["steps"] = args.steps
+    if args.refine_steps:  # the inversion's refinement, so an output says how it was made
+        from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+
+        base["refine_steps"] = args.refine_steps
+        base["refine_texture"] = REFINE_TEXTURE_WEIGHT if args.refine_texture is None else args.refine_texture
     if args.faces:
         base["faces_mode"] = args.faces
 
