@@ -238,8 +238,8 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
         gate = gate_config(vocabulary, mapper.config.num_ws, mapper.config.resolution)
         if gate != {k: getattr(mapper.config, k) for k in gate}:  # the vocabulary's layers differ: regate
             mapper = mapper.with_layer_gate(**gate, vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
-            if mapper.config.layer_routes:
-                mapper.set_layer_routes(*layer_routes(guide, vocabulary))
+        if mapper.config.layer_routes:  # routed by this run's vocabulary and guide, whatever the folder held
+            mapper.set_layer_routes(*layer_routes(guide, vocabulary))
         return mapper
     # the digest is of the guide really used (a random one under --random_guide)
     _, w_std = w_statistics(G, 2000)

@@ -209,6 +209,7 @@ def test_layer_gate_keeps_an_attributes_edit_to_its_layers(tmp_path):
     with_layer_gate carries a gateless mapper's weights over."""
     from generation.editing.attributes import AttributesError, AttributeVocabulary
     from generation.editing.mapper import gate_config, route_prompts
+    from hdvila.errors import CheckpointError
 
     vocab = AttributeVocabulary.from_dict({
         "size": {"small": ["small"], "large": ["large"]},
@@ -216,7 +217,9 @@ def test_layer_gate_keeps_an_attributes_edit_to_its_layers(tmp_path):
     gate = gate_config(vocab, num_ws=4, resolution=16)  # 16 px: vectors 0-2 coarse (4-8 px), 3 medium
     assert gate["attribute_layers"] == {"size": [0, 1, 2, 3], "color": [3]}
     prompts, attribute = route_prompts(vocab)
-    assert gate["layer_routes"] == len(prompts) == 8 and set(attribute) == {0, 1}  # color = 0: names sorted
+    assert gate["layer_routes"] == len(prompts) == 8 and set(attribute) == {0, 1}
+    colour = {p for a, _, p in vocab.all_prompts() if a == "color"}  # row 0 of the mask: names sorted, not listed
+    assert {p for p, a in zip(prompts, attribute) if a == 0} == colour and len(colour) == 4
     assert gate_config(AttributeVocabulary.from_dict({"size": {"small": ["s"], "large": ["l"]}}), 4, 16) == {
         "attribute_layers": {}, "layer_routes": 0}
     fine_only = AttributeVocabulary.from_dict({"size": {"small": ["s"], "large": ["l"]},
@@ -224,11 +227,15 @@ def test_layer_gate_keeps_an_attributes_edit_to_its_layers(tmp_path):
     with pytest.raises(AttributesError, match="'color' may move only the fine W\\+ group"):
         gate_config(fine_only, num_ws=4, resolution=16)  # no fine vectors at 16 px
     torch.manual_seed(0)
-    plain = EditMapper(_film_config(prior_scale=200.0))  # a sharp routing softmax for random 6-d prompts
+    plain = EditMapper(_film_config(prior_scale=200.0, prior_values=2))  # sharp routing for random 6-d prompts
+    plain.set_value_prior(F.normalize(torch.randn(2, 6), dim=1), torch.tensor([0, 0]), torch.randn(2, 4, 8))
     for mlp in plain.mlps.values():
         torch.nn.init.normal_(mlp.out.weight)
     gated = plain.with_layer_gate(**gate)
+    assert torch.equal(gated.prior_means, plain.prior_means) and torch.equal(gated.text_std, plain.text_std)
     text = F.normalize(torch.randn(len(prompts), 6), dim=1)
+    with pytest.raises(CheckpointError, match="no routing table"):  # a gate never routed refuses to edit
+        gated.layer_gate(text[:2])
     gated.set_layer_routes(text, torch.tensor(attribute))
     color, size = attribute.index(0), attribute.index(1)
     ws, w_avg = torch.randn(2, 4, 8), torch.randn(8)
@@ -250,11 +257,11 @@ def test_layer_gate_keeps_an_attributes_edit_to_its_layers(tmp_path):
 
 # -- train_mapper.py on a user's folder and attributes file -------------------------------------------------------
 
-ATTRIBUTES = {
-    "color": {"values": {"red": ["red", "crimson"], "green": ["green"], "blue": ["blue", "cobalt"]},
-              "templates": ["make it {w}", "{w}"], "read": "{a} one", "layers": ["medium", "fine"]},
+ATTRIBUTES = {  # size before color: the gate's rows are in sorted name order whatever the file's order
     "size": {"values": {"small": ["small"], "large": ["large", "big"]},
              "templates": ["make it {w}", "a {w} one"], "read": "{a} one"},
+    "color": {"values": {"red": ["red", "crimson"], "green": ["green"], "blue": ["blue", "cobalt"]},
+              "templates": ["make it {w}", "{w}"], "read": "{a} one", "layers": ["medium", "fine"]},
 }
 COMMON = ["--report_to", "none", "--val_size", "4", "--train_batch_size", "4", "--hidden", "32",
           "--checkpointing_steps", "1", "--value_prior_samples", "32"]

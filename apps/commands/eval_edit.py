@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
         result["clips"] = evaluate_clips(pipe, judge, num=args.clips, frames=args.clip_frames, seed=args.seed,
                                          method="optimize" if methods and methods[0] == "optimize" else "mapper",
-                                         steps=args.steps, refine_steps=args.refine_steps)
+                                         steps=args.steps, refine_steps=args.refine_steps,
+                                         refine_texture=args.refine_texture)
         print(format_clip_table(result["clips"]))
     if args.value_share:
         from generation.presets.demo_eval import offset_value_share

@@ -40,10 +40,12 @@ def temporal_change(frames: torch.Tensor) -> float:
 
 
 def edit_frames_independently(pipe: EditPipeline, frames: torch.Tensor, prompt: str, *, method: str = "mapper",
-                              strength: float = 1.0, steps: int = 300, refine_steps: int = 0):
+                              strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
+                              refine_texture: float | None = None):
     """The baseline of :meth:`~generation.editing.pipeline_edit.EditPipeline.edit_clip`: frames
-    [T, 3, H, W] in [-1, 1], every frame inverted (encoder, and ``refine_steps`` projector steps) and
+    [T, 3, H, W] in [-1, 1], every frame inverted (encoder, and ``refine_steps`` projector steps with
+    texture-loss weight ``refine_texture``, None: the pipeline's default) and
     edited on its own by ``pipe`` -> its :class:`~generation.editing.pipeline_edit.EditPipelineOutput`
     (``images`` and ``reconstructions`` [T, 3, R, R] in [-1, 1], CPU float32)."""
     return pipe(list(frames), prompt, method=method, strength=strength, steps=steps, refine_steps=refine_steps,
-                output_type="pt")
+                refine_texture=refine_texture, output_type="pt")

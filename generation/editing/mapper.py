@@ -193,6 +193,10 @@ class EditMapper(GeneratorBound, PretrainedModel):
             self.register_buffer("prior_means", torch.zeros(v, config.num_ws, config.w_dim))
             self.register_buffer("prior_attribute", torch.zeros(v, dtype=torch.long))
         if config.layer_routes:  # the layer gate (EditMapper.set_layer_routes)
+            if not config.attribute_layers or any(not idx or min(idx) < 0 or max(idx) >= config.num_ws
+                                                  for idx in config.attribute_layers.values()):
+                raise ValueError(f"MapperConfig.attribute_layers must give each gated attribute W+ indices in "
+                                 f"0..{config.num_ws - 1}, got {config.attribute_layers}")
             self.register_buffer("route_text", torch.zeros(config.layer_routes, config.embed_dim))
             self.register_buffer("route_attribute", torch.zeros(config.layer_routes, dtype=torch.long))
             mask = torch.zeros(len(config.attribute_layers), config.num_ws)
@@ -260,14 +264,18 @@ class EditMapper(GeneratorBound, PretrainedModel):
         layers when the vocabulary says so)."""
         if not self.config.layer_routes:
             return torch.ones(text.shape[0], self.config.num_ws, dtype=text.dtype, device=text.device)
+        if not bool(self.route_text.any()):  # never set: every prompt would land on one attribute's layers
+            raise CheckpointError("this edit mapper's layer gate has no routing table; set it with "
+                                  "EditMapper.set_layer_routes(*layer_routes(guide, vocabulary)) before editing.")
         q = torch.softmax(self.config.prior_scale * text @ self.route_text.to(text.dtype).t(), dim=1)  # [N, R]
         mass = q @ nn.functional.one_hot(self.route_attribute, len(self.config.attribute_layers)).to(q.dtype)
         return mass @ self.layer_mask.to(q.dtype)
 
     def with_layer_gate(self, attribute_layers: dict, layer_routes: int, **config_fields) -> EditMapper:
         """A copy of this mapper with the given layer gate (its routing table still to be set with
-        :meth:`set_layer_routes`) and any other ``config_fields`` replaced (e.g. the new vocabulary):
-        the way to add a gate to a mapper trained without one, before fine-tuning it."""
+        :meth:`set_layer_routes`: until then a gated copy refuses to edit) and any other
+        ``config_fields`` replaced (e.g. the new vocabulary): the way to add a gate to a mapper trained
+        without one, before fine-tuning it. The copy is in the same train/eval mode."""
         from dataclasses import replace
 
         new = type(self)(replace(self.config, attribute_layers=dict(attribute_layers), layer_routes=layer_routes,
@@ -276,7 +284,7 @@ class EditMapper(GeneratorBound, PretrainedModel):
         missing, unexpected = new.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"route_text", "route_attribute"}:
             raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
-        return new.to(self.index_embed.weight.device)
+        return new.to(self.index_embed.weight.device).train(self.training)
 
     def value_prior(self, text: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """The prior offset [N, num_ws, w_dim] for prompts ``text`` [N, D] on images whose guide

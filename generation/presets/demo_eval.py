@@ -108,8 +108,9 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
             elif method == "prior":  # the mapper's value-direction prior alone, without its learned residual
                 with torch.no_grad():
                     w = ws[idx].to(pipe.device)
-                    edited = w + pipe.mapper.value_prior(text.to(pipe.device), pipe.guide.image_features(
-                        pipe.synthesize(w).to(pipe.device)))
+                    t = text.to(pipe.device)
+                    prior = pipe.mapper.value_prior(t, pipe.guide.image_features(pipe.synthesize(w).to(pipe.device)))
+                    edited = w + prior * pipe.mapper.layer_gate(t)[:, :, None]  # gated as the mapper's offset is
             else:
                 edited = pipe.edit_latents(ws[idx], text, "mapper", 1.0)
                 if method == "mapper+optimize":
@@ -216,13 +217,14 @@ def format_inversion_table(result: dict[str, Any]) -> str:
 
 def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 0, method: str = "mapper",
                    steps: int = 100, temporal_sigma: float = 1.0, refine_steps: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
+                   refine_texture: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Temporal consistency of clip editing against frame-by-frame editing (module docstring) on
     ``num`` test-split videos of ``frames`` frames at the generator's resolution. Also the inversion of
     each clip, no edit (``inversion``): the share of frames on which the judge reads each attribute,
     and all five, as on the source frame, for the clip's smoothed reconstruction (``clip``) and for
     each frame inverted on its own (``per_frame``). ``refine_steps``: projector steps after the
-    encoder, for every frame of both."""
+    encoder, for every frame of both, with ``refine_texture`` their texture-loss weight (None: the
+    pipeline's default)."""
     from generation.editing.clips import edit_frames_independently, temporal_change
     from hdvila.demo.attributes import ATTRIBUTES
     from hdvila.demo.dataset import DemoVideoDataset
@@ -240,9 +242,9 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
         prompt = vocabulary.edit_prompt(attribute, value, rng)
         video = ds[index]["video"]                                     # [T, 3, R, R] in [-1, 1]
         as_clip = pipe.edit_clip(video, prompt, method=method, steps=steps, temporal_sigma=temporal_sigma,
-                                 refine_steps=refine_steps)
+                                 refine_steps=refine_steps, refine_texture=refine_texture)
         per_frame = edit_frames_independently(pipe, video, prompt, method=method, steps=steps,
-                                              refine_steps=refine_steps)
+                                              refine_steps=refine_steps, refine_texture=refine_texture)
         source = _read(judge, video.float())
         for name, rec in (("clip", as_clip.reconstructions), ("per_frame", per_frame.reconstructions)):
             kept[name].append({a: v == source[a] for a, v in _read(judge, rec.float()).items()})  # [T] each
@@ -266,7 +268,8 @@ def evaluate_clips(pipe, judge, *, num: int = 20, frames: int = 16, seed: int = 
         inversion[name] = {a: float(v.mean()) for a, v in same.items()}
         inversion[name]["all"] = float(torch.stack(list(same.values())).prod(0).mean())
     return {"num_videos": len(rows), "frames": frames, "method": method, "refine_steps": refine_steps,
-            "summary": summary, "inversion": inversion, "videos": rows}
+            "refine_texture": refine_texture if refine_steps else None, "summary": summary, "inversion": inversion,
+            "videos": rows}
 
 
 def format_clip_table(result: dict[str, Any]) -> str:
