@@ -98,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "optimize":
         base["steps"] = args.steps
     if args.refine_steps:  # the inversion's refinement, so an output says how it was made
-        from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+        from generation.editing.pipeline_edit import refine_texture_weight
 
         base["refine_steps"] = args.refine_steps
-        base["refine_texture"] = REFINE_TEXTURE_WEIGHT if args.refine_texture is None else args.refine_texture
+        base["refine_texture"] = refine_texture_weight(args.refine_texture)
     if args.faces:
         base["faces_mode"] = args.faces
 

@@ -126,9 +126,9 @@ def _check_optimize_kwargs(kwargs: dict[str, Any]) -> None:
                         f"arguments go to optimize_edit, which takes {sorted(known - {'steps'})}.")
 
 
-def _texture_weight(refine_texture: float | None) -> float:
-    """``refine_texture`` of ``__call__`` / ``edit_clip`` as :meth:`EditPipeline.invert`'s ``texture_weight``
-    (None: its default, :data:`REFINE_TEXTURE_WEIGHT`)."""
+def refine_texture_weight(refine_texture: float | None) -> float:
+    """A ``refine_texture`` option (of ``__call__``, ``edit_clip``, ``hdvila edit``, ``eval-edit``) as
+    :meth:`EditPipeline.invert`'s ``texture_weight``: None is its default, :data:`REFINE_TEXTURE_WEIGHT`."""
     return REFINE_TEXTURE_WEIGHT if refine_texture is None else float(refine_texture)
 
 
@@ -372,7 +372,7 @@ class EditPipeline(Pipeline):
             ws = ws.to(self.device, torch.float32)
         else:
             x, notes = self.prepare_images(images, labels)
-            ws, psnrs, rec = self.invert(x, refine_steps, texture_weight=_texture_weight(refine_texture))
+            ws, psnrs, rec = self.invert(x, refine_steps, texture_weight=refine_texture_weight(refine_texture))
             names = labels or [f"image {i + 1}" for i in range(n)]
             # one note per image, naming it once: "a.png: <policy>; <domain>"
             notes = [policy.rstrip(".") + "; " + domain.split(": ", 1)[1] if policy and domain else policy or domain
@@ -442,7 +442,7 @@ class EditPipeline(Pipeline):
         text = self.encode_prompt(prompt, 1)  # before any slow work: a bad prompt costs nothing
         prompt_notes = self.prompt_notes(prompt)
         x, notes = self.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
-        ws, psnrs, _ = self.invert(x, refine_steps, texture_weight=_texture_weight(refine_texture))
+        ws, psnrs, _ = self.invert(x, refine_steps, texture_weight=refine_texture_weight(refine_texture))
         ws = smooth_over_time(ws, temporal_sigma)
         mean = ws.mean(dim=0, keepdim=True)
         rec = self.synthesize(ws)  # the smoothed reconstruction: the mapper's source and a returned field

@@ -82,9 +82,9 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+    from generation.editing.pipeline_edit import refine_texture_weight
 
-    refine_texture = REFINE_TEXTURE_WEIGHT if refine_texture is None else refine_texture
+    refine_texture = refine_texture_weight(refine_texture)
     ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps, texture_weight=refine_texture)
     src_read, rec_read = _read(judge, x), _read(judge, rec)
     same = {k: (rec_read[k] == src_read[k]).float() for k in src_read}  # the inversion keeps the value, per render
@@ -179,11 +179,11 @@ def evaluate_inversion(pipe, *, num: int = 200, steps: int = 100, seed: int = 0,
     import time
 
     from generation.data import render_demo_images
-    from generation.editing.pipeline_edit import REFINE_TEXTURE_WEIGHT
+    from generation.editing.pipeline_edit import refine_texture_weight
     from generation.stylegan2.projector import project_batch, psnr
 
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    texture_weight = REFINE_TEXTURE_WEIGHT if texture_weight is None else texture_weight
+    texture_weight = refine_texture_weight(texture_weight)
     out: dict[str, Any] = {"num_renders": num, "steps": steps, "texture_weight": texture_weight}
 
     def run(name, fn):
