@@ -226,7 +226,7 @@ def value_means(G, guide, reader, num: int, seed: int, batch_size: int = 128):
 def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
     """A fresh mapper for ``G`` and the guide, or ``--init_mapper`` (checked against both)."""
     from generation.editing.guide import guide_fingerprint
-    from generation.editing.mapper import EditMapper, config_for, gate_config, layer_routes
+    from generation.editing.mapper import EditMapper, config_for, gate_config
     from generation.stylegan2.fingerprint import generator_fingerprint
     from generation.stylegan2.projector import w_statistics
 
@@ -238,8 +238,7 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
         gate = gate_config(vocabulary, mapper.config.num_ws, mapper.config.resolution)
         if gate != {k: getattr(mapper.config, k) for k in gate}:  # the vocabulary's layers differ: regate
             mapper = mapper.with_layer_gate(**gate, vocabulary=vocabulary.words(), attributes=vocabulary.to_dict())
-        if mapper.config.layer_routes:  # routed by this run's vocabulary and guide, whatever the folder held
-            mapper.set_layer_routes(*layer_routes(guide, vocabulary))
+        mapper.route_by(guide, vocabulary)  # routed by this run's vocabulary and guide, whatever the folder held
         return mapper
     # the digest is of the guide really used (a random one under --random_guide)
     _, w_std = w_statistics(G, 2000)
@@ -248,8 +247,7 @@ def build_mapper(args: argparse.Namespace, G, guide, vocabulary):
                         w_scale=w_std / math.sqrt(generator_fingerprint(G)["w_dim"]), prior_values=prior_values,
                         prior_scale=float(guide.hdvila.logit_scale))
     mapper = EditMapper(config)
-    if config.layer_routes:
-        mapper.set_layer_routes(*layer_routes(guide, vocabulary))
+    mapper.route_by(guide, vocabulary)
     return mapper
 
 

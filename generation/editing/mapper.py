@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from generation.editing.attributes import AttributeVocabulary
+from generation.editing.attributes import AttributesError, AttributeVocabulary
 from generation.stylegan2.fingerprint import GeneratorBound
 from generation.stylegan2.layers import normalize_2nd_moment  # StyleGAN's PixelNorm
 from hdvila.errors import CheckpointError
@@ -102,8 +102,6 @@ def gate_config(vocabulary: AttributeVocabulary, num_ws: int, resolution: int) -
     layers = {a.name: sorted(i for g in a.layers for i in groups[g]) for a in editable}
     for a in editable:
         if not layers[a.name]:
-            from generation.editing.attributes import AttributesError
-
             raise AttributesError(f"{vocabulary.source}: attribute {a.name!r} may move only the {'/'.join(a.layers)} "
                                   f"W+ group(s), which hold no vector of this {resolution} px generator ({num_ws} "
                                   f"vectors: {groups}). Name a group that has vectors in its \"layers\".")
@@ -116,15 +114,6 @@ def route_prompts(vocabulary: AttributeVocabulary) -> tuple[list[str], list[int]
     the gate's rows, whatever order a config file keeps its keys in)."""
     rows, names = vocabulary.all_prompts("train"), sorted(vocabulary.editable)
     return [p for _, _, p in rows], [names.index(a) for a, _, _ in rows]
-
-
-@torch.no_grad()
-def layer_routes(guide, vocabulary: AttributeVocabulary) -> tuple[torch.Tensor, torch.Tensor]:
-    """The arguments of :meth:`EditMapper.set_layer_routes`: ``guide``'s text embeddings of
-    :func:`route_prompts` [R, D] (CPU) and their attribute indices [R]."""
-    prompts, attribute = route_prompts(vocabulary)
-    text = torch.cat([guide.text_features(prompts[i:i + 256]).float().cpu() for i in range(0, len(prompts), 256)])
-    return text, torch.tensor(attribute, dtype=torch.long)
 
 
 CONDITIONS = ("film",)
@@ -256,6 +245,16 @@ class EditMapper(GeneratorBound, PretrainedModel):
         self.route_text.copy_(route_text)
         self.route_attribute.copy_(attribute)
 
+    @torch.no_grad()
+    def route_by(self, guide, vocabulary: AttributeVocabulary) -> None:
+        """Set the layer gate's routing table from ``guide``'s text embeddings of :func:`route_prompts`
+        of ``vocabulary`` (:meth:`set_layer_routes`); nothing for a mapper without a gate."""
+        if not self.config.layer_routes:
+            return
+        prompts, attribute = route_prompts(vocabulary)
+        text = torch.cat([guide.text_features(prompts[i:i + 256]).float().cpu() for i in range(0, len(prompts), 256)])
+        self.set_layer_routes(text, torch.tensor(attribute, dtype=torch.long))
+
     def layer_gate(self, text: torch.Tensor) -> torch.Tensor:
         """[N, num_ws] in [0, 1]: how much each W+ vector may move for prompts ``text`` [N, D] (ones when
         the mapper has no gate). The prompt's mass on each attribute is a softmax of ``prior_scale`` x
@@ -266,14 +265,18 @@ class EditMapper(GeneratorBound, PretrainedModel):
             return torch.ones(text.shape[0], self.config.num_ws, dtype=text.dtype, device=text.device)
         if not bool(self.route_text.any()):  # never set: every prompt would land on one attribute's layers
             raise CheckpointError("this edit mapper's layer gate has no routing table; set it with "
-                                  "EditMapper.set_layer_routes(*layer_routes(guide, vocabulary)) before editing.")
+                                  "EditMapper.route_by(guide, vocabulary) before editing.")
         q = torch.softmax(self.config.prior_scale * text @ self.route_text.to(text.dtype).t(), dim=1)  # [N, R]
-        mass = q @ nn.functional.one_hot(self.route_attribute, len(self.config.attribute_layers)).to(q.dtype)
-        return mass @ self.layer_mask.to(q.dtype)
+        return q @ self.layer_mask[self.route_attribute].to(q.dtype)  # each route's attribute's layers
+
+    def gate(self, offset: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``offset`` [N, num_ws, w_dim] kept to the layers of the attribute each prompt ``text`` [N, D]
+        is about (:meth:`layer_gate`); unchanged for a mapper without a gate."""
+        return offset * self.layer_gate(text)[:, :, None] if self.config.layer_routes else offset
 
     def with_layer_gate(self, attribute_layers: dict, layer_routes: int, **config_fields) -> EditMapper:
         """A copy of this mapper with the given layer gate (its routing table still to be set with
-        :meth:`set_layer_routes`: until then a gated copy refuses to edit) and any other
+        :meth:`route_by`: until then a gated copy refuses to edit) and any other
         ``config_fields`` replaced (e.g. the new vocabulary): the way to add a gate to a mapper trained
         without one, before fine-tuning it. The copy is in the same train/eval mode."""
         from dataclasses import replace
@@ -333,7 +336,7 @@ class EditMapper(GeneratorBound, PretrainedModel):
                              f"got {tuple(text.shape)}, {tuple(source.shape)}")
         dtype = self.index_embed.weight.dtype
         text_in = text.to(dtype)
-        prior = self.value_prior(text.to(dtype), source.to(dtype)) if c.prior_values else None
+        prior = self.value_prior(text_in, source.to(dtype)) if c.prior_values else None
         w = (ws.to(dtype) - w_avg.to(dtype)) / c.w_scale
         idx = self.index_embed.weight[None].expand(n, -1, -1)
         text = (text.to(dtype) - self.text_mean) / self.text_std
@@ -346,8 +349,7 @@ class EditMapper(GeneratorBound, PretrainedModel):
             parts.append(mlp(x[:, c.groups[name]], cond))
             order += list(c.groups[name])
         out = torch.cat(parts, dim=1)[:, torch.argsort(torch.tensor(order))] * c.w_scale  # back to W+ order
-        out = out if prior is None else out + prior
-        return out * self.layer_gate(text_in)[:, :, None] if c.layer_routes else out
+        return self.gate(out if prior is None else out + prior, text_in)
 
     def edit(self, ws: torch.Tensor, text: torch.Tensor, source: torch.Tensor, w_avg: torch.Tensor,
              strength: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -158,10 +158,7 @@ class EditPipeline(Pipeline):
         mapper = EditMapper(config_for(generator, hdvila, vocabulary, **(mapper_kwargs or {})))
         pipe = cls(hdvila=hdvila.eval(), processor=HDVILAProcessor.from_config(hdvila.config), generator=generator,
                    encoder=encoder, mapper=mapper)
-        if mapper.config.layer_routes:  # the vocabulary gates layers: route by its training prompts
-            from generation.editing.mapper import layer_routes
-
-            mapper.set_layer_routes(*layer_routes(pipe.guide, vocabulary))
+        mapper.route_by(pipe.guide, vocabulary)  # a vocabulary that gates layers: route by its training prompts
         return pipe
 
     # ---- components ---------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     :func:`~generation.editing.optimize.optimize_edit` (e.g. ``guide_views``)."""
     optimize_kwargs = optimize_kwargs or {}
     from generation.data import render_demo_images
+    from generation.editing.pipeline_edit import refine_texture_weight
     from generation.editing.value_objective import ValueReader
     from generation.presets.demo_guide_eval import embed_images
     from hdvila.demo.attributes import ATTRIBUTES
@@ -82,8 +83,6 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
     reader = ValueReader(pipe.guide, demo_vocabulary())
     specs, cases = edit_cases(num, seed=seed, wording=wording)
     x = torch.from_numpy(render_demo_images(num, pipe.resolution, split="test", seed=seed)).float() / 127.5 - 1
-    from generation.editing.pipeline_edit import refine_texture_weight
-
     refine_texture = refine_texture_weight(refine_texture)
     ws, psnrs, rec = pipe.invert(x, refine_steps=refine_steps, texture_weight=refine_texture)
     src_read, rec_read = _read(judge, x), _read(judge, rec)
@@ -110,7 +109,7 @@ def evaluate_edits(pipe, judge, *, num: int = 200, seed: int = 0, wording: str =
                     w = ws[idx].to(pipe.device)
                     t = text.to(pipe.device)
                     prior = pipe.mapper.value_prior(t, pipe.guide.image_features(pipe.synthesize(w).to(pipe.device)))
-                    edited = w + prior * pipe.mapper.layer_gate(t)[:, :, None]  # gated as the mapper's offset is
+                    edited = w + pipe.mapper.gate(prior, t)  # gated as the mapper's offset is
             else:
                 edited = pipe.edit_latents(ws[idx], text, "mapper", 1.0)
                 if method == "mapper+optimize":
