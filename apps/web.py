@@ -73,6 +73,8 @@ VIDEO_MAX_FRAMES = 300  # the Video tab's length limit (the batch CLI takes --ma
 FIRST_FRAMES_LABEL = f"Only the first {VIDEO_MAX_FRAMES} frames"  # the Video tab's box for longer clips
 EDIT_STEPS_MAX = 500
 FACES_LABEL = "Align faces"  # the switch on the Edit, Upscale and Video tabs
+REFINE_INFO = ("0: the encoder alone, fastest. Each step adds about one generator pass forward and back, and "
+               "the frame's shape and pattern survive the inversion more often: 25-50 is a good start")
 FACES_INFO = "real photos: the largest face is aligned as FFHQ, processed and pasted back into the whole frame"
 FACES_MODE = "largest"
 
@@ -600,7 +602,8 @@ def _edit_tab(state: AppState) -> None:
                     strength = gr.Slider(STRENGTH_RANGE[0], STRENGTH_RANGE[1], value=1.0, step=0.05, label="Strength")
                 with gr.Row():
                     steps = gr.Slider(1, EDIT_STEPS_MAX, value=100, step=1, label="Steps (optimize)")
-                    refine = gr.Slider(0, EDIT_STEPS_MAX, value=0, step=1, label="Inversion refinement steps")
+                    refine = gr.Slider(0, EDIT_STEPS_MAX, value=0, step=1, label="Inversion refinement steps",
+                                       info=REFINE_INFO)
                 faces = gr.Checkbox(value=False, label=FACES_LABEL, info=FACES_INFO, elem_id="edit-faces")
                 button = gr.Button("Edit", variant="primary", elem_id="edit-button")
             with gr.Column():

@@ -38,7 +38,7 @@ EXPECT: dict[str, list[str]] = {
         "| 720p, large geometry (4 clips x 7) |", "mini model, one clip at 128x128:", '"peak_rss_mib"'],
     "benchmarks/bench_edit.py": ['"one_pass_s"', '"forwards_s"', '"encoder"', '"mapper"', '"generator"',
                                  '"hdvila text"', '"hdvila image"', "2-step projector + 2-step optimisation",
-                                 '"speedup"', '"peak_memory_mib"'],
+                                 '"speedup"', '"peak_memory_mib"', '"one_pass_with_refine_steps_s"'],
     "benchmarks/bench_train_step.py": ["main step", "R1 step", "  float32  ", "float32+channels_last", "bfloat16  ",
                                        "bfloat16+channels_last"],
     "benchmarks/bench_projector.py": ["| batch | s/image (2 steps) | speed-up vs batch 1 | mean PSNR |",
@@ -121,5 +121,6 @@ def test_smoke_json_reports(script, smoke):
     if script.endswith("bench_edit.py"):
         assert report["threads"] == 1 and report["one_pass_s"] > 0 and report["speedup"] > 0
         assert set(report["forwards_s"]) == {"encoder", "mapper", "generator", "hdvila text", "hdvila image"}
+        assert list(report["one_pass_with_refine_steps_s"]) == ["2"] and report["one_pass_with_refine_steps_s"]["2"] > 0
     else:
         assert report["succeeded"] == report["requests"] == 2 and report["threads"] == 1 and report["startup_s"] > 0

@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"edit strength, {STRENGTH_RANGE[0]:g} to {STRENGTH_RANGE[1]:g} (default 1)")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps for --method optimize (default 300)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
-                        help="projector steps after the encoder (slower, more faithful; default 0)")
+                        help="projector steps after the encoder: each costs about one generator pass forward and "
+                        "back, and more of the frame (shape, pattern) survives; 25-50 is a good start (default 0: "
+                        "the encoder alone)")
     parser.add_argument("--refine-texture", type=float, default=None, metavar="W",
                         help="the refinement's texture-loss weight (default: EditPipeline.invert's; 0: pixel losses "
                              "only, as before the texture loss)")
