@@ -4,7 +4,10 @@ INPUT is an image, a video, or a folder searched recursively for both; OUTPUT is
 input and a folder for a folder input, where each result keeps its relative path (images become
 ``.png``, videos ``.mp4``).
 
-- **Resumable**: a job whose output exists is skipped unless ``overwrite``; every write is atomic
+- **Resumable**: a job whose output exists, made with the same settings (its ``.json`` sidecar says
+  so), is skipped unless ``overwrite``; an output file made otherwise is left alone and reported as
+  that job's error. An output folder inside the input folder is not searched, and the input itself
+  is never an output. Every write is atomic
   (a temporary file renamed when complete), so a killed run never leaves a partial output, and the
   temporary files a killed run left are removed when their job is redone.
 - **One bad input does not stop the batch**: it is recorded in the errors report
@@ -60,15 +63,22 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
         if dst.suffix.lower() not in want:
             raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, "
                             "or be an existing folder.")
+        if dst.resolve() == src.resolve():
+            raise UserError(f"{dst}: the output is the input file itself, which would be replaced; choose another "
+                            "output path.")
         return [Job(src, dst, kind, src.name)]
     if not src.is_dir():
         raise InputFileError(f"{src}: not a regular file or a folder (a device or a pipe?); pass an image, a video "
                              f"or a folder of them.")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst} is a file; the output of a folder must be a folder.")
+    if dst.resolve() == src.resolve():
+        raise UserError(f"{dst}: the output folder is the input folder, whose files would be replaced or mixed "
+                        "with the results; choose another output folder.")
     jobs = []
-    for root, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    out = dst.resolve()
+    for root, dirs, files in os.walk(src):  # an output folder inside the input folder is not input
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != out)
         for name in sorted(files):
             path = Path(root) / name
             kind = _kind(path)
@@ -96,6 +106,14 @@ def add_batch_arguments(parser, *, batch_size: int, batch_help: str, quiet_help:
     parser.add_argument("--quiet", action="store_true", help=quiet_help)
 
 
+def check_batch_arguments(args) -> None:
+    """Refuse bad values of :func:`add_batch_arguments`' options in one line, before any work."""
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+
+
 def process_share(device: str | None = None) -> tuple[int, int, str | None]:
     """(rank, world size, device) of this process. Under ``accelerate launch`` (or torchrun) with
     several processes, the rank and world size come from Accelerate, and when ``device`` is None or
@@ -104,6 +122,9 @@ def process_share(device: str | None = None) -> tuple[int, int, str | None]:
     import torch
     from accelerate import PartialState
 
+    from hdvila.device import get_device
+
+    get_device(device)  # a bad --device fails here, in one line, before any work
     on_cpu = (device is not None and str(device).startswith("cpu")) or not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu)
     if state.num_processes > 1 and not on_cpu and (device is None or device == "auto"):
@@ -119,22 +140,40 @@ def errors_path(src: str | os.PathLike, dst: str | os.PathLike, rank: int = 0, w
 
 
 def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch_size: int = 8, overwrite: bool = False,
-             errors_file: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True) -> dict:
+             errors_file: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True,
+             settings: Callable[[Job], dict] | None = None) -> dict:
     """Run ``process(batch)`` over this process's share of ``jobs``, ``batch_size`` images at a time
     (a video is a batch of its own). ``process`` writes each job's output atomically and raises
     :class:`~hdvila.errors.UserError` for a bad input; a failing batch is retried one job at a time so
-    one bad file costs only itself. Returns ``{"done", "skipped", "failed", "errors"}``."""
+    one bad file costs only itself (an ``OSError``, e.g. an unreadable input, is that file's error too).
+
+    A job whose output exists is skipped as done, unless ``overwrite``; with ``settings(job)`` (the
+    values its metadata sidecar ``OUTPUT.json`` must hold, None for a key it must not hold) only an
+    output whose sidecar records those settings is done: any other file there (made with another
+    prompt, by another command, or not by this program) is that job's error and is left as it is. A
+    folder where an output file should go is an error too. Returns ``{"done", "skipped", "failed",
+    "errors"}``."""
     from tqdm.auto import tqdm
 
     from hdvila.atomic import stale_temporaries
 
     mine = list(jobs)[rank::world_size]
-    todo = [j for j in mine if overwrite or not j.dst.is_file()]
+    todo, blocked = [], []
+    for job in mine:
+        if job.dst.is_dir():
+            blocked.append((job, f"{job.dst} is a folder where the output file should go; move it away or choose "
+                                 "another output."))
+        elif overwrite or not job.dst.is_file():
+            todo.append(job)
+        elif settings is not None and (why := _made_otherwise(job, settings(job))):
+            blocked.append((job, f"{job.dst} exists and was not made with these settings ({why}); pass --overwrite "
+                                 "to replace it, or choose another output."))
     for job in todo:  # left by a killed run (the output and its ``.json`` metadata sidecar); this rank's jobs only
         for target in (job.dst, job.dst.with_name(job.dst.name + ".json")):
             for tmp in stale_temporaries(target):
                 tmp.unlink(missing_ok=True)
-    result = {"done": 0, "skipped": len(mine) - len(todo), "failed": 0, "errors": []}
+    result = {"done": 0, "skipped": len(mine) - len(todo) - len(blocked), "failed": len(blocked),
+              "errors": [{"input": str(job.src), "error": why} for job, why in blocked]}
     images = [j for j in todo if j.kind == "image"]
     batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)] + \
               [[j] for j in todo if j.kind == "video"]
@@ -143,7 +182,7 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch
         try:
             _attempt(process, batch)
             result["done"] += len(batch)
-        except UserError:
+        except (UserError, OSError):
             for job in batch:  # find the bad one(s); the good ones are written now
                 try:
                     _attempt(process, [job])
@@ -151,6 +190,10 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch
                 except UserError as e:
                     result["failed"] += 1
                     result["errors"].append({"input": str(job.src), "error": str(e)})
+                except OSError as e:
+                    result["failed"] += 1
+                    result["errors"].append({"input": str(job.src), "error": f"{job.src} -> {job.dst}: "
+                                             f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")})
         bar.update(len(batch))
     bar.close()
     if errors_file is not None:
@@ -187,6 +230,21 @@ def write_with_meta(dst: Path, meta: dict, write: Callable[[], object]) -> None:
     except BaseException:
         sidecar.unlink(missing_ok=True)
         raise
+
+
+def _made_otherwise(job: Job, expected: dict) -> str | None:
+    """None when the sidecar of ``job``'s existing output records the ``expected`` settings, else why not."""
+    sidecar = job.dst.with_name(job.dst.name + ".json")
+    try:
+        recorded = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return f"it has no readable record {sidecar.name} of how it was made"
+    if not isinstance(recorded, dict):
+        return f"{sidecar.name} is not a record of this program's"
+    for key, value in expected.items():
+        if recorded.get(key) != value:
+            return f"{key} {recorded.get(key)!r} there, {value!r} now"
+    return None
 
 
 def _attempt(process: Callable[[list[Job]], None], batch: list[Job]) -> None:

@@ -3,8 +3,9 @@
 Each subcommand is one module of :mod:`apps.commands` exposing ``add_arguments(parser)`` and
 ``run(args)``; it parses the options and calls library functions of ``hdvila`` / ``generation``.
 A module that writes files names the options that hold output paths in ``OUTPUTS`` (argparse
-``dest`` names; ``-`` means stdout): each is checked writable before ``run``, so an output that cannot
-be written fails in one line before any work.
+``dest`` names; ``-`` means stdout): each is checked writable, and to be a file or a folder as
+:data:`OUTPUT_KINDS` says, before ``run``, so an output that cannot be written fails in one line before
+any work.
 Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant.
 A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
 status 2, never as a traceback.
@@ -41,6 +42,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What each output option (its ``dest``, as the command modules name them in ``OUTPUTS``) must be: a file
+# path (an existing folder there is refused before any work) or a folder (an existing file is refused);
+# the rest (``output`` of edit and upscale: a file for a file, a folder for a folder) may be either.
+OUTPUT_KINDS = {"json": "file", "figure": "file", "out_dir": "folder", "cache_dir": "folder", "figures": "folder",
+                "out": "folder"}
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hdvila", description="HD-VILA video-language model, text-guided editing and super-resolution.")
@@ -59,7 +67,7 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, out
     for dest in outputs:
         value = getattr(args, dest)
         if value and value != "-":
-            check_writable(value, f"{names[dest]} {value}")
+            check_writable(value, f"{names[dest]} {value}", OUTPUT_KINDS.get(dest))
 
 
 def main(argv: list[str] | None = None) -> int:

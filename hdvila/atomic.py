@@ -72,15 +72,20 @@ def finished_files(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
                   if p.is_file() and not any(is_temporary(part) for part in p.relative_to(folder).parts))
 
 
-def check_writable(path: str | os.PathLike, label: str | None = None) -> None:
+def check_writable(path: str | os.PathLike, label: str | None = None, kind: str | None = None) -> None:
     """Raise a one-line :class:`~hdvila.errors.UserError` unless a file or folder can be written at
     ``path`` (an existing folder, or a new name whose missing folders can be made): checked before
     any work by trying a temporary file in the nearest folder that exists, so a run never computes
-    for minutes and then fails at its first write. Nothing is left behind."""
+    for minutes and then fails at its first write. Nothing is left behind. ``kind`` "file" also
+    refuses an existing folder at ``path``, "folder" an existing file (None: either will do)."""
     from hdvila.errors import UserError
 
     path = Path(path)
     label = label or str(path)
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{label}: that is a folder; give a file path (e.g. {path / 'out'}{_suffix_hint(label)}).")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UserError(f"{label}: that is a file; give a folder path (a new or an existing folder).")
     where = path if path.is_dir() else path.parent
     while not where.exists() and where != where.parent:
         where = where.parent
@@ -93,6 +98,27 @@ def check_writable(path: str | os.PathLike, label: str | None = None) -> None:
                         f"write to.") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_replaceable(path: str | os.PathLike, marker: str, what: str, label: str | None = None) -> None:
+    """Raise a one-line :class:`~hdvila.errors.UserError` unless the folder ``path``, which a command
+    is about to replace as a whole, may go: it does not exist, is empty, or holds ``marker`` (an
+    earlier ``what`` written there). A file there, or a folder of anything else, is never deleted."""
+    from hdvila.errors import UserError
+
+    path = Path(path)
+    label = label or str(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"{label}: that is a file; give a new folder for the {what} (nothing was changed).")
+    if any(path.iterdir()) and not (path / marker).is_file():
+        raise UserError(f"{label}: that folder holds other files and is not an earlier {what}, which would be "
+                        f"replaced as a whole; give a new or empty folder (nothing was changed).")
+
+
+def _suffix_hint(label: str) -> str:
+    return ".json" if "json" in label else ".png" if "figure" in label else ""
 
 
 def _umask() -> int:

@@ -18,13 +18,19 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float1
 def get_device(name: str | torch.device | None = None) -> torch.device:
     """``None``/"auto" -> cuda:0 when available, else cpu; otherwise the named device.
 
-    Asking for CUDA on a machine without it raises a ``UserError`` with what to do.
+    A name that is not a device, a device type other than cpu and cuda (``meta``, ``mps``, ...), or
+    CUDA on a machine without it raises a one-line ``UserError`` with what to do.
     """
     from hdvila.errors import UserError
 
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"device {name!r} is not a device name; use cpu, cuda or cuda:N (or auto).") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r}: only cpu and cuda are supported; use cpu, cuda or cuda:N (or auto).")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; use --device cpu.")
     return dev

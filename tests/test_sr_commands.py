@@ -52,8 +52,11 @@ def test_upscale_folder_resumes_and_reports_bad_files(cli, tmp_path):
     assert "larger than" in next(e["error"] for e in errors if e["input"].endswith("big.png"))
     assert "centre-cropped" in r.stderr
     before = (out / "a.png").stat().st_mtime_ns
-    r = cli("upscale", src, out, "--quiet")
+    r = cli("upscale", src, out, "--prompt", "a blue star with dots", "--quiet")
     assert "0 file(s)" in r.stdout and "2 already done" in r.stdout
+    assert (out / "a.png").stat().st_mtime_ns == before
+    r = cli("upscale", src, out, "--quiet")  # another caption: the outputs are not this run's, and are kept
+    assert r.returncode == 1 and "0 already done" in r.stdout and "caption 'a blue star with dots' there" in r.stderr
     assert (out / "a.png").stat().st_mtime_ns == before
     (src / "big.png").unlink()
     (src / "sub" / "broken.png").unlink()
@@ -108,8 +111,10 @@ def test_upscale_refuses_bad_options(cli, tmp_path):
     img = _png(tmp_path / "a.png", (16, 16))
     r = cli("upscale", img, tmp_path / "a.gif")
     assert r.returncode == 2 and "must end in" in r.stderr
-    r = cli("upscale", img, tmp_path / "o.png", "--scale", "8")
-    assert r.returncode == 1 and "x8" in (tmp_path / "o.png.errors.jsonl").read_text()
+    r = cli("upscale", img, tmp_path / "o.png", "--scale", "8")  # refused before any file
+    assert r.returncode == 2 and "x8" in r.stderr and not (tmp_path / "o.png.errors.jsonl").exists()
+    r = cli("upscale", img, tmp_path / "o.png", "--scale", "0")  # not taken for "the model's scale"
+    assert r.returncode == 2 and "x0" in r.stderr and not (tmp_path / "o.png").exists()
     r = cli("upscale", img, tmp_path / "o.png", "--prompt", "  ")
     assert r.returncode == 2 and "empty" in r.stderr
     r = cli("upscale", img, tmp_path / "o.png", "--model", tmp_path / "nope")

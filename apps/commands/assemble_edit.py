@@ -8,7 +8,9 @@ The generator defaults to the bundled ``stylegan2-demo64`` and HD-VILA to the bu
 (pass ``--generator`` with an NVlabs ``.pkl`` or a model folder, ``--hdvila`` with a model folder for
 your own). An encoder or mapper trained for another generator, or a mapper guided by another HD-VILA
 model, is refused with a message that says which. ``--fp16`` stores the weights as float16 (half
-the bytes; they load as float32). OUT is replaced as a whole, and only once everything is written.
+the bytes; they load as float32). OUT is replaced as a whole, and only once everything is written; it
+must be a new or empty folder or an earlier pipeline folder (one with ``pipeline_index.json``): any other
+folder or a file there is refused, untouched.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from generation.editing.mapper import EditMapper
     from generation.editing.pipeline_edit import EditPipeline
     from generation.stylegan2.convert import load_stylegan2
+    from hdvila.atomic import check_replaceable
     from hdvila.modeling_hdvila import HDVILAModel
     from hdvila.paths import resolve_model_path
     from hdvila.processing_hdvila import HDVILAProcessor
 
+    check_replaceable(args.out, "pipeline_index.json", "edit pipeline folder", f"OUT {args.out}")
     g_path = resolve_model_path(args.generator, "stylegan2-demo64", option="--generator",
                                 accepts="a StyleGAN2 model folder or an NVlabs .pkl")
     h_path = resolve_model_path(args.hdvila, "hdvila-mini", option="--hdvila")

@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-texture", type=float, default=None, metavar="W",
                         help="the refinement's texture-loss weight (default: EditPipeline.invert's; 0: pixel losses "
                              "only, as before the texture loss)")
-    parser.add_argument("--temporal-sigma", type=float, default=1.0, help="latent smoothing over frames of a video")
+    parser.add_argument("--temporal-sigma", type=float, default=1.0,
+                        help="latent smoothing over frames of a video, 0 to 50 frames (default 1)")
     parser.add_argument("--model", default=None,
                         help="EditPipeline folder (default: the bundled checkpoints/edit-demo64)")
     parser.add_argument("--generator", default=None, help="replace the pipeline's generator (folder or NVlabs .pkl); "
@@ -70,12 +71,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs, write_with_meta
+    from apps.batch import (
+        check_batch_arguments,
+        errors_path,
+        finish,
+        plan_jobs,
+        process_share,
+        run_jobs,
+        write_with_meta,
+    )
     from apps.pipelines import edit_video, load_edit_pipeline
+    from generation.editing.clips import check_temporal_sigma
     from generation.editing.pipeline_edit import INPUT_POLICY
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_batch_arguments(args)
+    check_temporal_sigma(args.temporal_sigma)
     if args.refine_texture is not None and not (args.refine_texture >= 0 and args.refine_steps > 0):
         raise UserError(f"--refine-texture must be >= 0 and goes with --refine-steps N, "
                         f"got {args.refine_texture} (--refine-steps {args.refine_steps})")
@@ -134,8 +144,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
     report = errors_path(args.input, args.output, rank, world)
+    optional = dict.fromkeys(("steps", "refine_steps", "refine_texture", "faces_mode"))  # absent: None
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=rank, world_size=world, progress=not args.quiet)
+                 rank=rank, world_size=world, progress=not args.quiet, settings=lambda job: {**optional, **base})
     summary = (f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
                f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     return finish(r, summary, world)

@@ -71,11 +71,10 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import errors_path, finish, plan_jobs, process_share, run_jobs
+    from apps.batch import check_batch_arguments, errors_path, finish, plan_jobs, process_share, run_jobs
     from apps.pipelines import load_sr_pipeline, upscale_video
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_batch_arguments(args)
     if args.prompt is not None and not args.prompt.strip():
         raise UserError("--prompt is empty; give a caption, or leave the option out to upscale without text.")
     rank, world, device = process_share(args.device)
@@ -83,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     caption = caption_lookup(args.captions)
     pipe = load_sr_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
-    scale = args.scale or pipe.sr_model.config.scale
+    scale = pipe.sr_model.config.scale if args.scale is None else args.scale
+    pipe.check_inputs([None], None, scale)  # a --scale the model was not trained for fails before any file
     base = {}
     if args.faces:
         from generation.faces.detect import load_detector
@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     def prompt_of(job):
         return caption(job) or args.prompt
+
+    def settings(job):  # what an existing output's sidecar must record to count as done
+        return {"scale": scale, "caption": prompt_of(job), "faces_mode": args.faces}
 
     def process(batch):
         from apps.batch import write_with_meta
@@ -110,10 +113,12 @@ def run(args: argparse.Namespace) -> int:
                                   **base, "input": str(job.src), "caption": prompt_of(job), "frames": r["frames"],
                                   "faces": r["faces"].to_json()}, save))
                 return None
-            note = upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale,
-                                 batch_size=args.batch_size, max_frames=args.max_frames)
-            if note:
-                print(f"note: {job.src}: {note.split(': ', 1)[-1]}", file=sys.stderr)
+            notes = []
+            write_with_meta(job.dst, {**settings(job), "input": str(job.src)}, lambda: notes.append(upscale_video(
+                pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
+                max_frames=args.max_frames)))
+            if notes[0]:
+                print(f"note: {job.src}: {notes[0].split(': ', 1)[-1]}", file=sys.stderr)
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch],
@@ -122,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(f"note: {note}", file=sys.stderr)
             if out.faces is None:
-                save_image(img, job.dst)
+                write_with_meta(job.dst, {**settings(job), "input": str(job.src)},
+                                lambda img=img, job=job: save_image(img, job.dst))
                 continue
             meta = {**base, "input": str(job.src), "caption": prompt_of(job),
                     "faces": [r.to_json() for r in out.faces[k]]}
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = errors_path(args.input, args.output, rank, world)
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=rank, world_size=world, progress=not args.quiet)
+                 rank=rank, world_size=world, progress=not args.quiet, settings=settings)
     summary = (f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
                f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     return finish(r, summary, world)

@@ -20,6 +20,22 @@ if TYPE_CHECKING:
     from generation.editing.pipeline_edit import EditPipeline
 
 
+#: The largest ``temporal_sigma`` (frames) a clip edit takes: wider kernels only average a clip away.
+MAX_TEMPORAL_SIGMA = 50.0
+
+
+def check_temporal_sigma(sigma) -> None:
+    """A one-line :class:`~hdvila.errors.UserError` unless ``sigma`` is a number from 0 to
+    :data:`MAX_TEMPORAL_SIGMA` (the latent smoothing of :func:`smooth_over_time`, in frames)."""
+    from numbers import Real
+
+    from hdvila.errors import UserError
+
+    if isinstance(sigma, bool) or not isinstance(sigma, Real) or not 0 <= sigma <= MAX_TEMPORAL_SIGMA:
+        raise UserError(f"temporal sigma must be a number from 0 (no smoothing) to {MAX_TEMPORAL_SIGMA:g} frames, "
+                        f"got {sigma!r}.")
+
+
 def smooth_over_time(ws: torch.Tensor, sigma: float) -> torch.Tensor:
     """ws [T, num_ws, w_dim] -> the same, Gaussian-filtered along T (edges replicated); sigma 0: unchanged."""
     if sigma <= 0 or ws.shape[0] < 2:

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import torch
 
-from generation.editing.clips import smooth_over_time
+from generation.editing.clips import check_temporal_sigma, smooth_over_time
 from generation.pipeline_utils import Pipeline, PipelineOutput, fit_to_square, image_to_tensor
 from hdvila.errors import CheckpointError, InputFileError, UserError
 
@@ -436,6 +436,7 @@ class EditPipeline(Pipeline):
             raise UserError(f"a clip gets one edit: give one prompt (a str), got {type(prompt).__name__}.")
         self.check_inputs(len(frames), prompt, method, strength, steps, refine_steps, latents_given=False,
                           refine_texture=refine_texture)
+        check_temporal_sigma(temporal_sigma)
         text = self.encode_prompt(prompt, 1)  # before any slow work: a bad prompt costs nothing
         prompt_notes = self.prompt_notes(prompt)
         x, notes = self.prepare_images(list(frames), [f"frame {i}" for i in range(len(frames))])
