@@ -105,6 +105,11 @@ def test_upscale_video_and_captions_file(cli, tmp_path):
     r = cli("upscale", src, tmp_path / "o", "--captions", src / "caps.csv", "--quiet")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o" / "x.png").is_file() and (tmp_path / "o" / "y.png").is_file()
+    assert "names none" not in r.stderr
+    assert json.loads((tmp_path / "o" / "x.png.json").read_text())["caption"] == "a red square with stripes"
+    (src / "other.csv").write_text("image;caption\nz.png;a red square\n")  # names none of the inputs: a warning
+    r = cli("upscale", src, tmp_path / "o2", "--captions", src / "other.csv", "--quiet")
+    assert r.returncode == 0 and "warning: --captions" in r.stderr and "names none of the 2 input" in r.stderr
 
 
 def test_upscale_refuses_bad_options(cli, tmp_path):

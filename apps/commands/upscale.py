@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     rank, world, device = process_share(args.device)
     jobs = plan_jobs(args.input, args.output)
     caption = caption_lookup(args.captions)
+    if args.captions and not any(caption(job) for job in jobs):
+        print(f"warning: --captions {args.captions} names none of the {len(jobs)} input file(s) (matched by path, "
+              f"path relative to the file, or name); they are upscaled "
+              + ("with --prompt." if args.prompt else "without a caption."), file=sys.stderr)
     pipe = load_sr_pipeline(args.model, args.generator, args.hdvila, device)
     pipe.set_progress_bar_config(disable=True)
     scale = pipe.sr_model.config.scale if args.scale is None else args.scale
