@@ -65,6 +65,20 @@ def test_judge_cli_reports_bad_file_and_continues(cli, tmp_path):
         assert 0 <= row["pattern"]["confidence"] <= 1
 
 
+def test_judge_cli_refuses_slivers_and_specks(cli, tmp_path):
+    """A 1x1 image or a 10000x10 sliver is not read (it would come back with confident labels)."""
+    from PIL import Image
+
+    save_image(DemoImageDataset("val", 1)[0]["image"], tmp_path / "ok.png")
+    Image.new("RGB", (1, 1), "red").save(tmp_path / "speck.png")
+    Image.new("RGB", (10000, 10), "red").save(tmp_path / "sliver.png")
+    r = cli("judge", tmp_path, "--json")
+    assert r.returncode == 1 and [json.loads(x)["file"] for x in r.stdout.splitlines()] == [str(tmp_path / "ok.png")]
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 2 and all("the judge reads square demo-domain frames" in e for e in errors)
+    assert any("1x1 px" in e for e in errors) and any("10000x10 px" in e for e in errors)
+
+
 def test_judge_cli_table(cli, tmp_path):
     save_image(DemoImageDataset("val", 1)[0]["image"], tmp_path / "a.png")
     r = cli("judge", tmp_path / "a.png")

@@ -1,7 +1,8 @@
 """``hdvila judge IMAGES...``: per-image attributes with confidences.
 
-Accepts image files and folders (their images, non-recursive). A file that cannot be read is
-reported on stderr with the reason and skipped; the exit status is 1 if any file failed.
+Accepts image files and folders (their images, non-recursive). A file that cannot be read, or that is
+not a roughly square frame of at least 16 px (the judge reads demo-domain renders), is reported on
+stderr with the reason and skipped; the exit status is 1 if any file failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def _collect(inputs: list[str]) -> list[Path]:
     return files
 
 
+#: The smallest side and the largest aspect ratio the judge reads: it was trained on square renders and
+#: resizes every image to its input size, so a sliver or a few pixels would be read as confidently as a frame.
+MIN_SIDE, MAX_ASPECT = 16, 1.25
+
+
+def check_judgeable(path, width: int, height: int, resolution: int) -> None:
+    """An :class:`~hdvila.errors.InputFileError` for an image the judge cannot read meaningfully: a side
+    under :data:`MIN_SIDE` px or an aspect ratio over :data:`MAX_ASPECT`."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputFileError(f"{path}: {width}x{height} px; the judge reads square demo-domain frames of at least "
+                             f"{MIN_SIDE} px (it resizes them to {resolution}x{resolution}). Crop it to a square "
+                             "first.")
+
+
 def run(args: argparse.Namespace) -> int:
     from hdvila.imageio import load_image
     from hdvila.judge.evaluate import read_attributes
@@ -56,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         batch, names = [], []
         for f in files[start: start + args.batch_size]:
             try:
-                batch.append(pil_to_tensor(load_image(f)))
+                image = pil_to_tensor(load_image(f))
+                check_judgeable(f, image.shape[-1], image.shape[-2], judge.config.resolution)
+                batch.append(image)
                 names.append(f)
             except InputFileError as e:
                 print(f"error: {e}", file=sys.stderr)
