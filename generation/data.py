@@ -63,13 +63,16 @@ def load_training_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
 
 
 def scan_image_folder(folder: str | os.PathLike, resolution: int, *, skip_bad: bool = False,
-                      keep_pixels: bool = True, progress: bool = False) -> tuple[list[Path], np.ndarray | None]:
+                      keep_pixels: bool = True, progress: bool = False,
+                      skip_hint: str = "pass --skip_bad_images to train without them",
+                      ) -> tuple[list[Path], np.ndarray | None]:
     """Decode every image under ``folder`` once and check it.
 
     Returns ``(good_files, pixels)`` where ``pixels`` is uint8 [N, 3, R, R] (the cropped, resized
     images; ``None`` when ``keep_pixels`` is False). Unusable files (corrupt, truncated, empty, too
     large...) raise one :class:`UserError` listing them all, or with ``skip_bad`` are left out with a
-    warning listing them. A folder without any usable image is always an error.
+    warning listing them. A folder without any usable image is always an error. ``skip_hint``: how the
+    error tells the caller's user to leave them out (the option of the command that is running).
     """
     files = list_image_files(folder)
     if not files:
@@ -93,7 +96,7 @@ def scan_image_folder(folder: str | os.PathLike, resolution: int, *, skip_bad: b
         listing = "\n  ".join(bad[:MAX_LISTED_BAD])
         more = f"\n  ... and {len(bad) - MAX_LISTED_BAD} more" if len(bad) > MAX_LISTED_BAD else ""
         if not skip_bad or not good:
-            hint = ("Remove or fix them, or pass --skip_bad_images to train without them."
+            hint = (f"Remove or fix them, or {skip_hint}."
                     if good else "No usable image is left.")
             raise UserError(f"{len(bad)} of {len(files)} images under {folder} cannot be used:\n"
                             f"  {listing}{more}\n{hint}")

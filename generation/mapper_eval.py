@@ -84,17 +84,19 @@ def check_data(data: str, val_size: int, option: str = "--val_size") -> None:
 
 
 def load_pixels(data: str, resolution: int, *, train_size: int, val_size: int, seed: int = 0,
-                skip_bad_images: bool = False, option: str = "--val_size") -> tuple[np.ndarray, np.ndarray, str]:
+                skip_bad_images: bool = False, option: str = "--val_size",
+                skip_hint: str = "pass --skip_bad_images to train without them") -> tuple[np.ndarray, np.ndarray, str]:
     """(train pixels, validation pixels, a name for the cache): uint8 [N, 3, R, R] each. ``data``:
     "demo" (``train_size`` train-split and ``val_size`` test-split renders) or a folder of images (any
-    sizes: centre-cropped and resized; the last ``val_size`` files, in sorted order, are held out)."""
+    sizes: centre-cropped and resized; the last ``val_size`` files, in sorted order, are held out).
+    ``skip_hint``: how an error on unusable images names the way to leave them out."""
     from generation.data import render_demo_images, scan_image_folder
 
     if data == "demo":
         return (render_demo_images(train_size, resolution, split="train", seed=seed, progress=True),
                 render_demo_images(val_size, resolution, split="test", seed=seed),
                 f"demo-{train_size}")
-    files, pixels = scan_image_folder(data, resolution, skip_bad=skip_bad_images, progress=True)
+    files, pixels = scan_image_folder(data, resolution, skip_bad=skip_bad_images, progress=True, skip_hint=skip_hint)
     check_image_count(data, val_size, len(files), "usable ", option)  # skip_bad_images may have left out some
     from hdvila.modeling_utils import tensors_digest
 
@@ -231,13 +233,15 @@ def score_mappers(mappers: Sequence[str | Path], *, generator: str | None = None
                   hdvila: str | None = None, attributes: str | Path | None = None, data: str = "demo",
                   val_size: int = 16, skip_bad_images: bool = False, unread_attributes: Sequence[str] = (),
                   seed: int = 0, figures_dir: str | Path | None = None, val_option: str = "--val_size",
-                  report: Callable[[str, dict[str, float]], None] | None = None) -> dict[str, dict[str, float]]:
+                  report: Callable[[str, dict[str, float]], None] | None = None,
+                  skip_hint: str = "pass --skip_bad_images to score without them") -> dict[str, dict[str, float]]:
     """The validation numbers of :func:`validate_mapper` for each mapper folder (no training, no judge),
     by folder as given: the numbers the training run logged for it when ``generator``, ``encoder``,
     ``hdvila``, ``attributes``, ``data``, ``val_size``, ``unread_attributes`` and ``seed`` are the
     run's. The vocabulary, ``data`` and the folders are checked before any model is loaded.
     ``figures_dir``: also write each grid there as ``<parent>-<folder>.png``. ``report(folder,
-    numbers)`` is called as each mapper is scored."""
+    numbers)`` is called as each mapper is scored. ``skip_hint``: how an error on unusable images in
+    ``data`` names the way to leave them out (the caller's option)."""
     from generation.editing.guide import guide_fingerprint
     from generation.editing.mapper import EditMapper
     from generation.editing.value_objective import ValueReader
@@ -254,7 +258,7 @@ def score_mappers(mappers: Sequence[str | Path], *, generator: str | None = None
     models = load_edit_models(generator, encoder, hdvila)
     G, enc, guide = models["G"], models["encoder"], models["guide"]
     _, val_pixels, _ = load_pixels(data, G.img_resolution, train_size=1, val_size=val_size, seed=seed,
-                                   skip_bad_images=skip_bad_images, option=val_option)
+                                   skip_bad_images=skip_bad_images, option=val_option, skip_hint=skip_hint)
     val = invert_images(G, enc, guide, val_pixels, None, "inverting the validation images")
     texts, reader, out = PromptTable(guide), ValueReader(guide, vocabulary, unread=unread_attributes), {}
     for folder in mappers:

@@ -120,7 +120,8 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
         raise InputFileError(f"{label}: image has no pixels ({w}x{h}).")
     if w * h > max_pixels:
         raise InputFileError(f"{label}: image is {w}x{h} = {w * h:,} pixels, above the limit of "
-                             f"{max_pixels:,}. Downscale it first (or raise max_pixels if you trust the file).")
+                             f"{max_pixels:,}. Downscale it to at most {max_pixels:,} pixels first (library users "
+                             f"who trust the file: hdvila.imageio.load_image(..., max_pixels=N)).")
 
 
 def _from_array(arr: np.ndarray, label: str) -> Image.Image:

@@ -78,7 +78,8 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     with pytest.raises(InputFileError) as e:
         load_image(p)
     assert str(e.value) == (f"{p}: image is 100000x100000 = 10,000,000,000 pixels, above the limit of 40,000,000. "
-                            "Downscale it first (or raise max_pixels if you trust the file).")
+                            "Downscale it to at most 40,000,000 pixels first (library users who trust the file: "
+                            "hdvila.imageio.load_image(..., max_pixels=N)).")
 
 
 def test_size_limit_configurable():

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="HD-VILA model folder (default: the bundled checkpoints/hdvila-mini)")
     parser.add_argument("--num", type=int, default=200, help="test-split renders (default 200)")
-    parser.add_argument("--resolution", type=int, default=64, help="render side in px, the generator's (default 64)")
+    parser.add_argument("--resolution", type=int, default=64,
+                        help="render side in px, the generator's: 8 to 1024 (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="the demo domain's seed (default 0)")
     parser.add_argument("--wording", choices=["train", "heldout"], default="train",
                         help="caption and prompt wordings (heldout: words and phrasings never seen in training)")
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="OUT", help="also write everything as JSON ('-': stdout alone)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+#: Render sides accepted by --resolution, and the most pixels all --num renders may hold together (in
+#: memory at once, as float32: 2**27 pixels x 3 channels x 4 bytes = 1.5 GiB).
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
+MAX_TOTAL_PIXELS = 2**27
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1 or args.batch_size < 1:
         raise UserError("--num and --batch-size must be >= 1")
-    if args.resolution < 8:
-        raise UserError(f"--resolution must be >= 8 px, got {args.resolution}")
+    if not MIN_RESOLUTION <= args.resolution <= MAX_RESOLUTION:
+        raise UserError(f"--resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION} px (the generator's "
+                        f"side, default 64), got {args.resolution}")
+    if args.num * args.resolution ** 2 > MAX_TOTAL_PIXELS:
+        raise UserError(f"--num {args.num} renders at {args.resolution} px are {args.num * args.resolution ** 2:,} "
+                        f"pixels in memory at once, above the limit of {MAX_TOTAL_PIXELS:,}; lower --num or "
+                        f"--resolution")
     model_dir = resolve_model_path(args.model, "hdvila-mini", option="--model", accepts=(
         "an HD-VILA model folder (config.json + model.safetensors, e.g. from `hdvila convert hdvila`)"))
     model = HDVILAModel.from_pretrained(model_dir).eval().to(get_device(args.device))

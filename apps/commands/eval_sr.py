@@ -40,6 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None)
 
 
+#: SSIM's Gaussian window (generation/superres/metrics.py): what must be left after cropping.
+SSIM_WINDOW = 11
+
+
+def check_crop_border(crop_border: int | None, resolution: int) -> None:
+    """A one-line :class:`UserError` for a ``--crop-border`` that is negative or leaves fewer than
+    SSIM's 11x11 pixels of a ``resolution``-px output (None: the scale, always fine)."""
+    if crop_border is None:
+        return
+    most = (resolution - SSIM_WINDOW) // 2
+    if not 0 <= crop_border <= most:
+        raise UserError(f"--crop-border must be between 0 and {most} pixels for this model's {resolution}x{resolution} "
+                        f"outputs (SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} left), got {crop_border}")
+
+
 def run(args: argparse.Namespace) -> int:
     from apps.pipelines import load_sr_pipeline
     from generation.superres.data import demo_captioned_images, folder_captioned_images
@@ -47,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1 or args.batch_size < 1:
         raise UserError("--num and --batch-size must be >= 1")
+    if args.crop_border is not None and args.crop_border < 0:
+        raise UserError(f"--crop-border must be >= 0 pixels, got {args.crop_border}")
     pipe = load_sr_pipeline(args.model, device=args.device)
     res = pipe.out_resolution
+    check_crop_border(args.crop_border, res)
     judge = wrong = targets = None
     if args.data == "demo":
         from hdvila.judge.model import load_judge

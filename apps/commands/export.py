@@ -29,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.stylegan2.export import export_checkpoint
+    from pathlib import Path
 
+    from generation.stylegan2.export import export_checkpoint
+    from hdvila.errors import UserError
+
+    if Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint} is a file, not a folder: export takes a checkpoint-N folder of "
+                        f"generation/train_stylegan2.py or the run's output folder (an NVlabs .pkl or rosinality .pt "
+                        f"is made a model folder by `hdvila convert stylegan2 SRC OUT`).")
     result = export_checkpoint(args.checkpoint, args.out, average=args.average, generator=args.generator)
     names = ", ".join(g.parent.name for g in result.generators)
     source = (f"the mean of {len(result.generators)} EMA generators ({names})" if len(result.generators) > 1

@@ -43,6 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
 
 
+#: Bounds of the numeric options (checked before anything is loaded or written).
+MAX_STEPS = 100_000
+MAX_LR = 10.0
+MAX_SEED = 2**63 - 1
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """A one-line :class:`UserError` for a numeric option out of range (before any model is loaded)."""
+    import math
+
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise UserError(f"--steps must be between 1 and {MAX_STEPS:,}, got {args.steps}")
+    if not (math.isfinite(args.lr) and 0 < args.lr <= MAX_LR):
+        raise UserError(f"--lr must be a number > 0 and <= {MAX_LR:g}, got {args.lr:g} (default 0.1)")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and 2**63-1, got {args.seed}")
+
+
 def run(args: argparse.Namespace) -> int:
     from generation.editing.pipeline_edit import MIN_SIDE
     from generation.pipeline_utils import fit_to_square
@@ -56,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is a file; pass a folder for the outputs.")
-    if args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    check_options(args)
     # Everything that can fail on the inputs happens before anything is written.
     image = load_image(args.image)
     gen_path = resolve_model_path(args.generator, BUNDLED_GENERATOR, option="--generator", accepts=GENERATOR_KINDS)

@@ -33,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the results as JSON ('-': stdout, which then holds the JSON alone)")
 
 
+def check_query_length(query: str, processor) -> None:
+    """Refuse a query longer than the text encoder reads (``processor.max_length`` tokens, the limit
+    ``hdvila edit`` holds prompts to, :func:`generation.editing.guide.check_prompt`): cut, it would
+    search for half a sentence."""
+    n = len(processor.tokenizer(query.strip(), add_special_tokens=True, verbose=False)["input_ids"])
+    if n > processor.max_length:
+        raise TextInputError(f"the search query has {n} tokens ({len(query):,} characters); the text encoder reads "
+                             f"at most {processor.max_length} ([CLS] and [SEP] included, see --max-tokens). "
+                             f"Shorten it to the words that describe the video.")
+
+
 def run(args: argparse.Namespace) -> int:
     from hdvila.retrieval.index import list_videos
     from hdvila.retrieval.search import search_videos
@@ -44,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.video_dir).is_dir():
         list_videos(args.video_dir)  # raises the 'not found' / 'is a file' error
     model, processor, model_id, device, dtype, cache_root = load_from_args(args)
+    check_query_length(args.query, processor)
     out = search_videos(model, processor, args.video_dir, args.query, top=args.top, cache_dir=cache_root,
                         model_id=model_id, batch_size=args.batch_size, device=device, dtype=dtype,
                         workers=args.workers, progress=not args.quiet)

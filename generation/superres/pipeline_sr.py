@@ -11,9 +11,10 @@ embedding; optional for a model without text). ``__call__`` reads like the algor
 Input policy (also in ``hdvila upscale --help`` and the README): an image whose side is not the
 model's LR size is centre-cropped to a square and resized to it (antialiased bicubic), with a
 note saying so (in the output's ``notes``, one per image: returned, not warned, so concurrent calls
-in one process each get their own); an image larger than the model's *output* is refused (downscaling it to upscale
-again would lose detail the user already has), as are images under 4 px. The aspect is never
-distorted.
+in one process each get their own); a caption longer than the text encoder reads is cut to its
+first ``processor.max_length`` tokens, with a note too (not a warning); an image larger than the
+model's *output* is refused (downscaling it to upscale again would lose detail the user already
+has), as are images under 4 px. The aspect is never distorted.
 
 Faces (``faces="largest"`` or ``"all"``, for a model trained on faces and real photos): each image is
 searched for faces (:mod:`generation.faces`), each selected face is aligned as FFHQ at the model's LR
@@ -25,6 +26,7 @@ model's sizes (its enlargement to 40 MP at most). An image with no face raises
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -36,10 +38,16 @@ from hdvila.errors import CheckpointError, InputFileError, UserError
 MIN_SIDE = 4
 
 
+def _label(labels: Sequence[str] | None, i: int) -> str:
+    """How notes and errors name image ``i``: its label, or "image i+1"."""
+    return labels[i] if labels else f"image {i + 1}"
+
+
 @dataclass
 class SRPipelineOutput(PipelineOutput):
     """``images``: the SR outputs; ``lr_images``: the network's LR inputs after the input policy
-    [N, 3, r, r] in [-1, 1]; ``notes``: what the input policy did to each image (empty if nothing).
+    [N, 3, r, r] in [-1, 1]; ``notes``: what the input policy did to each image and its caption (cut
+to the tokens the text encoder reads), one line each; empty if nothing.
 
     With ``faces``: ``images`` are the whole frames enlarged (a batch when they share a size, else a
     list; 'pil': a list either way), ``lr_images`` the aligned crops (one row per face, image by
@@ -101,7 +109,7 @@ class SRPipeline(Pipeline):
         r, out_res = self.lr_resolution, self.out_resolution
         batch, notes = [], []
         for i, image in enumerate(images):
-            label = labels[i] if labels else f"image {i + 1}"
+            label = _label(labels, i)
             t = image_to_tensor(image, label)
             h, w = t.shape[-2:]
             if max(h, w) > out_res:
@@ -125,12 +133,45 @@ class SRPipeline(Pipeline):
             raise CheckpointError("a caption was given, but the pipeline has no HD-VILA model to embed it; load the "
                                   "pipeline with its hdvila and processor components.")
         rows = [i for i, p in enumerate(prompts) if p is not None and str(p).strip()]
-        tok = self.processor.tokenize([str(prompts[i]) for i in rows])
+        texts = [str(prompts[i]) for i in rows]
+        if any(self._caption_tokens(texts)):
+            # Cut captions are reported in the output's notes (caption_notes), one line per image,
+            # not as the processor's TextTruncationWarning with its source line.
+            from hdvila.processing_hdvila import TextTruncationWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TextTruncationWarning)
+                tok = self.processor.tokenize(texts)
+        else:
+            tok = self.processor.tokenize(texts)
         emb = self.hdvila.get_text_features(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
         text = torch.zeros(n, emb.shape[1], device=self.device, dtype=emb.dtype)
         text[rows] = emb
         keep[rows] = True
         return text, keep
+
+    def _caption_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Per text: its token count when above ``processor.max_length`` (it will be cut), else 0."""
+        lengths = [len(ids) for ids in self.processor.tokenizer(list(texts), add_special_tokens=True,
+                                                                verbose=False)["input_ids"]]
+        return [n if n > self.processor.max_length else 0 for n in lengths]
+
+    def caption_notes(self, prompt: str | Sequence[str | None] | None, n: int) -> list[str]:
+        """One note per image: "" or, where its caption is longer than the text encoder reads, that
+        only its first ``processor.max_length`` tokens are used (the caption is cut, not refused)."""
+        prompts = [prompt] * n if prompt is None or isinstance(prompt, str) else list(prompt)
+        if not self.sr_model.config.text_dim or self.processor is None:
+            return [""] * n
+        rows = [i for i, p in enumerate(prompts) if p is not None and str(p).strip()]
+        notes = [""] * n
+        if not rows:
+            return notes
+        m = self.processor.max_length
+        for i, count in zip(rows, self._caption_tokens([str(prompts[i]) for i in rows])):
+            if count:
+                notes[i] = (f"the caption has {count} tokens; only its first {m} are used (the text encoder reads "
+                            f"at most {m}, [CLS] and [SEP] included): shorten it to what the image shows")
+        return notes
 
     @torch.no_grad()
     def __call__(self, image: Any | Sequence[Any], prompt: str | Sequence[str | None] | None = None, scale: int = 4,
@@ -154,6 +195,9 @@ class SRPipeline(Pipeline):
                                        batch_size=batch_size, labels=labels, faces=faces)
         lr, notes = self.prepare_images(images, labels)
         text, keep = self.encode_prompt(prompt, len(images))
+        for i, cut in enumerate(self.caption_notes(prompt, len(images))):
+            if cut:
+                notes[i] = f"{notes[i].rstrip('.')}; {cut}" if notes[i] else f"{_label(labels, i)}: {cut}"
         outs = []
         for start in self.progress_bar(range(0, len(lr), batch_size)):
             sl = slice(start, start + batch_size)
@@ -178,6 +222,8 @@ class SRPipeline(Pipeline):
                    batch_size=batch_size, labels=batch.crop_labels)
         records = batch.records(out.images, scale=scale)
         frames = batch.paste(records, scale=scale)
+        notes = [f"{_label(labels, i)}: {cut}" if cut else ""
+                 for i, cut in enumerate(self.caption_notes(prompt, len(images)))]
         output = SRPipelineOutput(images=frames_output(frames, output_type, self.postprocess), lr_images=out.lr_images,
-                                  notes=[""] * len(images), faces=records)
+                                  notes=notes, faces=records)
         return output if return_dict else output.to_tuple()
