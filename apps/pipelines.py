@@ -12,7 +12,7 @@ the web UI (:mod:`apps.web`) call these; the commands add argument parsing, batc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
     from generation.editing.pipeline_edit import EditPipeline
@@ -71,17 +71,19 @@ def edit_video(pipe: EditPipeline, src, dst, prompt: str, *, method: str = "mapp
     and written to ``dst`` with ``src``'s audio: :func:`edit_frames_to_video` on its frames."""
     from hdvila.videoio import read_video_checked
 
-    frames, fps = read_video_checked(src, max_frames)
+    notes: list[str] = []  # a truncated file's note, in the result's "note"
+    frames, fps = read_video_checked(src, max_frames, notes=notes)
     return edit_frames_to_video(pipe, frames, fps, dst, prompt, method=method, strength=strength, steps=steps,
                                 refine_steps=refine_steps, refine_texture=refine_texture,
                                 temporal_sigma=temporal_sigma, write=write, faces=faces, name=str(src),
-                                audio_from=src)
+                                audio_from=src, read_notes=notes)
 
 
 def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: str, *, method: str = "mapper",
                          strength: float = 1.0, steps: int = 300, refine_steps: int = 0,
                          refine_texture: float | None = None, temporal_sigma: float = 1.0, write=None,
-                         faces: str | None = None, name: str = "the clip", audio_from=None) -> dict:
+                         faces: str | None = None, name: str = "the clip", audio_from=None,
+                         read_notes: Sequence[str] = ()) -> dict:
     """The frames of a video (uint8 [T, H, W, 3], e.g. from :func:`hdvila.videoio.read_video_checked`)
     edited as one clip (:meth:`EditPipeline.edit_clip
     <generation.editing.pipeline_edit.EditPipeline.edit_clip>`: one offset for every frame, latents
@@ -89,7 +91,8 @@ def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: st
     texture-loss weight, None for the pipeline's default), written to ``dst`` as an mp4 at ``fps``
     (atomically) with the audio of the file ``audio_from`` (the source video; trimmed to the frames, see
     :func:`hdvila.videoio.write_video`), if given and it has any. Returns
-    {"frames": T, "inversion_psnr": mean dB, "note": the input-policy note ("" if none),
+    {"frames": T, "inversion_psnr": mean dB, "note": ``read_notes`` (what reading the file found, e.g. a
+    truncated file) and the input-policy note, "; "-joined ("" if none),
     "prompt_notes": notes on the prompt}; ``write(result, save)``, if given, is called in place of
     ``save()``, the mp4 write (``hdvila edit`` wraps it with its metadata sidecar).
 
@@ -114,8 +117,8 @@ def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: st
         x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
     out = pipe.edit_clip(x, prompt, method=method, strength=strength, steps=steps, refine_steps=refine_steps,
                          refine_texture=refine_texture, temporal_sigma=temporal_sigma)
-    result = {"frames": len(frames), "inversion_psnr": out.inversion_psnr, "note": "; ".join(out.notes),
-              "prompt_notes": out.prompt_notes}
+    result = {"frames": len(frames), "inversion_psnr": out.inversion_psnr,
+              "note": "; ".join([*read_notes, *out.notes]), "prompt_notes": out.prompt_notes}
     video = out.frames
     if faces:
         clip_faces = ClipFaces(aligned=aligned, outputs=out.frames)
@@ -128,16 +131,20 @@ def edit_frames_to_video(pipe: EditPipeline, frames, fps: float, dst, prompt: st
 def upscale_video(pipe: SRPipeline, src, dst, prompt: str | None, *, scale: int | None = None, batch_size: int = 16,
                   max_frames: int | None = 2000, faces: str | None = None, write=None):
     """Every frame of the video ``src`` (at most ``max_frames``; a longer one is refused), upscaled and
-    written to ``dst`` with ``src``'s audio: :func:`upscale_frames_to_video` on its frames, or with ``faces``
-    :func:`upscale_faces_to_video` (whose result it returns)."""
+    written to ``dst`` with ``src``'s audio: :func:`upscale_frames_to_video` on its frames (returns its
+    note, after a truncated file's note), or with ``faces`` :func:`upscale_faces_to_video` (returns its
+    result, with "note": a truncated file's note or "")."""
     from hdvila.videoio import read_video_checked
 
-    frames, fps = read_video_checked(src, max_frames)
+    notes: list[str] = []  # a truncated file's note
+    frames, fps = read_video_checked(src, max_frames, notes=notes)
     if faces:
-        return upscale_faces_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
-                                      faces=faces, name=str(src), write=write, audio_from=src)
-    return upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
+        result = upscale_faces_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
+                                        faces=faces, name=str(src), write=write, audio_from=src)
+        return {**result, "note": "; ".join(notes)}
+    note = upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
                                    audio_from=src)
+    return "; ".join([*notes, *([note] if note else [])]) or None
 
 
 def upscale_faces_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,

@@ -37,8 +37,11 @@ within seconds. Requests go through a queue with a concurrency limit; uploads ar
 (``max_file_size``) and images over 40 MP are refused before decoding.
 
 Messages: a user error (an empty, corrupt or non-image upload, a decompression bomb, one larger than
-the model's output, a clip over the limit, an empty query) comes back as a ``gr.Error`` with the
-library's one-line message. Image inputs are :class:`ImageUpload`, which hands the uploaded file to
+the model's output, a clip over the limit, an empty query, a field's value that is not a number in its
+range or not text, NaN and None included) comes back as a ``gr.Error`` with the library's one-line
+message. A ``--sr-model`` / ``--edit-model`` folder that is not a pipeline leaves the other tabs serving:
+its tab shows one line saying why (also printed at launch), and a request there fails with it.
+Image inputs are :class:`ImageUpload`, which hands the uploaded file to
 the action undecoded, so :func:`hdvila.imageio.load_image` judges it (not gradio's preprocessing).
 Messages name an upload by its file name, never by the server's temporary path, and advise only
 what the page offers. Notes (the input policy's, the prompt's) come back in the pipelines' return
@@ -49,8 +52,10 @@ exactly their own.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
+import sys
 import tempfile
 import threading
 import uuid
@@ -122,6 +127,23 @@ def default_cache_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="hdvila-web-"))
 
 
+_SR_ACCEPTS = "an SR pipeline folder (pipeline_index.json and one folder per component)"
+_EDIT_ACCEPTS = "an EditPipeline folder (pipeline_index.json and one folder per component)"
+
+
+def _pipeline_folder_error(path: Path, option: str, accepts: str):
+    """A :class:`~hdvila.errors.CheckpointError` saying why ``path`` (given as ``option``) is not a
+    pipeline folder, or None when it has its ``pipeline_index.json`` (the loader judges the rest)."""
+    from hdvila.errors import CheckpointError
+
+    if not path.is_dir():
+        return CheckpointError(f"{option} {path}: not a folder. Pass {accepts}.")
+    if not (path / "pipeline_index.json").is_file():
+        return CheckpointError(f"{option} {path}: no pipeline_index.json in the folder, so it is not a saved "
+                               f"pipeline. Pass {accepts}.")
+    return None
+
+
 class AppState:
     """The app's models, folders and caches; every model is a :class:`Once`."""
 
@@ -132,22 +154,25 @@ class AppState:
         from hdvila.paths import resolve_model_path
 
         # Paths are checked now, so a wrong option fails at start-up with one line, not at the first request.
-        self.sr_path = resolve_model_path(
-            sr_model, "sr-demo64-x4", option="--sr-model", marker="pipeline_index.json",
-            accepts="an SR pipeline folder (pipeline_index.json and one folder per component)")
+        # A folder that exists but is not a pipeline (no pipeline_index.json) leaves the other tabs working:
+        # its tab says so in one line (``sr_error`` / ``edit_error``), and so does a request there.
+        self.sr_path = resolve_model_path(sr_model, "sr-demo64-x4", option="--sr-model", marker="pipeline_index.json",
+                                          accepts=_SR_ACCEPTS)
+        self.sr_error: CheckpointError | None = _pipeline_folder_error(self.sr_path, "--sr-model", _SR_ACCEPTS)
         self.hdvila_path = resolve_model_path(hdvila, "hdvila-mini", option="--hdvila", accepts=(
             "an HD-VILA model folder with config.json and model.safetensors (e.g. from `hdvila convert hdvila`)"))
         # A missing *bundled* edit pipeline leaves the other tabs working; the Edit tab reports it.
         self.edit_error: CheckpointError | None = None
         self.edit_path: Path | None = None
         try:
-            self.edit_path = resolve_model_path(
-                edit_model, "edit-demo64", option="--edit-model", marker="pipeline_index.json",
-                accepts="an EditPipeline folder (pipeline_index.json and one folder per component)")
+            self.edit_path = resolve_model_path(edit_model, "edit-demo64", option="--edit-model",
+                                                marker="pipeline_index.json", accepts=_EDIT_ACCEPTS)
         except CheckpointError as e:
             if edit_model:
                 raise
             self.edit_error = e
+        else:
+            self.edit_error = _pipeline_folder_error(self.edit_path, "--edit-model", _EDIT_ACCEPTS)
         if generator is not None and not Path(generator).exists():
             raise CheckpointError(f"--generator {generator}: not found. "
                                   "Pass a StyleGAN2 model folder or an NVlabs .pkl.")
@@ -159,6 +184,7 @@ class AppState:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.embedding_cache = embedding_cache
         self.device = device
+        self.unavailable: dict[str, str] = {}  # tab -> why its model cannot load (found while building the page)
         self.sr = Once(self._load_sr)
         self.edit = Once(self._load_edit)
         self.edit_examples = Once(self._render_edit_examples)
@@ -171,6 +197,8 @@ class AppState:
         from generation.superres.pipeline_sr import SRPipeline
         from hdvila.device import get_device
 
+        if self.sr_error is not None:
+            raise self.sr_error
         return SRPipeline.from_pretrained(self.sr_path).to(get_device(self.device))
 
     def _load_edit(self):
@@ -225,10 +253,18 @@ class AppState:
 
         from generation.superres.losses import downsample
         from hdvila.demo.dataset import DemoImageDataset
+        from hdvila.errors import CheckpointError
         from hdvila.imageio import save_image
 
-        cfg = json.loads((self.sr_path / "sr_model" / "config.json").read_text())
-        out_res, scale = int(cfg["out_resolution"]), int(cfg["scale"])
+        if self.sr_error is not None:
+            raise self.sr_error
+        config = self.sr_path / "sr_model" / "config.json"
+        try:
+            cfg = json.loads(config.read_text())
+            out_res, scale = int(cfg["out_resolution"]), int(cfg["scale"])
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"--sr-model {self.sr_path}: {config.relative_to(self.sr_path)} is missing or "
+                                  f"unreadable ({type(e).__name__}); pass {_SR_ACCEPTS}.") from None
 
         def render(folder: Path) -> list[list[str]]:
             ds, rows = DemoImageDataset("test", EXAMPLES, resolution=out_res), []
@@ -249,11 +285,19 @@ class AppState:
 
         from generation.presets import demo_vocabulary
         from hdvila.demo.dataset import DemoImageDataset
+        from hdvila.errors import CheckpointError
         from hdvila.imageio import save_image
 
+        if self.edit_error is not None:
+            raise self.edit_error
         res = 64
-        if self.edit_path is not None and (self.edit_path / "generator" / "config.json").is_file():
-            res = int(json.loads((self.edit_path / "generator" / "config.json").read_text()).get("img_resolution", res))
+        config = self.edit_path / "generator" / "config.json" if self.edit_path is not None else None
+        if config is not None and config.is_file():
+            try:
+                res = int(json.loads(config.read_text()).get("img_resolution", res))
+            except (OSError, ValueError, TypeError, AttributeError) as e:
+                raise CheckpointError(f"--edit-model {self.edit_path}: generator/config.json is unreadable "
+                                      f"({type(e).__name__}); pass {_EDIT_ACCEPTS}.") from None
 
         def render(folder: Path) -> list[list[str]]:
             ds, rng, rows = DemoImageDataset("test", EXAMPLES, resolution=res), np.random.default_rng(0), []
@@ -375,11 +419,11 @@ def make_upscale(state: AppState) -> Callable:
 
         if not image:
             raise InputFileError("Upload a low-resolution image first (or pick an example).")
+        prompt = _text(caption, "caption") or None
         name = Path(image).name
         pil = load_image(image, name=name)  # the 40 MP limit is checked from the header, before decoding
         progress(0, desc="loading the super-resolution model")
         pipe = state.sr.get()
-        prompt = caption.strip() if caption and caption.strip() else None
         scale = pipe.sr_model.config.scale
         out = pipe(pil, prompt=prompt, labels=[name], faces=FACES_MODE if align_faces else None)
         sr = out.images[0]
@@ -425,11 +469,46 @@ def _face_settings(records) -> list[dict[str, Any]]:
             for r in records]
 
 
-def _int_in(value: float, lo: int, hi: int, name: str) -> int:
-    v = int(value)
-    if not lo <= v <= hi:
-        raise UserError(f"{name} must be between {lo} and {hi}, got {v}")
+def _number_in(value: Any, lo: float, hi: float, name: str, *, whole: bool = False) -> float:
+    """``value`` as a finite float in [lo, hi]; else a :class:`UserError` naming the field ``name`` (None,
+    NaN, infinities, text and booleans included, which ``float()``/``int()`` would pass or crash on)."""
+    kind = "a whole number" if whole else "a number"
+    shown = f"{value!r}" if isinstance(value, str) or value is None or isinstance(value, bool) else f"{value}"
+    problem = f"{name} must be {kind} from {lo:g} to {hi:g}, got {shown[:40]}; set it within that range."
+    if value is None or isinstance(value, bool):
+        raise UserError(problem)
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(problem) from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise UserError(problem)
     return v
+
+
+def _text(value: Any, name: str) -> str:
+    """A text field's value stripped ("" for None); a :class:`UserError` naming the field if it is not text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be text, got {type(value).__name__} {str(value)[:40]!r}; type it as text.")
+    return value.strip()
+
+
+def _int_in(value: Any, lo: int, hi: int, name: str) -> int:
+    """``value`` as an int in [lo, hi] (a fractional value is truncated, as before); else a :class:`UserError`
+    naming the field ``name``."""
+    return int(_number_in(value, lo, hi, name, whole=True))
+
+
+def _method_strength(method: Any, strength: Any) -> tuple[str, float]:
+    """The edit method and strength checked before any upload is decoded or model loaded: a
+    :class:`UserError` naming the field otherwise."""
+    from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
+
+    if method not in METHODS:
+        raise UserError(f"method must be {' or '.join(repr(m) for m in METHODS)}, got {method!r}; pick one of them.")
+    return method, _number_in(strength, *STRENGTH_RANGE, "strength")
 
 
 def make_edit(state: AppState) -> Callable:
@@ -448,13 +527,14 @@ def make_edit(state: AppState) -> Callable:
 
         if not image:
             raise InputFileError("Upload a frame first (or pick an example).")
+        method, strength = _method_strength(method, strength)
         steps = _int_in(steps, 1, EDIT_STEPS_MAX, "steps")
         refine_steps = _int_in(refine_steps, 0, EDIT_STEPS_MAX, "refine steps")
+        prompt = _text(prompt, "prompt")
         name = Path(image).name
         pil = load_image(image, name=name)  # the 40 MP limit is checked from the header, before decoding
         progress(0, desc="loading the edit model")
         pipe = state.edit.get()
-        prompt = (prompt or "").strip()
         out = pipe(pil, prompt, method=method, strength=float(strength), steps=steps,
                    refine_steps=refine_steps, labels=[name], faces=FACES_MODE if align_faces else None)
         before = pil if align_faces else to_pil(out.inputs[0])
@@ -492,11 +572,14 @@ def make_video(state: AppState) -> Callable:
         if not clip:
             raise InputFileError("Upload a short video first.")
         if task not in ("edit", "upscale"):
-            raise UserError(f"task must be 'edit' or 'upscale', got {task!r}")
-        prompt = (prompt or "").strip()
+            raise UserError(f"task must be 'edit' or 'upscale', got {task!r}; pick one of them.")
+        if task == "edit":
+            method, strength = _method_strength(method, strength)
+        prompt = _text(prompt, "prompt")
         src = Path(clip)
         name = src.name
-        frames, fps = read_all_frames(src, max_frames=VIDEO_MAX_FRAMES + 1)  # one more: is it longer?
+        read_notes: list[str] = []  # this request's own (a truncated file's), never process-wide warnings
+        frames, fps = read_all_frames(src, max_frames=VIDEO_MAX_FRAMES + 1, notes=read_notes)  # one more: longer?
         if len(frames) == 0:
             raise InputFileError(f"{name}: the video has no frames.")
         cut = len(frames) > VIDEO_MAX_FRAMES
@@ -527,6 +610,7 @@ def make_video(state: AppState) -> Callable:
             else:
                 note = upscale_frames_to_video(pipe, frames, fps, dst, prompt or None, audio_from=src)
                 summary += captioned + (f"; {note.split(': ', 1)[-1]}" if note else "")
+        summary += "".join(f"; {n.replace(str(src), name)}" for n in read_notes)
         if not align_faces:
             return str(dst), str(dst), summary, []
         found = sum(a.box is not None for a in r["faces"].aligned)
@@ -556,7 +640,8 @@ def make_search(state: AppState) -> Callable:
         ``--videos`` option gave it (or "the demo videos"), not by the server's cache path."""
         from hdvila.retrieval.search import search_videos
 
-        if not query or not query.strip():
+        query = _text(query, "query")
+        if not query:
             raise TextInputError("The search query is empty; describe the video you are looking for.")
         top = _int_in(top, 1, SEARCH_TOP_MAX, "top")
         progress(0, desc="loading the HD-VILA model")
@@ -565,7 +650,7 @@ def make_search(state: AppState) -> Callable:
         folder = state.videos.get()
         where = state.videos_arg or "the demo videos"
         try:
-            out = search_videos(m["model"], m["processor"], folder, query.strip(), top=top, cache_dir=m["cache_dir"],
+            out = search_videos(m["model"], m["processor"], folder, query, top=top, cache_dir=m["cache_dir"],
                                 model_id=m["model_id"], device=m["device"], dtype=m["dtype"], workers=0, progress=True)
         except UserError as e:
             raise type(e)(_name_paths(str(e), Path(folder), where)) from None
@@ -584,6 +669,21 @@ def make_search(state: AppState) -> Callable:
 
 
 # ---- the app --------------------------------------------------------------------------------------
+def _examples_or_note(state: AppState, error: UserError | None, examples: Once, tab: str) -> list | None:
+    """A tab's examples, or None after a one-line note in the tab (``{tab}-unavailable``) saying why its
+    model cannot load (``error``, or the failure to render the examples from the model's config), also
+    kept in ``state.unavailable[tab]``; the other tabs stay usable, and a request on this one fails with
+    the loader's one line."""
+    if error is None:
+        try:
+            return examples.get()
+        except UserError as e:
+            error = e
+    state.unavailable[tab] = str(error)
+    gr.Markdown(f"**Unavailable:** {error}", elem_id=f"{tab}-unavailable")
+    return None
+
+
 def _edit_tab(state: AppState) -> None:
     from generation.editing.pipeline_edit import METHODS, STRENGTH_RANGE
 
@@ -620,8 +720,9 @@ def _edit_tab(state: AppState) -> None:
         inputs = [image, prompt, method, strength, steps, refine, faces]
         outputs = [slider, recon, download, settings, aligned]
         gr.on([button.click, prompt.submit], fn, inputs=inputs, outputs=outputs, api_name="edit")
-        if state.edit_error is None:
-            gr.Examples(examples=state.edit_examples.get(), inputs=[image, prompt], outputs=outputs, fn=fn,
+        examples = _examples_or_note(state, state.edit_error, state.edit_examples, "edit")
+        if examples is not None:
+            gr.Examples(examples=examples, inputs=[image, prompt], outputs=outputs, fn=fn,
                         cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
 
 
@@ -680,8 +781,10 @@ def _upscale_tab(state: AppState) -> None:
         fn = make_upscale(state)
         outputs = [slider, download, notes, aligned]
         button.click(fn, inputs=[image, caption, faces], outputs=outputs, api_name="upscale")
-        gr.Examples(examples=state.examples.get(), inputs=[image, caption], outputs=outputs,
-                    fn=fn, cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
+        examples = _examples_or_note(state, state.sr_error, state.examples, "upscale")
+        if examples is not None:
+            gr.Examples(examples=examples, inputs=[image, caption], outputs=outputs,
+                        fn=fn, cache_examples=True, cache_mode="lazy", label="Demo-domain examples")
 
 
 def _search_tab(state: AppState) -> None:
@@ -769,4 +872,6 @@ def launch(args) -> None:
     """``hdvila app``: build the app from the parsed options and serve it until interrupted."""
     demo = build_app(args.sr_model, args.hdvila, args.videos, edit_model=args.edit_model, generator=args.generator,
                      cache_dir=args.cache_dir, device=args.device, concurrency_limit=args.concurrency)
+    for tab, error in demo.hdvila_state.unavailable.items():  # the other tabs serve; this one shows the same line
+        print(f"warning: the {tab.capitalize()} tab is unavailable: {error}", file=sys.stderr, flush=True)
     serve(demo, host=args.host, port=args.port, share=args.share)

@@ -7,7 +7,9 @@ as numbered images, see :func:`frame_folder_files`) and an in-memory tensor [T, 
 same way. Every problem a user can fix raises :class:`~hdvila.errors.InputFileError` naming the
 file: not found, empty, not a video, no video stream (an audio-only file), truncated or corrupt.
 The decoders' own log lines (FFmpeg's ``moov atom not found``, decord's ``Check failed: ...``) are
-kept off the terminal; their gist goes into that message instead.
+kept off the terminal; their gist goes into that message instead. A file that decodes cleanly to far
+fewer frames than its container declares (cut off mid-download) is read with a one-line note
+(:func:`shortfall_note`), since containers often misreport by a frame or two.
 
 Writing (:func:`write_video`): mp4 (H.264, yuv420p) through PyAV, written atomically; ``audio_from``
 carries a source's audio track over (copied, or re-encoded to AAC), trimmed to the frames written.
@@ -266,11 +268,53 @@ def open_video(source: VideoSource) -> TensorVideo | DecordVideo | FrameFolder:
     return DecordVideo(path)
 
 
-def read_all_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+#: A decoded video shorter than this share of the frames its container declares (and at least
+#: :data:`SHORTFALL_MIN_FRAMES` short) gets a note: containers misreport by a frame or two, not by a tenth.
+SHORTFALL_RATIO = 0.9
+SHORTFALL_MIN_FRAMES = 2
+
+
+class TruncatedVideoWarning(UserWarning):
+    """A video decoded to far fewer frames than its container declares (:func:`read_all_frames`), warned
+    only when the caller does not collect the note itself."""
+
+
+def _declared_frames(container, stream) -> int | None:
+    """The frame count ``stream`` declares: its ``nb_frames``, else its (or the container's) duration
+    times its frame rate; None when it declares neither."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = stream.duration * stream.time_base
+    elif container.duration and not container.streams.audio:  # with audio, it may be the sound's length
+        seconds = Fraction(container.duration, 1_000_000)  # AV_TIME_BASE
+    else:
+        return None
+    return round(seconds * rate) or None
+
+
+def shortfall_note(label: str, decoded: int, declared: int | None) -> str | None:
+    """A one-line note when ``decoded`` frames fall well short of the ``declared`` count (below
+    :data:`SHORTFALL_RATIO` of it and at least :data:`SHORTFALL_MIN_FRAMES` short), else None."""
+    if not declared or declared - decoded < SHORTFALL_MIN_FRAMES or decoded >= SHORTFALL_RATIO * declared:
+        return None
+    return (f"{label}: decoded {decoded} of {declared} declared frames; the file may be truncated (re-download or "
+            f"re-export it to get the whole video).")
+
+
+def read_all_frames(path: str | os.PathLike, max_frames: int | None = None,
+                    notes: list[str] | None = None) -> tuple[np.ndarray, float]:
     """Every frame of a video file in order (at most ``max_frames``), decoded with PyAV.
 
-    Returns (uint8 array [T, H, W, 3], frames per second). A file that stops decoding part-way is an
-    error, not a shorter video, so no caller writes a partial output from it.
+    Returns (uint8 array [T, H, W, 3], frames per second). A file that stops decoding part-way with a
+    decoder error is an error, not a shorter video, so no caller writes a partial output from it. A
+    file that ends cleanly but well short of the frames its container declares (a download or copy cut
+    off: :func:`shortfall_note`) is read, and its one-line note is appended to ``notes``; with
+    ``notes`` None it is warned instead (:class:`TruncatedVideoWarning`). A read stopped by
+    ``max_frames`` is not judged.
     """
     import av
 
@@ -289,24 +333,39 @@ def read_all_frames(path: str | os.PathLike, max_frames: int | None = None) -> t
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0  # FFmpeg's own default when a stream states no rate
+        declared = _declared_frames(container, stream)
+        stopped = False
         try:
             for frame in container.decode(stream):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if max_frames is not None and len(frames) >= max_frames:
+                    stopped = True
                     break
         except (av.FFmpegError, OSError, ValueError) as e:
             raise InputFileError(f"{path}: decoding stopped after {len(frames)} frame(s) ({_short(e)}); the file "
                                  f"is truncated or corrupt.") from None
+    note = None if stopped else shortfall_note(str(path), len(frames), declared)
+    if note is not None:
+        if notes is not None:
+            notes.append(note)
+        else:
+            warnings.warn(note, TruncatedVideoWarning, stacklevel=2)
     if not frames:
         h, w = stream.codec_context.height or 0, stream.codec_context.width or 0
         return np.zeros((0, h, w, 3), np.uint8), fps
     return np.stack(frames), fps
 
 
-def read_video_checked(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+def read_video_checked(path: str | os.PathLike, max_frames: int | None = None,
+                       notes: list[str] | None = None) -> tuple[np.ndarray, float]:
     """:func:`read_all_frames` for a command that processes a whole video: a video with no frames,
-    or with more than ``max_frames``, is refused (:class:`InputFileError`) rather than cut short."""
-    frames, fps = read_all_frames(path, max_frames=None if max_frames is None else max_frames + 1)
+    or with more than ``max_frames``, is refused (:class:`InputFileError`) rather than cut short.
+    ``notes``: as for :func:`read_all_frames` (a truncated file's note)."""
+    collected: list[str] = [] if notes is None else notes
+    frames, fps = read_all_frames(path, max_frames=None if max_frames is None else max_frames + 1, notes=collected)
+    if notes is None:
+        for note in collected:
+            warnings.warn(note, TruncatedVideoWarning, stacklevel=2)
     if len(frames) == 0:
         raise InputFileError(f"{path}: the video has no frames.")
     if max_frames is not None and len(frames) > max_frames:
@@ -496,5 +555,6 @@ def _encoded_packets(source, src, out, offset: Fraction, duration: Fraction) -> 
         yield packet.pts * packet.time_base, packet
 
 
-__all__ = ["FRAME_WORDS", "DecordVideo", "FrameFolder", "TensorVideo", "VideoSource", "frame_folder_files",
-           "open_video", "quiet_native_stderr", "read_all_frames", "write_video"]
+__all__ = ["FRAME_WORDS", "DecordVideo", "FrameFolder", "TensorVideo", "TruncatedVideoWarning", "VideoSource",
+           "frame_folder_files", "open_video", "quiet_native_stderr", "read_all_frames", "read_video_checked",
+           "shortfall_note", "write_video"]

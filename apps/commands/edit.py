@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
                                  "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"],
                                  **({"faces": r["faces"].to_json()} if r.get("faces") else {})}, save))
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
+            if out["note"]:
+                print(f"note: {job.src}: {out['note'].replace(f'{job.src}: ', '')}", file=sys.stderr)
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,

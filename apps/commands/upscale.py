@@ -111,11 +111,13 @@ def run(args: argparse.Namespace) -> int:
         if batch[0].kind == "video":
             job = batch[0]
             if args.faces:
-                upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
-                              max_frames=args.max_frames, faces=args.faces,
-                              write=lambda r, save: write_with_meta(job.dst, {
-                                  **base, "input": str(job.src), "caption": prompt_of(job), "frames": r["frames"],
-                                  "faces": r["faces"].to_json()}, save))
+                r = upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
+                                  max_frames=args.max_frames, faces=args.faces,
+                                  write=lambda r, save: write_with_meta(job.dst, {
+                                      **base, "input": str(job.src), "caption": prompt_of(job), "frames": r["frames"],
+                                      "faces": r["faces"].to_json()}, save))
+                if r["note"]:
+                    print(f"note: {job.src}: {r['note'].replace(f'{job.src}: ', '')}", file=sys.stderr)
                 return None
             notes = []
             write_with_meta(job.dst, {**settings(job), "input": str(job.src)}, lambda: notes.append(upscale_video(
