@@ -5,10 +5,10 @@ input and a folder for a folder input, where each result keeps its relative path
 ``.png``, videos ``.mp4``).
 
 - **Resumable**: a job whose output exists, made with the same settings (its ``.json`` sidecar says
-  so), is skipped unless ``overwrite``; an output file made otherwise is left alone and reported as
-  that job's error. An output folder inside the input folder is not searched, and the input itself
-  is never an output. Every write is atomic
-  (a temporary file renamed when complete), so a killed run never leaves a partial output, and the
+  so), is skipped unless ``overwrite``; an output made with other settings is left alone and reported
+  as that job's error, and one with no sidecar is kept with a warning. An output folder inside the
+  input folder is not searched, and no output is ever an input file. Every write is atomic (a
+  temporary file renamed when complete), so a killed run never leaves a partial output, and the
   temporary files a killed run left are removed when their job is redone.
 - **One bad input does not stop the batch**: it is recorded in the errors report
   (``OUTPUT/hdvila-errors.jsonl`` for a folder, ``OUTPUT.errors.jsonl`` beside a single file; one
@@ -63,7 +63,7 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
         if dst.suffix.lower() not in want:
             raise UserError(f"{dst}: the output of an {kind} must end in {' or '.join(want)}, "
                             "or be an existing folder.")
-        if dst.resolve() == src.resolve():
+        if _same_file(dst, src):
             raise UserError(f"{dst}: the output is the input file itself, which would be replaced; choose another "
                             "output path.")
         return [Job(src, dst, kind, src.name)]
@@ -88,12 +88,27 @@ def plan_jobs(src: str | os.PathLike, dst: str | os.PathLike) -> list[Job]:
             jobs.append(Job(path, dst / rel.with_suffix(".png" if kind == "image" else ".mp4"), kind, rel.as_posix()))
     if not jobs:
         raise InputFileError(f"{src}: no images or videos in this folder (searched recursively).")
+    inputs = {j.src.resolve() for j in jobs}
+    onto = [j for j in jobs if j.dst.resolve() in inputs or _same_file(j.dst, j.src)]
+    if onto:
+        raise UserError(f"{onto[0].dst}: this output would replace an input file; choose an output folder outside "
+                        f"{src}.")
     names = [j.dst for j in jobs]
     clash = {n for n in names if names.count(n) > 1}
     if clash:
         raise UserError(f"inputs that differ only in their extension would write the same output: "
                         f"{sorted(map(str, clash))[:3]}; rename them.")
     return jobs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (also through links or a case-insensitive file system)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def add_batch_arguments(parser, *, batch_size: int, batch_help: str, quiet_help: str = "no progress bars") -> None:
@@ -147,33 +162,38 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[list[Job]], None], *, batch
     :class:`~hdvila.errors.UserError` for a bad input; a failing batch is retried one job at a time so
     one bad file costs only itself (an ``OSError``, e.g. an unreadable input, is that file's error too).
 
-    A job whose output exists is skipped as done, unless ``overwrite``; with ``settings(job)`` (the
-    values its metadata sidecar ``OUTPUT.json`` must hold, None for a key it must not hold) only an
-    output whose sidecar records those settings is done: any other file there (made with another
-    prompt, by another command, or not by this program) is that job's error and is left as it is. A
-    folder where an output file should go is an error too. Returns ``{"done", "skipped", "failed",
-    "errors"}``."""
+    A job whose output exists is skipped as done, unless ``overwrite``. With ``settings(job)`` (the
+    values its metadata sidecar ``OUTPUT.json`` must hold, None for a key it must not hold), an output
+    whose sidecar records other values (another prompt, another command's output) is that job's error
+    and is left as it is; an output with no readable sidecar (an earlier version's, or a file that is
+    not this program's) is skipped, kept, and listed in ``"unrecorded"`` for a warning. A folder where
+    an output file should go is an error. Returns ``{"done", "skipped", "failed", "errors",
+    "unrecorded"}``."""
     from tqdm.auto import tqdm
 
     from hdvila.atomic import stale_temporaries
 
     mine = list(jobs)[rank::world_size]
-    todo, blocked = [], []
+    todo, blocked, unrecorded = [], [], []
     for job in mine:
         if job.dst.is_dir():
             blocked.append((job, f"{job.dst} is a folder where the output file should go; move it away or choose "
                                  "another output."))
         elif overwrite or not job.dst.is_file():
             todo.append(job)
-        elif settings is not None and (why := _made_otherwise(job, settings(job))):
-            blocked.append((job, f"{job.dst} exists and was not made with these settings ({why}); pass --overwrite "
-                                 "to replace it, or choose another output."))
+        elif settings is not None and (why := _made_otherwise(job, settings(job))) is not None:
+            if why:
+                blocked.append((job, f"{job.dst} exists and was not made with these settings ({why}); pass "
+                                     "--overwrite to replace it, or choose another output."))
+            else:
+                unrecorded.append(job)
     for job in todo:  # left by a killed run (the output and its ``.json`` metadata sidecar); this rank's jobs only
         for target in (job.dst, job.dst.with_name(job.dst.name + ".json")):
             for tmp in stale_temporaries(target):
                 tmp.unlink(missing_ok=True)
     result = {"done": 0, "skipped": len(mine) - len(todo) - len(blocked), "failed": len(blocked),
-              "errors": [{"input": str(job.src), "error": why} for job, why in blocked]}
+              "errors": [{"input": str(job.src), "error": why} for job, why in blocked],
+              "unrecorded": [str(job.dst) for job in unrecorded]}
     images = [j for j in todo if j.kind == "image"]
     batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)] + \
               [[j] for j in todo if j.kind == "video"]
@@ -207,6 +227,11 @@ def finish(result: dict, summary: str, world_size: int = 1) -> int:
     failed here). The wait matters: the launcher (torchrun) stops every process as soon as one exits
     non-zero, so a process whose share had a bad file must not leave while the others still work."""
     print(summary, flush=True)
+    unrecorded = result.get("unrecorded", [])
+    if unrecorded:
+        print(f"warning: kept {len(unrecorded)} existing output(s) with no record of how they were made (e.g. "
+              f"{unrecorded[0]}, from an earlier version or not made by hdvila); pass --overwrite to redo them",
+              file=sys.stderr)
     for e in result["errors"][:5]:
         print(error_line(e), file=sys.stderr)
     sys.stderr.flush()
@@ -217,10 +242,16 @@ def finish(result: dict, summary: str, world_size: int = 1) -> int:
     return 1 if result["failed"] else 0
 
 
+def print_note(src, note: str) -> None:
+    """One ``note: SRC: ...`` line on stderr for ``note`` (its own ``SRC: `` prefixes removed)."""
+    if note:
+        print(f"note: {src}: {note.replace(f'{src}: ', '')}", file=sys.stderr)
+
+
 def write_with_meta(dst: Path, meta: dict, write: Callable[[], object]) -> None:
     """The metadata sidecar ``dst.json``, then ``write()`` (the output, written atomically): the output
     marks the job done, so a kill between the two redoes it; a failed write removes the sidecar,
-    leaving nothing (``hdvila edit``, and ``hdvila upscale --faces``)."""
+    leaving nothing (every output of ``hdvila edit`` and ``hdvila upscale``)."""
     from hdvila.atomic import atomic_write_text
 
     sidecar = dst.with_name(dst.name + ".json")
@@ -233,14 +264,15 @@ def write_with_meta(dst: Path, meta: dict, write: Callable[[], object]) -> None:
 
 
 def _made_otherwise(job: Job, expected: dict) -> str | None:
-    """None when the sidecar of ``job``'s existing output records the ``expected`` settings, else why not."""
+    """None when the sidecar of ``job``'s existing output records the ``expected`` settings; "" when it
+    has no readable sidecar (nothing says how it was made); else what differs."""
     sidecar = job.dst.with_name(job.dst.name + ".json")
     try:
         recorded = json.loads(sidecar.read_text())
     except (OSError, ValueError):
-        return f"it has no readable record {sidecar.name} of how it was made"
+        return ""
     if not isinstance(recorded, dict):
-        return f"{sidecar.name} is not a record of this program's"
+        return ""
     for key, value in expected.items():
         if recorded.get(key) != value:
             return f"{key} {recorded.get(key)!r} there, {value!r} now"

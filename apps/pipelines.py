@@ -143,7 +143,7 @@ def upscale_video(pipe: SRPipeline, src, dst, prompt: str | None, *, scale: int 
                                         faces=faces, name=str(src), write=write, audio_from=src)
         return {**result, "note": "; ".join(notes)}
     note = upscale_frames_to_video(pipe, frames, fps, dst, prompt, scale=scale, batch_size=batch_size,
-                                   audio_from=src)
+                                   audio_from=src, write=write)
     return "; ".join([*notes, *([note] if note else [])]) or None
 
 
@@ -176,15 +176,16 @@ def upscale_faces_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: st
 
 
 def upscale_frames_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: str | None, *, scale: int | None = None,
-                            batch_size: int = 16, audio_from=None) -> str | None:
+                            batch_size: int = 16, audio_from=None, write=None) -> str | None:
     """The frames of a video (uint8 [T, H, W, 3]), each upscaled by ``pipe`` (an SRPipeline), written
     to ``dst`` as an mp4 at ``fps`` (atomically) with the audio of the file ``audio_from`` (the source
     video; trimmed to the frames, see :func:`hdvila.videoio.write_video`), if given and it has any.
-    Returns the input-policy note of the frames (one for the video, not one per frame), or None."""
+    Returns the input-policy note of the frames (one for the video, not one per frame), or None;
+    ``write(note, save)``, if given, is called in place of ``save()``, the mp4 write (``hdvila upscale``
+    wraps it with its metadata sidecar)."""
     import torch
 
     from hdvila.tensors import uint8_to_unit
-    from hdvila.videoio import write_video
 
     x = uint8_to_unit(torch.from_numpy(frames).permute(0, 3, 1, 2))
     note = None
@@ -193,11 +194,10 @@ def upscale_frames_to_video(pipe: SRPipeline, frames, fps: float, dst, prompt: s
         out = pipe(x[i:i + batch_size], prompt=prompt, scale=scale or pipe.sr_model.config.scale, output_type="pt")
         note = note or next((n for n in out.notes if n), None)
         outs.append(out.images)
-    write_video(dst, torch.cat(outs), fps=fps, audio_from=audio_from)
-    return note
+    return _write_clip(dst, torch.cat(outs), fps, audio_from, note, write)
 
 
-def _write_clip(dst, video, fps: float, audio_from, result: dict, write) -> dict:
+def _write_clip(dst, video, fps: float, audio_from, result, write):
     """Write ``video`` to ``dst`` as an mp4 (with ``audio_from``'s audio), or hand the write to
     ``write(result, save)`` when given; returns ``result``."""
     from hdvila.videoio import write_video

@@ -31,6 +31,13 @@ def test_the_input_is_never_its_own_output(tmp_path):
         plan_jobs(tmp_path, tmp_path / ".")
 
 
+def test_no_output_lands_on_another_input(tmp_path):
+    _png(tmp_path / "in" / "a.png")
+    _png(tmp_path / "in" / "in" / "a.png", seed=1)  # in/in/a.png -> OUT/in/a.png, with OUT = tmp_path
+    with pytest.raises(UserError, match="would replace an input file"):
+        plan_jobs(tmp_path / "in", tmp_path)
+
+
 def test_an_output_folder_inside_the_input_folder_is_not_input(tmp_path):
     src = tmp_path / "frames"
     _png(src / "a.png")
@@ -48,9 +55,9 @@ def _write(job, meta):
 def test_only_outputs_made_with_these_settings_count_as_done(tmp_path):
     jobs = [Job(tmp_path / f"in{i}.png", tmp_path / "out" / f"o{i}.png", "image", f"in{i}.png") for i in range(5)]
     _write(jobs[0], {"prompt": "blue", "input": "x"})          # this run's settings: done
-    _write(jobs[1], {"prompt": "red"})                          # another prompt: kept, reported
-    jobs[2].dst.write_bytes(b"someone else's file")            # no record: kept, reported
-    jobs[3].dst.mkdir()                                         # a folder in the way: reported
+    _write(jobs[1], {"prompt": "red"})                          # another prompt: kept, an error
+    jobs[2].dst.write_bytes(b"someone else's file")            # no record (or an earlier version's): kept, a warning
+    jobs[3].dst.mkdir()                                         # a folder in the way: an error
     processed = []
 
     def process(batch):
@@ -59,11 +66,11 @@ def test_only_outputs_made_with_these_settings_count_as_done(tmp_path):
             job.dst.write_bytes(b"new")
 
     r = run_jobs(jobs, process, progress=False, settings=lambda job: {"prompt": "blue", "steps": None})
-    assert processed == ["o4.png"] and r["done"] == 1 and r["skipped"] == 1 and r["failed"] == 3
+    assert processed == ["o4.png"] and r["done"] == 1 and r["skipped"] == 2 and r["failed"] == 2
     why = {e["input"][-7:]: e["error"] for e in r["errors"]}
     assert "prompt 'red' there, 'blue' now" in why["in1.png"] and "--overwrite" in why["in1.png"]
-    assert "no readable record o2.png.json" in why["in2.png"]
     assert "is a folder where the output file should go" in why["in3.png"]
+    assert r["unrecorded"] == [str(jobs[2].dst)]
     assert jobs[1].dst.read_bytes() == b"out" and jobs[2].dst.read_bytes() == b"someone else's file"
     r = run_jobs(jobs, process, progress=False, overwrite=True, settings=lambda job: {"prompt": "blue"})
     assert r["done"] == 4 and r["failed"] == 1 and jobs[2].dst.read_bytes() == b"new"  # asked for: replaced
@@ -137,3 +144,13 @@ def test_cli_refuses_before_any_work(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # nothing written, the input intact
     assert Image.open(img).size == (64, 64)
+
+
+def test_kept_outputs_without_a_record_get_one_warning(capsys):
+    from apps.batch import finish
+
+    result = {"done": 0, "skipped": 2, "failed": 0, "errors": [], "unrecorded": ["out/a.png", "out/b.png"]}
+    assert finish(result, "upscaled 0 file(s)") == 0  # kept, not failed: an earlier version's outputs
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: kept 2 existing output(s) with no record") and \
+        "out/a.png" in err[0] and "--overwrite" in err[0]

@@ -14,9 +14,10 @@ generator's resolution; the inversion PSNR of each file is printed and written t
 words the mapper was trained on gets one warning before any file. A video is edited as one
 clip: one edit offset for every frame, latents smoothed over ``--temporal-sigma`` frames; it is
 written as an mp4 at the source frame rate with the source's audio track (copied, or re-encoded to
-AAC; cut to the frames written). A rerun skips finished outputs (``--overwrite`` redoes
-them); bad inputs go to the errors report beside the outputs and make the exit status 1; every file
-is written atomically.
+AAC; cut to the frames written). A rerun skips the outputs made with the same prompt and
+options (their ``OUTPUT.json`` says; ``--overwrite`` redoes them); one made otherwise is kept and
+reported as an error, one with no record is kept with a warning. Bad inputs go to the errors report
+beside the outputs and make the exit status 1; every file is written atomically.
 
 Faces (``--faces largest|all``, for a pipeline on an FFHQ generator and real photos): each image's
 faces (the largest, or all) are detected, aligned as FFHQ at the generator's size, edited and pasted
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         errors_path,
         finish,
         plan_jobs,
+        print_note,
         process_share,
         run_jobs,
         write_with_meta,
@@ -130,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
                                  "inversion_psnr_db": round(r["inversion_psnr"], 3), "note": r["note"],
                                  **({"faces": r["faces"].to_json()} if r.get("faces") else {})}, save))
             print(f"{job.src}: {out['frames']} frames, mean inversion PSNR {out['inversion_psnr']:.2f} dB")
-            if out["note"]:
-                print(f"note: {job.src}: {out['note'].replace(f'{job.src}: ', '')}", file=sys.stderr)
+            print_note(job.src, out["note"])
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
@@ -146,9 +147,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
 
     report = errors_path(args.input, args.output, rank, world)
-    optional = dict.fromkeys(("steps", "refine_steps", "refine_texture", "faces_mode"))  # absent: None
+    # What an existing output's sidecar must record to count as done: the edit's settings (absent: None),
+    # not the input policy's wording.
+    settings = {**dict.fromkeys(("steps", "refine_steps", "refine_texture", "faces_mode")),
+                **{k: v for k, v in base.items() if k != "input_policy"}}
     r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=rank, world_size=world, progress=not args.quiet, settings=lambda job: {**optional, **base})
+                 rank=rank, world_size=world, progress=not args.quiet, settings=lambda job: settings)
     summary = (f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
                f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
     return finish(r, summary, world)

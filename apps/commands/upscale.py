@@ -7,9 +7,11 @@ centre-cropped to a square and resized to it, with a note on stderr; a frame lar
 output (64 px) is refused. The caption of a file comes from ``--captions`` (jsonl ``{"image", "caption"}`` or a
 CSV with image and caption columns, paths relative to that file), else ``--prompt``, else none (the
 model then upscales without text). Images are written as PNG, videos as mp4 at the source frame
-rate with the source's audio track (copied, or re-encoded to AAC; cut to the frames written). A rerun
-skips finished outputs (``--overwrite`` redoes them); bad inputs go to the errors report beside the
-outputs and make the exit status 1.
+rate with the source's audio track (copied, or re-encoded to AAC; cut to the frames written). Each output
+gets ``OUTPUT.json``, a record of how it was made. A rerun skips the outputs made with the same
+scale and caption (``--overwrite`` redoes them); one made otherwise is kept and reported as an error,
+one with no record is kept with a warning. Bad inputs go to the errors report beside the outputs and
+make the exit status 1.
 
 Faces (``--faces largest|all``, for a model trained on faces and real photos): each image's faces
 are detected, aligned as FFHQ at the model's LR size and super-resolved; the whole frame is enlarged
@@ -71,7 +73,15 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import check_batch_arguments, errors_path, finish, plan_jobs, process_share, run_jobs
+    from apps.batch import (
+        check_batch_arguments,
+        errors_path,
+        finish,
+        plan_jobs,
+        print_note,
+        process_share,
+        run_jobs,
+    )
     from apps.pipelines import load_sr_pipeline, upscale_video
 
     check_batch_arguments(args)
@@ -110,21 +120,18 @@ def run(args: argparse.Namespace) -> int:
 
         if batch[0].kind == "video":
             job = batch[0]
+            meta = {**settings(job), **base, "input": str(job.src)}
             if args.faces:
                 r = upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
                                   max_frames=args.max_frames, faces=args.faces,
                                   write=lambda r, save: write_with_meta(job.dst, {
-                                      **base, "input": str(job.src), "caption": prompt_of(job), "frames": r["frames"],
-                                      "faces": r["faces"].to_json()}, save))
-                if r["note"]:
-                    print(f"note: {job.src}: {r['note'].replace(f'{job.src}: ', '')}", file=sys.stderr)
+                                      **meta, "frames": r["frames"], "faces": r["faces"].to_json()}, save))
+                print_note(job.src, r["note"])
                 return None
-            notes = []
-            write_with_meta(job.dst, {**settings(job), "input": str(job.src)}, lambda: notes.append(upscale_video(
-                pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
-                max_frames=args.max_frames)))
-            if notes[0]:
-                print(f"note: {job.src}: {notes[0].split(': ', 1)[-1]}", file=sys.stderr)
+            note = upscale_video(pipe, job.src, job.dst, prompt_of(job), scale=scale, batch_size=args.batch_size,
+                                 max_frames=args.max_frames, write=lambda note, save: write_with_meta(job.dst, {
+                                     **meta, "note": note or ""}, save))
+            print_note(job.src, note)
             return None
         images = [load_image(j.src) for j in batch]
         out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch],
@@ -132,12 +139,11 @@ def run(args: argparse.Namespace) -> int:
         for k, (job, img, note) in enumerate(zip(batch, out.images, out.notes)):
             if note:
                 print(f"note: {note}", file=sys.stderr)
+            meta = {**settings(job), **base, "input": str(job.src)}
             if out.faces is None:
-                write_with_meta(job.dst, {**settings(job), "input": str(job.src)},
-                                lambda img=img, job=job: save_image(img, job.dst))
+                write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
                 continue
-            meta = {**base, "input": str(job.src), "caption": prompt_of(job),
-                    "faces": [r.to_json() for r in out.faces[k]]}
+            meta["faces"] = [r.to_json() for r in out.faces[k]]
             write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
             print(f"{job.src}: {len(out.faces[k])} face(s) super-resolved, {img.size[0]}x{img.size[1]} px")
 
