@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def test_accelerate_two_processes_edit_each_file_exactly_once(tmp_path):
            "--prompt", "make it striped", "--model", model, "--batch-size", "2", "--quiet", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0, "a bad input must make the exit status non-zero"
-    done = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("edited ")]
+    # The two processes share one stdout, unbuffered: a line of one can be cut by the other's ("... dBedited 3
+    # file(s) ..."), so the summaries are found anywhere in it, not at line starts.
+    done = [int(n) for n in re.findall(r"edited (\d+) file\(s\)", proc.stdout)]
     # 8 files split 4/4 by rank; the broken one fails on its rank: 7 edited in all, each exactly once.
     assert len(done) == 2 and sum(done) == len(inputs), proc.stdout[-3000:]
     want = sorted(out / p.relative_to(src) for p in inputs)
