@@ -65,7 +65,16 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     else:
         img = _open(src, label, max_pixels)
     _check_size(img.size, label, max_pixels)
-    return to_rgb(img, alpha_background)
+    out = to_rgb(img, alpha_background)
+    if img.info.get("animation_frames", 1) > 1:  # an animation's first frame: callers can say so (animation_note)
+        out.info["animation_frames"] = img.info["animation_frames"]
+    return out
+
+
+def animation_note(img: Image.Image) -> str:
+    """For an image :func:`load_image` read from an animation: that only its first frame is used; else ""."""
+    frames = img.info.get("animation_frames", 1)
+    return f"an animation of {frames} frames: only its first frame is used" if frames > 1 else ""
 
 
 def _open(src: str | os.PathLike | bytes | bytearray, label: str, max_pixels: int) -> Image.Image:
@@ -97,7 +106,10 @@ def _open(src: str | os.PathLike | bytes | bytearray, label: str, max_pixels: in
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
+            frames = getattr(img, "n_frames", 1)  # an animation: its first frame is what is read
             img = ImageOps.exif_transpose(img)
+            if frames > 1:
+                img.info["animation_frames"] = frames
     except UserError:
         raise
     except UnidentifiedImageError:

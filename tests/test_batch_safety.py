@@ -154,3 +154,19 @@ def test_kept_outputs_without_a_record_get_one_warning(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: kept 2 existing output(s) with no record") and \
         "out/a.png" in err[0] and "--overwrite" in err[0]
+
+
+def test_an_animation_is_read_as_its_first_frame_with_a_note(tmp_path, capsys):
+    from apps.cli import main
+    from hdvila.imageio import animation_note, load_image
+
+    frames = [Image.new("RGB", (16, 16), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[1].save(tmp_path / "still.gif")
+    img = load_image(tmp_path / "anim.gif")
+    assert img.mode == "RGB" and img.getpixel((0, 0)) == (255, 0, 0)
+    assert animation_note(img) == "an animation of 3 frames: only its first frame is used"
+    assert animation_note(load_image(tmp_path / "still.gif")) == ""
+    assert main(["upscale", str(tmp_path / "anim.gif"), str(tmp_path / "up.png"), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "animation" in line]
+    assert notes == [f"note: {tmp_path / 'anim.gif'}: an animation of 3 frames: only its first frame is used"]

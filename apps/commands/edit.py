@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         base["faces_mode"] = args.faces
 
     def process(batch):
-        from hdvila.imageio import load_image, save_image
+        from hdvila.imageio import animation_note, load_image, save_image
 
         if batch[0].kind == "video":
             job = batch[0]
@@ -135,16 +135,19 @@ def run(args: argparse.Namespace) -> int:
             print_note(job.src, out["note"])
             return None
         images = [load_image(j.src) for j in batch]
+        animated = [animation_note(img) and f"{job.src}: {animation_note(img)}" for job, img in zip(batch, images)]
         out = pipe(images, args.prompt, method=args.method, strength=args.strength, steps=args.steps,
                    refine_steps=args.refine_steps, refine_texture=args.refine_texture,
                    labels=[str(j.src) for j in batch], faces=args.faces)
         for k, (job, img, psnr, note) in enumerate(zip(batch, out.images, out.inversion_psnr, out.notes)):
+            note = "; ".join(n for n in (animated[k], note) if n)
             meta = {**base, "input": str(job.src), "inversion_psnr_db": round(psnr, 3), "note": note}
             if out.faces is not None:
                 meta["faces"] = [r.to_json() for r in out.faces[k]]
             write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
             count = "" if out.faces is None else f"{len(out.faces[k])} face(s), "
-            print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB" + (f" ({note.split(': ', 1)[-1]})" if note else ""))
+            shown = f" ({note.replace(f'{job.src}: ', '')})" if note else ""
+            print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB{shown}")
 
     report = errors_path(args.input, args.output, rank, world)
     # What an existing output's sidecar must record to count as done: the edit's settings (absent: None),

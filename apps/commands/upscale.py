@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     def process(batch):
         from apps.batch import write_with_meta
-        from hdvila.imageio import load_image, save_image
+        from hdvila.imageio import animation_note, load_image, save_image
 
         if batch[0].kind == "video":
             job = batch[0]
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             print_note(job.src, note)
             return None
         images = [load_image(j.src) for j in batch]
+        for job, img in zip(batch, images):
+            print_note(job.src, animation_note(img))
         out = pipe(images, prompt=[prompt_of(j) for j in batch], scale=scale, labels=[str(j.src) for j in batch],
                    faces=args.faces)
         for k, (job, img, note) in enumerate(zip(batch, out.images, out.notes)):
