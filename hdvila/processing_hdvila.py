@@ -164,6 +164,13 @@ class HDVILAProcessor:
         return self._tokenizer
 
     # ---- text ---------------------------------------------------------------------------------------
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens of each text, [CLS] and [SEP] included, before any truncation: a text
+        with more than ``max_length`` is cut by :meth:`tokenize`."""
+        # verbose=False: transformers would otherwise log "sequence length is longer than the specified
+        # maximum (2002 > 512) ... indexing errors" for this length-only pass, which never reaches the model.
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]]
+
     def tokenize(self, text: str | Sequence[str]) -> dict[str, torch.Tensor]:
         """One text or a list -> ``input_ids`` and ``attention_mask``, both int64 [B, L], L <= max_length.
 
@@ -179,9 +186,7 @@ class HDVILAProcessor:
                 raise TextInputError(f"Text {i} is a {type(t).__name__}, not a string.")
             if not t.strip():
                 raise TextInputError(f"Text {i} is empty or only whitespace; describe the video or image in words.")
-        # verbose=False: transformers would otherwise log "sequence length is longer than the specified
-        # maximum (2002 > 512) ... indexing errors" for this length-only pass, which never reaches the model.
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+        lengths = self.token_counts(texts)
         cut = [i for i, n in enumerate(lengths) if n > self.max_length]
         if cut:
             first = cut[0]

@@ -37,7 +37,7 @@ def check_query_length(query: str, processor) -> None:
     """Refuse a query longer than the text encoder reads (``processor.max_length`` tokens, the limit
     ``hdvila edit`` holds prompts to, :func:`generation.editing.guide.check_prompt`): cut, it would
     search for half a sentence."""
-    n = len(processor.tokenizer(query.strip(), add_special_tokens=True, verbose=False)["input_ids"])
+    n = processor.token_counts([query.strip()])[0]
     if n > processor.max_length:
         raise TextInputError(f"the search query has {n} tokens ({len(query):,} characters); the text encoder reads "
                              f"at most {processor.max_length} ([CLS] and [SEP] included, see --max-tokens). "

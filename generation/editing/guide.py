@@ -49,7 +49,7 @@ def check_prompt(prompt: object, processor, label: str = "the prompt") -> str:
     text = prompt.strip()
     if not text:
         raise TextInputError(f"{label} is empty: say what to change, e.g. \"make it striped\" or \"a blue one\".")
-    n = len(processor.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+    n = processor.token_counts([text])[0]
     if n > processor.max_length:
         raise TextInputError(f"{label} has {n} tokens; the text encoder reads at most {processor.max_length} "
                              f"([CLS] and [SEP] included). Shorten it to the change you want.")

@@ -133,28 +133,16 @@ class SRPipeline(Pipeline):
             raise CheckpointError("a caption was given, but the pipeline has no HD-VILA model to embed it; load the "
                                   "pipeline with its hdvila and processor components.")
         rows = [i for i, p in enumerate(prompts) if p is not None and str(p).strip()]
-        texts = [str(prompts[i]) for i in rows]
-        if any(self._caption_tokens(texts)):
-            # Cut captions are reported in the output's notes (caption_notes), one line per image,
-            # not as the processor's TextTruncationWarning with its source line.
-            from hdvila.processing_hdvila import TextTruncationWarning
+        from hdvila.processing_hdvila import TextTruncationWarning
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", TextTruncationWarning)
-                tok = self.processor.tokenize(texts)
-        else:
-            tok = self.processor.tokenize(texts)
+        with warnings.catch_warnings():  # a cut caption is said in the output's notes (caption_notes), one
+            warnings.simplefilter("ignore", TextTruncationWarning)  # line per image, not as this warning
+            tok = self.processor.tokenize([str(prompts[i]) for i in rows])
         emb = self.hdvila.get_text_features(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
         text = torch.zeros(n, emb.shape[1], device=self.device, dtype=emb.dtype)
         text[rows] = emb
         keep[rows] = True
         return text, keep
-
-    def _caption_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Per text: its token count when above ``processor.max_length`` (it will be cut), else 0."""
-        lengths = [len(ids) for ids in self.processor.tokenizer(list(texts), add_special_tokens=True,
-                                                                verbose=False)["input_ids"]]
-        return [n if n > self.processor.max_length else 0 for n in lengths]
 
     def caption_notes(self, prompt: str | Sequence[str | None] | None, n: int) -> list[str]:
         """One note per image: "" or, where its caption is longer than the text encoder reads, that
@@ -167,8 +155,8 @@ class SRPipeline(Pipeline):
         if not rows:
             return notes
         m = self.processor.max_length
-        for i, count in zip(rows, self._caption_tokens([str(prompts[i]) for i in rows])):
-            if count:
+        for i, count in zip(rows, self.processor.token_counts([str(prompts[i]) for i in rows])):
+            if count > m:
                 notes[i] = (f"the caption has {count} tokens; only its first {m} are used (the text encoder reads "
                             f"at most {m}, [CLS] and [SEP] included): shorten it to what the image shows")
         return notes
