@@ -8,14 +8,17 @@ A module that writes files names the options that hold output paths in ``OUTPUTS
 any work.
 Modules are imported only when their subcommand runs, so ``hdvila --help`` is instant.
 A :class:`~hdvila.errors.UserError` is printed as one line (``error: ...``) with exit
-status 2, never as a traceback.
+status 2, never as a traceback; a ``UserWarning`` as one line (``warning: ...``), without Python's
+source line (:func:`one_line_warnings`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,6 +61,23 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, a :class:`UserWarning` (e.g. the images ``--skip-bad-images`` left out) is printed
+    as one ``warning: ...`` line on stderr, its lines joined with "; ", without Python's source line."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, UserWarning):
+                return shown(message, category, filename, lineno, file, line)
+            text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip()).replace(":; ", ": ")
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show
+        yield
+
+
 def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, outputs: tuple[str, ...]) -> None:
     """A one-line :class:`~hdvila.errors.UserError` for the first output path in ``args`` (the ``dest``
     names ``outputs``) that cannot be written, named as the user typed it (``--json``, ``OUTPUT``)."""
@@ -88,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_outputs(parser, args, getattr(module, "OUTPUTS", ()))
-        result = module.run(args)
+        with one_line_warnings():
+            result = module.run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -107,7 +107,7 @@ def test_skip_bad_images_hint_names_the_running_commands_flag(tmp_path):
 
 
 def test_score_mapper_prints_skipped_images_as_one_warning_line(tmp_path, capsys):
-    from apps.commands.score_mapper import one_line_warnings
+    from apps.cli import one_line_warnings
     from generation.data import scan_image_folder
     from hdvila.demo.dataset import DemoImageDataset
     from hdvila.imageio import save_image

@@ -15,7 +15,6 @@ selection of a checkpoint, fixed before any judging. Give the options the traini
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from hdvila.errors import UserError
@@ -51,25 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the numbers as JSON, by mapper folder ('-': stdout alone)")
 
 
-@contextlib.contextmanager
-def one_line_warnings():
-    """Within the block, a :class:`UserWarning` (e.g. the images ``--skip-bad-images`` left out) is printed
-    as one ``warning: ...`` line on stderr, its lines joined with "; ", without Python's source line."""
-    import warnings
-
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if not issubclass(category, UserWarning):
-                return shown(message, category, filename, lineno, file, line)
-            text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip()).replace(":; ", ": ")
-            print(f"warning: {text}", file=sys.stderr, flush=True)
-
-        warnings.showwarning = show
-        yield
-
-
 def run(args: argparse.Namespace) -> int:
     from generation.mapper_eval import score_mappers
 
@@ -80,12 +60,11 @@ def run(args: argparse.Namespace) -> int:
     def report(folder: str, numbers: dict[str, float]) -> None:
         print(folder, " ".join(f"{k}={v:.4f}" for k, v in numbers.items()), file=out, flush=True)
 
-    with one_line_warnings():
-        scores = score_mappers(args.mappers, generator=args.generator, encoder=args.encoder, hdvila=args.hdvila,
-                               attributes=args.attributes, data=args.data, val_size=args.val_size,
-                               skip_bad_images=args.skip_bad_images, unread_attributes=args.unread_attributes,
-                               seed=args.seed, figures_dir=args.figures, val_option="--val-size", report=report,
-                               skip_hint="pass --skip-bad-images to score without them")
+    scores = score_mappers(args.mappers, generator=args.generator, encoder=args.encoder, hdvila=args.hdvila,
+                           attributes=args.attributes, data=args.data, val_size=args.val_size,
+                           skip_bad_images=args.skip_bad_images, unread_attributes=args.unread_attributes,
+                           seed=args.seed, figures_dir=args.figures, val_option="--val-size", report=report,
+                           skip_hint="pass --skip-bad-images to score without them")
     if args.json:
         from apps.commands._retrieval import write_json
 
