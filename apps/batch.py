@@ -25,7 +25,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from hdvila.errors import InputFileError, UserError
 
@@ -127,6 +127,32 @@ def check_batch_arguments(args) -> None:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+
+
+class BatchRun(NamedTuple):
+    """A batch command's run (:func:`start_batch`): this process's jobs are ``jobs[rank::world_size]``."""
+
+    jobs: list[Job]
+    rank: int
+    world_size: int
+    device: str | None
+    report: Path  # the errors report (errors_path)
+
+    def run(self, process: Callable[[list[Job]], None], args, settings: Callable[[Job], dict] | None = None) -> dict:
+        """:func:`run_jobs` over this run's jobs with :func:`add_batch_arguments`' options."""
+        return run_jobs(self.jobs, process, batch_size=args.batch_size, overwrite=args.overwrite,
+                        errors_file=self.report, rank=self.rank, world_size=self.world_size,
+                        progress=not args.quiet, settings=settings)
+
+
+def start_batch(args) -> BatchRun:
+    """The start of ``hdvila edit``/``hdvila upscale`` (``args.input``, ``args.output`` and
+    :func:`add_batch_arguments`' options): the options checked, this process's share
+    (:func:`process_share`), the jobs (:func:`plan_jobs`) and where the errors report goes."""
+    check_batch_arguments(args)
+    rank, world_size, device = process_share(args.device)
+    return BatchRun(plan_jobs(args.input, args.output), rank, world_size, device,
+                    errors_path(args.input, args.output, rank, world_size))
 
 
 def process_share(device: str | None = None) -> tuple[int, int, str | None]:

@@ -72,28 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import (
-        check_batch_arguments,
-        errors_path,
-        finish,
-        plan_jobs,
-        print_note,
-        process_share,
-        run_jobs,
-        write_with_meta,
-    )
+    from apps.batch import finish, print_note, start_batch, write_with_meta
     from apps.pipelines import edit_video, load_edit_pipeline
     from generation.editing.clips import check_temporal_sigma
     from generation.editing.pipeline_edit import INPUT_POLICY
 
-    check_batch_arguments(args)
     check_temporal_sigma(args.temporal_sigma)
     if args.refine_texture is not None and not (args.refine_texture >= 0 and args.refine_steps > 0):
         raise UserError(f"--refine-texture must be >= 0 and goes with --refine-steps N, "
                         f"got {args.refine_texture} (--refine-steps {args.refine_steps})")
-    rank, world, device = process_share(args.device)
-    jobs = plan_jobs(args.input, args.output)
-    pipe = load_edit_pipeline(args.model, args.generator, args.hdvila, device)
+    batch_run = start_batch(args)
+    pipe = load_edit_pipeline(args.model, args.generator, args.hdvila, batch_run.device)
     pipe.set_progress_bar_config(disable=True)
     policy = INPUT_POLICY.format(r=pipe.resolution)
     if args.faces:
@@ -149,13 +138,12 @@ def run(args: argparse.Namespace) -> int:
             shown = f" ({note.replace(f'{job.src}: ', '')})" if note else ""
             print(f"{job.src}: {count}inversion PSNR {psnr:.2f} dB{shown}")
 
-    report = errors_path(args.input, args.output, rank, world)
     # What an existing output's sidecar must record to count as done: the edit's settings (absent: None),
     # not the input policy's wording.
     settings = {**dict.fromkeys(("steps", "refine_steps", "refine_texture", "faces_mode")),
                 **{k: v for k, v in base.items() if k != "input_policy"}}
-    r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=rank, world_size=world, progress=not args.quiet, settings=lambda job: settings)
+    r = batch_run.run(process, args, settings=lambda job: settings)
     summary = (f"edited {r['done']} file(s) into {args.output} ({args.method}, strength {args.strength:g}); "
-               f"{r['skipped']} already done, {r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
-    return finish(r, summary, world)
+               f"{r['skipped']} already done, {r['failed']} failed"
+               + (f" (see {batch_run.report})" if r["failed"] else ""))
+    return finish(r, summary, batch_run.world_size)

@@ -73,28 +73,19 @@ def caption_lookup(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from apps.batch import (
-        check_batch_arguments,
-        errors_path,
-        finish,
-        plan_jobs,
-        print_note,
-        process_share,
-        run_jobs,
-    )
+    from apps.batch import finish, print_note, start_batch
     from apps.pipelines import load_sr_pipeline, upscale_video
 
-    check_batch_arguments(args)
     if args.prompt is not None and not args.prompt.strip():
         raise UserError("--prompt is empty; give a caption, or leave the option out to upscale without text.")
-    rank, world, device = process_share(args.device)
-    jobs = plan_jobs(args.input, args.output)
+    batch_run = start_batch(args)
+    jobs = batch_run.jobs
     caption = caption_lookup(args.captions)
     if args.captions and not any(caption(job) for job in jobs):
         print(f"warning: --captions {args.captions} names none of the {len(jobs)} input file(s) (matched by path, "
               f"path relative to the file, or name); they are upscaled "
               + ("with --prompt." if args.prompt else "without a caption."), file=sys.stderr)
-    pipe = load_sr_pipeline(args.model, args.generator, args.hdvila, device)
+    pipe = load_sr_pipeline(args.model, args.generator, args.hdvila, batch_run.device)
     pipe.set_progress_bar_config(disable=True)
     scale = pipe.sr_model.config.scale if args.scale is None else args.scale
     pipe.check_inputs([None], None, scale)  # a --scale the model was not trained for fails before any file
@@ -149,9 +140,7 @@ def run(args: argparse.Namespace) -> int:
             write_with_meta(job.dst, meta, lambda img=img, job=job: save_image(img, job.dst))
             print(f"{job.src}: {len(out.faces[k])} face(s) super-resolved, {img.size[0]}x{img.size[1]} px")
 
-    report = errors_path(args.input, args.output, rank, world)
-    r = run_jobs(jobs, process, batch_size=args.batch_size, overwrite=args.overwrite, errors_file=report,
-                 rank=rank, world_size=world, progress=not args.quiet, settings=settings)
+    r = batch_run.run(process, args, settings=settings)
     summary = (f"upscaled {r['done']} file(s) x{scale} into {args.output}; {r['skipped']} already done, "
-               f"{r['failed']} failed" + (f" (see {report})" if r["failed"] else ""))
-    return finish(r, summary, world)
+               f"{r['failed']} failed" + (f" (see {batch_run.report})" if r["failed"] else ""))
+    return finish(r, summary, batch_run.world_size)
