@@ -361,11 +361,7 @@ def read_video_checked(path: str | os.PathLike, max_frames: int | None = None,
     """:func:`read_all_frames` for a command that processes a whole video: a video with no frames,
     or with more than ``max_frames``, is refused (:class:`InputFileError`) rather than cut short.
     ``notes``: as for :func:`read_all_frames` (a truncated file's note)."""
-    collected: list[str] = [] if notes is None else notes
-    frames, fps = read_all_frames(path, max_frames=None if max_frames is None else max_frames + 1, notes=collected)
-    if notes is None:
-        for note in collected:
-            warnings.warn(note, TruncatedVideoWarning, stacklevel=2)
+    frames, fps = read_all_frames(path, max_frames=None if max_frames is None else max_frames + 1, notes=notes)
     if len(frames) == 0:
         raise InputFileError(f"{path}: the video has no frames.")
     if max_frames is not None and len(frames) > max_frames:

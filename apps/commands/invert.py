@@ -71,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from hdvila.paths import resolve_model_path
     from hdvila.tensors import pil_to_tensor
 
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} exists and is a file; pass a folder for the outputs.")
+    out_dir = Path(args.out_dir)  # a folder (apps/cli.py refuses a file there before run)
     check_options(args)
     # Everything that can fail on the inputs happens before anything is written.
     image = load_image(args.image)
